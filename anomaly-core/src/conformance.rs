@@ -1,0 +1,410 @@
+//! Runs River golden-vector folders against this crate.
+//!
+//! A golden folder holds `cases.jsonl` (one case per line: detector, River keyword arguments,
+//! input stream, expected drift steps and warning runs, optional per-step trace),
+//! `streams/<name>.csv` (the inputs) and `traces/<case>.csv`. [`run_folder`] replays every
+//! case and reports, for each failure, the first step where this crate differs from River.
+//!
+//! ```no_run
+//! use anomaly_core::conformance::run_folder;
+//!
+//! let report = run_folder("tests/fixtures/golden".as_ref(), None)?;
+//! for failure in &report.failures {
+//!     println!("{}: {}", failure.case, failure.reason);
+//! }
+//! println!("golden: {} passed, {} failed", report.passed, report.failures.len());
+//! # Ok::<(), anomaly_core::conformance::GoldenError>(())
+//! ```
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use crate::drift::{
+    Adwin, Ddm, DriftDetector, Eddm, Fhddm, HddmA, HddmW, Kswin, Outcome, PageHinkley,
+};
+
+/// Relative tolerance for real-valued trace columns, as the golden set states.
+pub const RELATIVE_TOLERANCE: f64 = 1e-12;
+
+/// Detector names the golden format uses, in the order the runner knows them.
+pub const DETECTOR_NAMES: [&str; 10] = [
+    "ADWIN",
+    "DDM",
+    "EDDM",
+    "HDDM_A",
+    "HDDM_W",
+    "FHDDM",
+    "PageHinkley",
+    "KSWIN",
+    "HST",
+    "SAD",
+];
+
+/// The folder itself could not be read (a single broken case is a failure, not this error).
+#[derive(Debug, Error)]
+pub enum GoldenError {
+    /// `cases.jsonl` is missing or unreadable.
+    #[error("cannot read {path}: {source}; pass a folder that holds cases.jsonl")]
+    Io {
+        /// The file that could not be read.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A line of `cases.jsonl` is not a case object.
+    #[error("{path} line {line}: {message}")]
+    BadCaseLine {
+        /// The cases file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The parser's complaint.
+        message: String,
+    },
+}
+
+/// One line of `cases.jsonl`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Case {
+    /// Unique case name, e.g. `ADWIN__default__r_abrupt`.
+    pub case: String,
+    /// Detector name (see [`DETECTOR_NAMES`]).
+    pub detector: String,
+    /// River keyword arguments.
+    #[serde(default)]
+    pub params: serde_json::Value,
+    /// Stream name: inputs are in `streams/<stream>.csv`.
+    pub stream: String,
+    /// Steps (0-based) where River reported a drift.
+    #[serde(default)]
+    pub drifts: Vec<usize>,
+    /// Inclusive runs of steps with a warning; `None` for detectors without warnings.
+    #[serde(default)]
+    pub warnings: Option<Vec<[usize; 2]>>,
+    /// Relative path of the per-step trace, if any.
+    #[serde(default)]
+    pub trace: Option<String>,
+}
+
+/// A case that did not reproduce River.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    /// The case name.
+    pub case: String,
+    /// Where and how it first differs.
+    pub reason: String,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// Cases that reproduced River.
+    pub passed: usize,
+    /// Cases that did not, or could not be run.
+    pub failures: Vec<Failure>,
+}
+
+/// Reads the cases of a golden folder.
+pub fn read_cases(dir: &Path) -> Result<Vec<Case>, GoldenError> {
+    let path = dir.join("cases.jsonl");
+    let text = fs::read_to_string(&path).map_err(|source| GoldenError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| GoldenError::BadCaseLine {
+                path: path.clone(),
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Runs every case of `dir` (only those whose detector is in `only`, when given).
+pub fn run_folder(dir: &Path, only: Option<&[String]>) -> Result<Report, GoldenError> {
+    let mut report = Report::default();
+    for case in read_cases(dir)? {
+        if only.is_some_and(|names| !names.contains(&case.detector)) {
+            continue;
+        }
+        match run_case(dir, &case) {
+            Ok(()) => report.passed += 1,
+            Err(reason) => report.failures.push(Failure {
+                case: case.case.clone(),
+                reason,
+            }),
+        }
+    }
+    Ok(report)
+}
+
+/// Runs one case; `Err` says where it first differs from River (or why it could not run).
+pub fn run_case(dir: &Path, case: &Case) -> Result<(), String> {
+    let inputs = read_stream(&dir.join("streams").join(format!("{}.csv", case.stream)))?;
+    let trace = match &case.trace {
+        Some(rel) => Some(read_trace(&dir.join(rel))?),
+        None => None,
+    };
+    let observed = match case.detector.as_str() {
+        "ADWIN" => {
+            let mut adwin = Adwin::new(params(case)?).map_err(|e| e.to_string())?;
+            let reals = reals(&inputs)?;
+            run_detector(&mut adwin, &reals, |a, i| {
+                check_adwin_row(a, i, trace.as_ref())
+            })?
+        }
+        "PageHinkley" => {
+            let mut ph = PageHinkley::new(params(case)?).map_err(|e| e.to_string())?;
+            run_detector(&mut ph, &reals(&inputs)?, no_trace)?
+        }
+        "KSWIN" => {
+            let mut kswin = Kswin::new(params(case)?).map_err(|e| e.to_string())?;
+            run_detector(&mut kswin, &reals(&inputs)?, |k, i| {
+                check_kswin_row(k, i, trace.as_ref())
+            })?
+        }
+        "DDM" => run_outcomes(&mut Ddm::new(params(case)?), &inputs, Outcome::Error)?,
+        "EDDM" => run_outcomes(&mut Eddm::new(params(case)?), &inputs, Outcome::Error)?,
+        "HDDM_A" => run_outcomes(&mut HddmA::new(params(case)?), &inputs, Outcome::Error)?,
+        "HDDM_W" => run_outcomes(&mut HddmW::new(params(case)?), &inputs, Outcome::Error)?,
+        // River's FHDDM treats its input 1 as a correct prediction (see `Fhddm`).
+        "FHDDM" => run_outcomes(&mut Fhddm::new(params(case)?), &inputs, Outcome::Correct)?,
+        other => {
+            return Err(format!(
+                "detector `{other}` is not supported by this runner"
+            ));
+        }
+    };
+    compare_flags(case, &observed)
+}
+
+/// Per-step flags observed while replaying a stream.
+struct Observed {
+    drifts: Vec<usize>,
+    warnings: Vec<bool>,
+}
+
+fn params<P: DeserializeOwned>(case: &Case) -> Result<P, String> {
+    let value = if case.params.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        case.params.clone()
+    };
+    serde_json::from_value(value).map_err(|e| format!("cannot use params {}: {e}", case.params))
+}
+
+fn run_outcomes<D: DriftDetector<Input = Outcome>>(
+    detector: &mut Result<D, crate::ParameterError>,
+    inputs: &[String],
+    one_means: Outcome,
+) -> Result<Observed, String> {
+    let detector = detector.as_mut().map_err(|e| e.to_string())?;
+    let zero_means = match one_means {
+        Outcome::Error => Outcome::Correct,
+        Outcome::Correct => Outcome::Error,
+    };
+    let outcomes = inputs
+        .iter()
+        .map(|t| match t.as_str() {
+            "1" => Ok(one_means),
+            "0" => Ok(zero_means),
+            other => Err(format!("binary stream holds `{other}`, expected 0 or 1")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    run_detector(detector, &outcomes, no_trace)
+}
+
+fn no_trace<D>(_: &D, _: usize) -> Result<(), String> {
+    Ok(())
+}
+
+fn run_detector<D, F>(
+    detector: &mut D,
+    inputs: &[D::Input],
+    mut check: F,
+) -> Result<Observed, String>
+where
+    D: DriftDetector,
+    F: FnMut(&D, usize) -> Result<(), String>,
+{
+    let mut observed = Observed {
+        drifts: Vec::new(),
+        warnings: Vec::with_capacity(inputs.len()),
+    };
+    for (i, &x) in inputs.iter().enumerate() {
+        detector
+            .update(x)
+            .map_err(|e| format!("step {i}: update failed: {e}"))?;
+        if detector.drift_detected() {
+            observed.drifts.push(i);
+        }
+        observed.warnings.push(detector.warning_detected());
+        check(detector, i)?;
+    }
+    Ok(observed)
+}
+
+type Trace = HashMap<usize, HashMap<String, String>>;
+
+fn check_adwin_row(adwin: &Adwin, i: usize, trace: Option<&Trace>) -> Result<(), String> {
+    let Some(row) = trace.and_then(|t| t.get(&i)) else {
+        return Ok(());
+    };
+    expect_int(i, "drift", u64::from(adwin.drift_detected()), row)?;
+    expect_int(i, "width", adwin.width(), row)?;
+    expect_int(i, "n_detections", adwin.n_detections(), row)?;
+    expect_real(i, "estimation", adwin.estimation(), row)?;
+    expect_real(i, "variance", adwin.variance(), row)
+}
+
+fn check_kswin_row(kswin: &Kswin, i: usize, trace: Option<&Trace>) -> Result<(), String> {
+    let Some(row) = trace.and_then(|t| t.get(&i)) else {
+        return Ok(());
+    };
+    expect_int(i, "drift", u64::from(kswin.drift_detected()), row)?;
+    expect_real(i, "p_value", kswin.p_value(), row)
+}
+
+fn field<'a>(i: usize, name: &str, row: &'a HashMap<String, String>) -> Result<&'a str, String> {
+    row.get(name)
+        .map(String::as_str)
+        .ok_or_else(|| format!("step {i}: trace has no `{name}` column"))
+}
+
+fn expect_int(i: usize, name: &str, got: u64, row: &HashMap<String, String>) -> Result<(), String> {
+    let text = field(i, name, row)?;
+    let want: u64 = text
+        .parse()
+        .map_err(|_| format!("step {i}: trace `{name}` = `{text}` is not an integer"))?;
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("step {i}: {name} = {got}, River {want}"))
+    }
+}
+
+fn expect_real(
+    i: usize,
+    name: &str,
+    got: f64,
+    row: &HashMap<String, String>,
+) -> Result<(), String> {
+    let text = field(i, name, row)?;
+    let want: f64 = text
+        .parse()
+        .map_err(|_| format!("step {i}: trace `{name}` = `{text}` is not a number"))?;
+    if within_tolerance(got, want) {
+        Ok(())
+    } else {
+        Err(format!("step {i}: {name} = {got:?}, River {want:?}"))
+    }
+}
+
+/// Equal, or within [`RELATIVE_TOLERANCE`] of the larger magnitude.
+pub fn within_tolerance(got: f64, want: f64) -> bool {
+    got == want || (got - want).abs() <= RELATIVE_TOLERANCE * got.abs().max(want.abs())
+}
+
+fn compare_flags(case: &Case, observed: &Observed) -> Result<(), String> {
+    if let Some(i) = first_difference(&observed.drifts, &case.drifts) {
+        let has = |v: &[usize]| v.contains(&i);
+        return Err(format!(
+            "step {i}: drift = {}, River {} (drifts: ours {:?}, River {:?})",
+            has(&observed.drifts),
+            has(&case.drifts),
+            head(&observed.drifts),
+            head(&case.drifts)
+        ));
+    }
+    if let Some(runs) = &case.warnings {
+        let mut expected = vec![false; observed.warnings.len()];
+        for &[start, end] in runs {
+            for flag in expected.iter_mut().take(end + 1).skip(start) {
+                *flag = true;
+            }
+        }
+        if let Some(i) = (0..expected.len()).find(|&i| expected[i] != observed.warnings[i]) {
+            return Err(format!(
+                "step {i}: warning = {}, River {}",
+                observed.warnings[i], expected[i]
+            ));
+        }
+    } else if let Some(i) = observed.warnings.iter().position(|w| *w) {
+        return Err(format!(
+            "step {i}: warning raised by a detector River never warns with"
+        ));
+    }
+    Ok(())
+}
+
+/// The first step listed in one of two sorted step lists but not the other.
+fn first_difference(ours: &[usize], river: &[usize]) -> Option<usize> {
+    let (mut a, mut b) = (ours.iter().peekable(), river.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x == y => {
+                a.next();
+                b.next();
+            }
+            (Some(&&x), Some(&&y)) => return Some(x.min(y)),
+            (Some(&&x), None) | (None, Some(&&x)) => return Some(x),
+            (None, None) => return None,
+        }
+    }
+}
+
+fn head(v: &[usize]) -> &[usize] {
+    &v[..v.len().min(8)]
+}
+
+fn read_stream(path: &Path) -> Result<Vec<String>, String> {
+    let text =
+        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(text.lines().skip(1).map(|l| l.trim().to_owned()).collect())
+}
+
+fn reals(inputs: &[String]) -> Result<Vec<f64>, String> {
+    inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            t.parse()
+                .map_err(|_| format!("stream line {}: `{t}` is not a number", i + 2))
+        })
+        .collect()
+}
+
+fn read_trace(path: &Path) -> Result<Trace, String> {
+    let text =
+        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| format!("{} is empty", path.display()))?
+        .split(',')
+        .collect();
+    let mut trace = Trace::new();
+    for (n, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        let row: HashMap<String, String> = header
+            .iter()
+            .zip(&cells)
+            .map(|(h, c)| ((*h).to_owned(), (*c).to_owned()))
+            .collect();
+        let i = row
+            .get("i")
+            .and_then(|i| i.parse().ok())
+            .ok_or_else(|| format!("{} line {}: no step index", path.display(), n + 2))?;
+        trace.insert(i, row);
+    }
+    Ok(trace)
+}

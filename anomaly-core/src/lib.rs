@@ -1,0 +1,37 @@
+//! Streaming anomaly and concept-drift detection for real-time systems.
+//!
+//! `anomaly-core` gives the same answers as the Python library
+//! [River](https://riverml.xyz) 0.26.1 (checked bit for bit against golden vectors produced by
+//! River), much faster, with typed inputs, typed errors and serializable state.
+//!
+//! * [`drift`]: ADWIN, DDM, EDDM, HDDM_A, HDDM_W, FHDDM, PageHinkley and KSWIN behind one
+//!   [`drift::DriftDetector`] trait.
+//! * [`rng`]: a bit-exact port of Python's `random.Random`, used where River compatibility
+//!   needs the very same random draws.
+//! * [`conformance`]: a runner for River golden-vector folders.
+//!
+//! ```
+//! use anomaly_core::drift::{Adwin, DriftDetector, DriftStatus};
+//!
+//! let mut adwin = Adwin::default();
+//! let mut drifts = Vec::new();
+//! for i in 0..2_000 {
+//!     let x = if i < 1_000 { 0.0 } else { 1.0 };
+//!     if adwin.update(x)? == DriftStatus::Drift {
+//!         drifts.push(i);
+//!     }
+//! }
+//! assert!(!drifts.is_empty() && drifts[0] >= 1_000);
+//! # Ok::<(), anomaly_core::InputError>(())
+//! ```
+
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod conformance;
+pub mod drift;
+mod error;
+pub mod rng;
+mod stats;
+
+pub use error::{InputError, MAX_INPUT_MAGNITUDE, ParameterError};
