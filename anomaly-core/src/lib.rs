@@ -6,6 +6,8 @@
 //!
 //! * [`drift`]: ADWIN, DDM, EDDM, HDDM_A, HDDM_W, FHDDM, PageHinkley and KSWIN behind one
 //!   [`drift::DriftDetector`] trait.
+//! * [`anomaly`]: HalfSpaceTrees, StandardAbsoluteDeviation, their ensemble and filters, with
+//!   score-before-learn enforced by the type system.
 //! * [`rng`]: a bit-exact port of Python's `random.Random`, used where River compatibility
 //!   needs the very same random draws.
 //! * [`conformance`]: a runner for River golden-vector folders.
@@ -28,9 +30,11 @@
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod anomaly;
 pub mod conformance;
 pub mod drift;
 mod error;
+mod quantile;
 pub mod rng;
 mod stats;
 

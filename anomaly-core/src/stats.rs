@@ -43,3 +43,11 @@ impl Var {
         }
     }
 }
+
+/// `x ** 0.5` as Python computes it: through libm's `pow`, which can differ from `sqrt` in the
+/// last bit. (LLVM rewrites `powf(x, 0.5)` as `sqrt(x)` when it sees the constant, hence the
+/// opaque exponent.)
+#[inline]
+pub(crate) fn python_pow_half(x: f64) -> f64 {
+    x.powf(std::hint::black_box(0.5))
+}

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anomaly_core::conformance::{read_cases, run_folder};
+use anomaly_core::conformance::{read_cases, run_folder, run_folder_with_tolerance};
 use anomaly_core::rng::PyRandom;
 use serde_json::Value;
 
@@ -34,6 +34,24 @@ fn every_drift_case_reproduces_river() {
     let report = run_folder(&dir, Some(&only)).unwrap();
     assert!(report.failures.is_empty(), "{:#?}", report.failures);
     assert_eq!(report.passed, expected);
+}
+
+#[test]
+fn every_hst_and_sad_case_reproduces_river() {
+    let dir = golden_dir();
+    let only = vec!["HST".to_string(), "SAD".to_string()];
+    let report = run_folder(&dir, Some(&only)).unwrap();
+    assert!(report.failures.is_empty(), "{:#?}", report.failures);
+    assert_eq!(report.passed, 7, "4 HST and 3 SAD cases");
+}
+
+/// On glibc (where River was run) every value is bit-identical, not merely within 1e-12.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_whole_set_is_bit_identical_on_glibc() {
+    let report = run_folder_with_tolerance(&golden_dir(), None, 0.0).unwrap();
+    assert!(report.failures.is_empty(), "{:#?}", report.failures);
+    assert_eq!(report.passed, 103);
 }
 
 #[test]

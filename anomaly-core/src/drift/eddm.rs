@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 use super::{DriftDetector, DriftStatus, Outcome};
 use crate::InputError;
 use crate::error::{ParameterError, check};
-use crate::stats::Var;
+use crate::stats::{Var, python_pow_half};
 
 /// EDDM's parameters, with River's defaults.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -128,7 +128,8 @@ impl DriftDetector for Eddm {
             self.n_errors += 1;
             self.distance.update((self.n - self.last_error) as f64);
             if self.n > u64::from(self.params.warm_start) {
-                let statistic = self.distance.mean.mean + 2.0 * self.distance.get().powf(0.5);
+                let statistic =
+                    self.distance.mean.mean + 2.0 * python_pow_half(self.distance.get());
                 match self.max_statistic {
                     Some(max) if statistic <= max => {
                         if self.n_errors > u64::from(self.params.warm_start) {

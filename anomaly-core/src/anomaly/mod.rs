@@ -1,0 +1,177 @@
+//! Anomaly detectors with score-before-learn enforced by the type system.
+//!
+//! Scoring an event returns a [`Scored`] value; the only way to learn that event is to call
+//! [`Scored::learn`] on it, which consumes it. So an event cannot be learned before it is
+//! scored, nor learned twice:
+//!
+//! ```
+//! use anomaly_core::anomaly::{AnomalyDetector, HalfSpaceTrees, HstParams};
+//!
+//! let mut hst = HalfSpaceTrees::with_features(HstParams::default(), &["amount", "hour"])?;
+//! let scored = hst.score(&[0.3, 0.5][..])?;
+//! let score = scored.score();
+//! scored.learn();
+//! # let _ = score;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Learning an event that was never scored does not compile, because there is nothing to call
+//! `learn` on:
+//!
+//! ```compile_fail
+//! use anomaly_core::anomaly::{HalfSpaceTrees, HstParams};
+//!
+//! let mut hst = HalfSpaceTrees::with_features(HstParams::default(), &["amount"]).unwrap();
+//! hst.learn(&[0.3][..]); // no such method: learning goes through a score
+//! ```
+//!
+//! Nor does learning the same scored event twice:
+//!
+//! ```compile_fail
+//! use anomaly_core::anomaly::{AnomalyDetector, HalfSpaceTrees, HstParams};
+//!
+//! let mut hst = HalfSpaceTrees::with_features(HstParams::default(), &["amount"]).unwrap();
+//! let scored = hst.score(&[0.3][..]).unwrap();
+//! scored.learn();
+//! scored.learn(); // use of moved value
+//! ```
+//!
+//! Dropping a [`Scored`] without learning leaves the model exactly as it was before scoring
+//! (that is how filters protect a model from anomalies). Training a fresh model on history has
+//! its own, explicit entry points (`train_fresh`).
+
+mod ensemble;
+mod filter;
+mod hst;
+mod sad;
+
+pub use ensemble::{Components, Ensemble, EnsembleParams};
+pub use filter::{QuantileFilter, ThresholdFilter};
+pub use hst::{FeatureContribution, HalfSpaceTrees, HstParams, TreeRng, TreeSpec};
+pub use sad::{Sad, SadCentre, SadParams};
+
+use thiserror::Error;
+
+use crate::{InputError, ParameterError};
+
+/// Why an event could not be scored. The model is unchanged.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum AnomalyError {
+    /// A feature value is NaN, infinite or too large.
+    #[error("feature `{feature}`: {source}")]
+    BadFeature {
+        /// The feature's name.
+        feature: String,
+        /// What was wrong with its value.
+        source: InputError,
+    },
+    /// A univariate input value is NaN, infinite or too large.
+    #[error(transparent)]
+    BadInput(#[from] InputError),
+    /// A dense row does not have one value per model feature.
+    #[error(
+        "row has {got} values but the model has {expected} features; pass them in the order given to with_features"
+    )]
+    RowLength {
+        /// Features the model has.
+        expected: usize,
+        /// Values the row has.
+        got: usize,
+    },
+    /// The model cannot score this way yet.
+    #[error("{model} is not ready: {reason}")]
+    NotReady {
+        /// The model.
+        model: &'static str,
+        /// Why, and what to do.
+        reason: &'static str,
+    },
+    /// Bad parameters for a model built on the fly (e.g. by `train_fresh`).
+    #[error(transparent)]
+    Parameter(#[from] ParameterError),
+}
+
+pub(crate) mod sealed {
+    use super::AnomalyError;
+
+    /// The two halves of score-then-learn. Private, so they can only be reached through
+    /// [`super::Scored`], which pairs them.
+    pub trait Detector {
+        /// What scoring leaves for learning; not `Clone`, so it can be used once.
+        type Pending;
+        /// What one event is.
+        type Input: ?Sized;
+        fn score_pending(&mut self, x: &Self::Input) -> Result<(f64, Self::Pending), AnomalyError>;
+        fn learn_pending(&mut self, pending: Self::Pending);
+        /// Undoes whatever scoring prepared, when the event is not learned.
+        fn abandon_pending(&mut self, pending: Self::Pending);
+    }
+}
+
+/// A streaming anomaly detector: score an event, then (optionally) learn it.
+///
+/// Higher scores mean more anomalous.
+pub trait AnomalyDetector: sealed::Detector + Sized {
+    /// The model's name (River's where it has one).
+    const NAME: &'static str;
+
+    /// Scores `x` with what the model knows now; call [`Scored::learn`] on the result to
+    /// learn `x`.
+    /// One event is a dense row (`[f64]`) or a univariate value (`f64`), depending on the
+    /// model.
+    fn score(&mut self, x: &Self::Input) -> Result<Scored<'_, Self>, AnomalyError> {
+        let (score, pending) = sealed::Detector::score_pending(self, x)?;
+        Ok(Scored {
+            detector: self,
+            score,
+            pending: Some(pending),
+        })
+    }
+}
+
+/// An event's score, holding the right to learn that event exactly once.
+///
+/// While it lives, the model is borrowed: nothing else can score or learn in between, so the
+/// learning step sees exactly the state the score was computed from.
+#[must_use = "call .learn() to learn the event, or drop it to leave the model unchanged"]
+pub struct Scored<'m, D: AnomalyDetector> {
+    detector: &'m mut D,
+    score: f64,
+    pending: Option<D::Pending>,
+}
+
+impl<'m, D: AnomalyDetector> Scored<'m, D> {
+    /// The anomaly score (higher = more anomalous).
+    pub fn score(&self) -> f64 {
+        self.score
+    }
+
+    /// The model that produced the score.
+    pub fn detector(&self) -> &D {
+        self.detector
+    }
+
+    /// Learns the event that was scored.
+    pub fn learn(mut self) {
+        if let Some(pending) = self.pending.take() {
+            self.detector.learn_pending(pending);
+        }
+    }
+}
+
+impl<D: AnomalyDetector> Drop for Scored<'_, D> {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            self.detector.abandon_pending(pending);
+        }
+    }
+}
+
+impl<D: AnomalyDetector> std::fmt::Debug for Scored<'_, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scored")
+            .field("detector", &D::NAME)
+            .field("score", &self.score)
+            .finish()
+    }
+}
