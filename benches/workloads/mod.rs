@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use anomaly_core::anomaly::{AnomalyDetector, HalfSpaceTrees, HstParams, Sad};
 use anomaly_core::drift::{
     Adwin, Ddm, DriftDetector, Eddm, HddmA, HddmW, Kswin, KswinParams, Outcome, PageHinkley,
 };
@@ -90,6 +91,8 @@ pub fn kswin() -> Kswin {
     }
 }
 
+pub const ANOMALY_WORKLOADS: [&str; 3] = ["hst_10_8", "hst_25_15", "sad"];
+
 pub const DRIFT_WORKLOADS: [&str; 7] = [
     "adwin",
     "ddm",
@@ -99,3 +102,53 @@ pub const DRIFT_WORKLOADS: [&str; 7] = [
     "page_hinkley",
     "kswin",
 ];
+
+/// Rows of 8 features uniform in [0, 1), flattened.
+pub fn rows(n: usize, width: usize, seed: u64) -> Vec<f64> {
+    uniform(n * width, seed)
+}
+
+/// HalfSpaceTrees with `n_trees`, `height`, window 250, over 8 features.
+pub fn hst(n_trees: u32, height: u32) -> HalfSpaceTrees {
+    let params = HstParams {
+        n_trees,
+        height,
+        window_size: 250,
+        seed: Some(42),
+        ..HstParams::default()
+    };
+    let names = ["f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"];
+    match HalfSpaceTrees::with_features(params, &names) {
+        Ok(model) => model,
+        Err(e) => panic!("benchmark HST parameters rejected: {e}"),
+    }
+}
+
+/// Scores then learns every row; returns the sum of scores.
+pub fn score_learn<D: AnomalyDetector<Input = [f64]>>(
+    model: &mut D,
+    rows: &[f64],
+    width: usize,
+) -> f64 {
+    let mut total = 0.0;
+    for row in rows.chunks_exact(width) {
+        if let Ok(scored) = model.score(row) {
+            total += scored.score();
+            scored.learn();
+        }
+    }
+    total
+}
+
+/// SAD score-then-learn over `values`; returns the sum of scores.
+pub fn sad(values: &[f64]) -> f64 {
+    let mut model = Sad::default();
+    let mut total = 0.0;
+    for y in values {
+        if let Ok(scored) = model.score(y) {
+            total += scored.score();
+            scored.learn();
+        }
+    }
+    total
+}

@@ -1,3 +1,4 @@
+use super::Transient;
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -69,7 +70,7 @@ pub struct Ensemble {
     hst: HalfSpaceTrees,
     sad: Sad,
     #[serde(skip)]
-    last: Components,
+    last: Transient<Components>,
 }
 
 /// The parts of the latest ensemble score.
@@ -123,7 +124,7 @@ impl Ensemble {
             sad: Sad::new(params.sad)?,
             sad_column: sad_column.unwrap_or(0),
             params,
-            last: Components::default(),
+            last: Transient(Components::default()),
         })
     }
 
@@ -172,7 +173,7 @@ impl Ensemble {
 impl Scored<'_, Ensemble> {
     /// The parts this score was combined from.
     pub fn components(&self) -> Components {
-        self.detector.last
+        self.detector.last.0
     }
 
     /// Which features isolated the event in the trees (see the HST explanation).
@@ -219,11 +220,11 @@ impl sealed::Detector for Ensemble {
         } else {
             0.0
         };
-        self.last = Components {
+        self.last = Transient(Components {
             hst,
             sad_deviation,
             sad,
-        };
+        });
         Ok((self.combine(hst, sad), ()))
     }
 

@@ -91,6 +91,17 @@ pub enum AnomalyError {
     Parameter(#[from] ParameterError),
 }
 
+/// Working memory kept between scoring and learning: not part of a model's identity, so it is
+/// neither compared nor serialized.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Transient<T>(pub(crate) T);
+
+impl<T> PartialEq for Transient<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 pub(crate) mod sealed {
     use super::AnomalyError;
 

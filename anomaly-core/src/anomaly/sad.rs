@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use super::{AnomalyDetector, AnomalyError, Scored, sealed};
+use super::{AnomalyDetector, AnomalyError, Scored, Transient, sealed};
 use crate::error::{ParameterError, check, check_input};
 use crate::quantile::P2Quantile;
 use crate::stats::{Var, python_pow_half};
@@ -70,7 +70,7 @@ pub struct Sad {
     variance: Var,
     centre: Centre,
     #[serde(skip)]
-    pending: f64,
+    pending: Transient<f64>,
 }
 
 impl Default for Sad {
@@ -116,7 +116,7 @@ impl Sad {
             params,
             variance: Var::default(),
             centre,
-            pending: 0.0,
+            pending: Transient(0.0),
         }
     }
 
@@ -158,12 +158,12 @@ impl sealed::Detector for Sad {
     fn score_pending(&mut self, y: &f64) -> Result<(f64, ()), AnomalyError> {
         let y = check_input("SAD", *y)?;
         let score = self.raw_score(y)?;
-        self.pending = y;
+        self.pending = Transient(y);
         Ok((score, ()))
     }
 
     fn learn_pending(&mut self, _: ()) {
-        let y = self.pending;
+        let y = self.pending.0;
         self.variance.update(y);
         match &mut self.centre {
             Centre::Mean => {}
@@ -204,7 +204,7 @@ impl Sad {
     pub fn train_fresh(params: SadParams, history: &[f64]) -> Result<Self, AnomalyError> {
         let mut sad = Self::new(params)?;
         for &y in history {
-            sad.pending = check_input("SAD", y)?;
+            sad.pending = Transient(check_input("SAD", y)?);
             sealed::Detector::learn_pending(&mut sad, ());
         }
         Ok(sad)

@@ -3,7 +3,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::forest::{Branch, Forest, Mass};
+use super::forest::{Branch, Forest, Mass, NodeAt};
 use crate::rng::PyRandom;
 
 /// A source of uniform doubles in [0, 1).
@@ -45,7 +45,7 @@ fn weighted_index(rng: &mut impl UnitRandom, weights: &[f64]) -> usize {
 
 /// Grows `n_trees` complete trees of `height` levels of splits, as River does: each split
 /// picks a feature with probability proportional to the width of the current box along it,
-/// and a threshold uniformly in the middle 70% of that width.
+/// and a threshold uniformly in the middle 70% of that width. Splits are drawn in pre-order.
 ///
 /// `sorted_columns[i]` is the column of the i-th feature in name order (River draws over the
 /// sorted names); `limits[i]` is that feature's `(low, high)` box.
@@ -56,121 +56,111 @@ pub(super) fn grow(
     sorted_columns: &[u32],
     limits: &[(f64, f64)],
 ) -> Forest {
-    let per_tree = (1usize << height) - 1;
+    let mut forest = empty_forest(height, n_trees);
+    let mut box_limits = limits.to_vec();
+    let mut widths = vec![0.0; limits.len()];
+    for tree in 0..n_trees as usize {
+        let mut grower = Grower {
+            rng: &mut *rng,
+            forest: &mut forest,
+            tree,
+            sorted_columns,
+            box_limits: &mut box_limits,
+            widths: &mut widths,
+        };
+        grower.grow(NodeAt { depth: 0, pos: 0 });
+    }
+    forest
+}
+
+fn empty_forest(height: u32, n_trees: u32) -> Forest {
     let placeholder = Branch {
         threshold: 0.0,
         feature: 0,
         mass: Mass::default(),
     };
-    let mut branches = vec![placeholder; n_trees as usize * per_tree];
-    let mut box_limits = limits.to_vec();
-    let mut widths = vec![0.0; limits.len()];
-    for tree in 0..n_trees as usize {
-        let slots = &mut branches[tree * per_tree..(tree + 1) * per_tree];
-        grow_node(
-            rng,
-            slots,
-            0,
-            height,
-            sorted_columns,
-            &mut box_limits,
-            &mut widths,
-        );
-    }
     Forest {
         height,
         n_trees,
-        branches,
-        leaves: vec![Mass::default(); n_trees as usize * (per_tree + 1)],
+        branches: vec![placeholder; n_trees as usize * ((1usize << height) - 1)],
+        leaves: vec![Mass::default(); n_trees as usize * (1usize << height)],
         window: 0,
     }
 }
 
-fn grow_node(
-    rng: &mut impl UnitRandom,
-    slots: &mut [Branch],
-    node: usize,
-    depth_left: u32,
-    sorted_columns: &[u32],
-    box_limits: &mut [(f64, f64)],
-    widths: &mut [f64],
-) {
-    if depth_left == 0 {
-        return;
-    }
-    for (w, (lo, hi)) in widths.iter_mut().zip(box_limits.iter()) {
-        *w = hi - lo;
-    }
-    let f = weighted_index(rng, widths);
-    let (a, b) = box_limits[f];
-    let low = a + 0.15 * (b - a);
-    let high = b - 0.15 * (b - a);
-    let threshold = low + (high - low) * rng.unit();
-    slots[node].threshold = threshold;
-    slots[node].feature = sorted_columns[f];
-    box_limits[f] = (a, threshold);
-    grow_node(
-        rng,
-        slots,
-        2 * node + 1,
-        depth_left - 1,
-        sorted_columns,
-        box_limits,
-        widths,
-    );
-    box_limits[f] = (threshold, b);
-    grow_node(
-        rng,
-        slots,
-        2 * node + 2,
-        depth_left - 1,
-        sorted_columns,
-        box_limits,
-        widths,
-    );
-    box_limits[f] = (a, b);
+struct Grower<'a, G> {
+    rng: &'a mut G,
+    forest: &'a mut Forest,
+    tree: usize,
+    sorted_columns: &'a [u32],
+    box_limits: &'a mut [(f64, f64)],
+    widths: &'a mut [f64],
 }
 
-/// Lays out explicit trees given as pre-order branch lists (node, left subtree, right
-/// subtree) of `(column, threshold)`.
+impl<G: UnitRandom> Grower<'_, G> {
+    fn grow(&mut self, at: NodeAt) {
+        if at.depth == self.forest.height {
+            return;
+        }
+        for (w, (lo, hi)) in self.widths.iter_mut().zip(self.box_limits.iter()) {
+            *w = hi - lo;
+        }
+        let f = weighted_index(self.rng, self.widths);
+        let (a, b) = self.box_limits[f];
+        let low = a + 0.15 * (b - a);
+        let high = b - 0.15 * (b - a);
+        let threshold = low + (high - low) * self.rng.unit();
+        let branch = self.forest.branch_mut(self.tree, at);
+        branch.threshold = threshold;
+        branch.feature = self.sorted_columns[f];
+        let (left, right) = children(at);
+        self.box_limits[f] = (a, threshold);
+        self.grow(left);
+        self.box_limits[f] = (threshold, b);
+        self.grow(right);
+        self.box_limits[f] = (a, b);
+    }
+}
+
+fn children(at: NodeAt) -> (NodeAt, NodeAt) {
+    let depth = at.depth + 1;
+    (
+        NodeAt {
+            depth,
+            pos: 2 * at.pos,
+        },
+        NodeAt {
+            depth,
+            pos: 2 * at.pos + 1,
+        },
+    )
+}
+
+/// Explicit trees given as pre-order branch lists of `(column, threshold)`.
 pub(super) fn from_preorder(height: u32, trees: &[Vec<(u32, f64)>]) -> Forest {
-    let per_tree = (1usize << height) - 1;
-    let mut branches = Vec::with_capacity(trees.len() * per_tree);
-    for tree in trees {
-        let mut slots = vec![
-            Branch {
-                threshold: 0.0,
-                feature: 0,
-                mass: Mass::default(),
-            };
-            per_tree
-        ];
-        let mut next = tree.iter();
-        place_preorder(&mut slots, 0, height, &mut next);
-        branches.extend(slots);
+    let mut forest = empty_forest(height, trees.len() as u32);
+    for (tree, splits) in trees.iter().enumerate() {
+        let mut next = splits.iter();
+        place_preorder(&mut forest, tree, NodeAt { depth: 0, pos: 0 }, &mut next);
     }
-    Forest {
-        height,
-        n_trees: trees.len() as u32,
-        branches,
-        leaves: vec![Mass::default(); trees.len() * (per_tree + 1)],
-        window: 0,
-    }
+    forest
 }
 
 fn place_preorder<'a>(
-    slots: &mut [Branch],
-    node: usize,
-    depth_left: u32,
+    forest: &mut Forest,
+    tree: usize,
+    at: NodeAt,
     next: &mut impl Iterator<Item = &'a (u32, f64)>,
 ) {
-    if depth_left == 0 {
+    if at.depth == forest.height {
         return;
     }
     if let Some(&(feature, threshold)) = next.next() {
-        slots[node].feature = feature;
-        slots[node].threshold = threshold;
+        let branch = forest.branch_mut(tree, at);
+        branch.feature = feature;
+        branch.threshold = threshold;
     }
-    place_preorder(slots, 2 * node + 1, depth_left - 1, next);
-    place_preorder(slots, 2 * node + 2, depth_left - 1, next);
+    let (left, right) = children(at);
+    place_preorder(forest, tree, left, next);
+    place_preorder(forest, tree, right, next);
 }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use self::forest::{Dense, Forest, Row, Sparse, Walk};
+use self::forest::{Dense, Forest, NodeAt, Row, Sparse, Walk};
 use super::{AnomalyDetector, AnomalyError, Scored, sealed};
 use crate::error::{ParameterError, check, check_input};
 use crate::rng::PyRandom;
@@ -431,7 +431,8 @@ impl HalfSpaceTrees {
     pub fn node_masses(&self, tree: usize, node: usize) -> Option<(u32, u32)> {
         let forest = self.state.forest.as_ref()?;
         let per_tree = (2usize << forest.height) - 1;
-        (tree < forest.n_trees as usize && node < per_tree).then(|| forest.masses(tree, node))
+        (tree < forest.n_trees as usize && node < per_tree)
+            .then(|| forest.masses(tree, NodeAt::from_breadth_first(node)))
     }
 
     /// The trees as explicit splits (the inverse of [`from_trees`](Self::from_trees));
@@ -453,15 +454,21 @@ impl HalfSpaceTrees {
         let trees = (0..forest.n_trees as usize)
             .map(|tree| {
                 let mut splits = Vec::with_capacity(per_tree);
-                let mut stack = vec![0usize];
-                while let Some(node) = stack.pop() {
-                    if node >= per_tree {
+                let mut stack = vec![NodeAt { depth: 0, pos: 0 }];
+                while let Some(at) = stack.pop() {
+                    if at.depth == forest.height {
                         continue;
                     }
-                    let b = &forest.branches[tree * per_tree + node];
+                    let b = forest.branch(tree, at);
                     splits.push((self.state.features[b.feature as usize].clone(), b.threshold));
-                    stack.push(2 * node + 2);
-                    stack.push(2 * node + 1);
+                    stack.push(NodeAt {
+                        depth: at.depth + 1,
+                        pos: 2 * at.pos + 1,
+                    });
+                    stack.push(NodeAt {
+                        depth: at.depth + 1,
+                        pos: 2 * at.pos,
+                    });
                 }
                 splits
             })
@@ -575,15 +582,10 @@ impl HalfSpaceTrees {
 
     fn walk_all<R: Row>(&mut self, row: &R, score: bool, learn: bool) -> u64 {
         let size_limit = self.state.params.size_limit();
-        let Some(forest) = self.state.forest.as_mut() else {
-            return 0;
-        };
-        let mut total = 0u64;
-        for (tree, walk) in self.scratch.walks.iter_mut().enumerate() {
-            *walk = forest.walk(tree, row, score, size_limit, learn);
-            total += walk.mass_score;
+        match self.state.forest.as_mut() {
+            Some(forest) => forest.walk_all(row, score, size_limit, learn, &mut self.scratch.walks),
+            None => 0,
         }
-        total
     }
 
     /// Counts the learned event and pivots the window when it is full.
@@ -616,9 +618,18 @@ impl HalfSpaceTrees {
             return Vec::new();
         }
         let mut counts = vec![0u32; self.state.features.len()];
-        for walk in &self.scratch.walks {
-            if let Some(feature) = walk.isolated_by {
-                counts[feature as usize] += 1;
+        let Some(forest) = self.state.forest.as_ref() else {
+            return Vec::new();
+        };
+        for (tree, walk) in self.scratch.walks.iter().enumerate() {
+            // The split that led into the node where the walk was isolated: the branch one
+            // level up on the path to the leaf.
+            if let Some(depth) = walk.stop_depth().filter(|&d| d > 0) {
+                let parent = NodeAt {
+                    depth: depth - 1,
+                    pos: walk.leaf >> (forest.height - depth + 1),
+                };
+                counts[forest.branch(tree, parent).feature as usize] += 1;
             }
         }
         let n_trees = f64::from(self.state.params.n_trees);
@@ -731,23 +742,38 @@ fn validate_state(state: &HstState) -> Result<(), String> {
     }
     let expected_reference = if state.first_window { 0 } else { p.window_size };
     for tree in 0..p.n_trees as usize {
-        let root = forest.masses(tree, 0);
+        let root = forest.masses(tree, NodeAt { depth: 0, pos: 0 });
         if root != (state.counter, expected_reference) {
             return Err(format!(
                 "tree {tree}: root masses {root:?}, expected ({}, {expected_reference})",
                 state.counter
             ));
         }
-        for node in 0..per_tree {
-            let (l, r) = forest.masses(tree, node);
-            let (ll, lr) = forest.masses(tree, 2 * node + 1);
-            let (rl, rr) = forest.masses(tree, 2 * node + 2);
-            if u64::from(l) != u64::from(ll) + u64::from(rl)
-                || u64::from(r) != u64::from(lr) + u64::from(rr)
-            {
-                return Err(format!(
-                    "tree {tree} node {node}: masses are not the sum of its children's"
-                ));
+        for depth in 0..p.height {
+            for pos in 0..1u32 << depth {
+                let at = NodeAt { depth, pos };
+                let (l, r) = forest.masses(tree, at);
+                let (ll, lr) = forest.masses(
+                    tree,
+                    NodeAt {
+                        depth: depth + 1,
+                        pos: 2 * pos,
+                    },
+                );
+                let (rl, rr) = forest.masses(
+                    tree,
+                    NodeAt {
+                        depth: depth + 1,
+                        pos: 2 * pos + 1,
+                    },
+                );
+                if u64::from(l) != u64::from(ll) + u64::from(rl)
+                    || u64::from(r) != u64::from(lr) + u64::from(rr)
+                {
+                    return Err(format!(
+                        "tree {tree} node at depth {depth}, position {pos}: masses are not the sum of its children's"
+                    ));
+                }
             }
         }
     }
