@@ -536,8 +536,8 @@ mod tests {
     fn interleaved_and_sequential_walks_agree() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let (mut a, mut b) = (forest(), forest());
-        let mut walks_a = vec![Walk::default(); 4];
-        let mut walks_b = vec![Walk::default(); 4];
+        let mut walks_a = [Walk::default(); 4];
+        let mut walks_b = [Walk::default(); 4];
         for event in 0..2000 {
             let values: Vec<f64> = (0..3).map(|_| rng.random::<f64>()).collect();
             let present: Vec<bool> = (0..3).map(|_| rng.random::<f64>() > 0.2).collect();
