@@ -10,6 +10,7 @@
 //!   score-before-learn enforced by the type system.
 //! * [`rng`]: a bit-exact port of Python's `random.Random`, used where River compatibility
 //!   needs the very same random draws.
+//! * [`snapshot`]: versioned, checksummed, validated model snapshots (JSON or binary).
 //! * [`conformance`]: a runner for River golden-vector folders.
 //!
 //! ```
@@ -36,6 +37,7 @@ pub mod drift;
 mod error;
 mod quantile;
 pub mod rng;
+pub mod snapshot;
 mod stats;
 
 pub use error::{InputError, MAX_INPUT_MAGNITUDE, ParameterError};

@@ -189,7 +189,8 @@ fn corrupted_masses_are_rejected_on_load() {
     // A leaf count that does not add up to its parent's.
     let err = load_error(&|j| {
         let window = j["forest"]["window"].clone();
-        j["forest"]["leaves"][0] = serde_json::json!({"latest": 7, "reference": 0, "window": window});
+        j["forest"]["leaves"][0] =
+            serde_json::json!({"latest": 7, "reference": 0, "window": window});
     });
     assert!(err.contains("not the sum"), "{err}");
     // A split on a feature that does not exist.

@@ -64,6 +64,7 @@ impl Default for EnsembleParams {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "EnsembleState")]
 pub struct Ensemble {
     params: EnsembleParams,
     sad_column: usize,
@@ -71,6 +72,39 @@ pub struct Ensemble {
     sad: Sad,
     #[serde(skip)]
     last: Transient<Components>,
+}
+
+/// What a serialized ensemble holds, checked before it becomes an [`Ensemble`].
+#[derive(Deserialize)]
+struct EnsembleState {
+    params: EnsembleParams,
+    sad_column: usize,
+    hst: HalfSpaceTrees,
+    sad: Sad,
+}
+
+impl TryFrom<EnsembleState> for Ensemble {
+    type Error = String;
+
+    fn try_from(state: EnsembleState) -> Result<Self, String> {
+        let features = state.hst.features();
+        if features.get(state.sad_column) != Some(&state.params.sad_feature) {
+            return Err(format!(
+                "sad_column {} does not point at sad_feature `{}`",
+                state.sad_column, state.params.sad_feature
+            ));
+        }
+        if state.sad.params() != &state.params.sad {
+            return Err("SAD parameters differ from the ensemble's".into());
+        }
+        Ok(Self {
+            params: state.params,
+            sad_column: state.sad_column,
+            hst: state.hst,
+            sad: state.sad,
+            last: Transient(Components::default()),
+        })
+    }
 }
 
 /// The parts of the latest ensemble score.
