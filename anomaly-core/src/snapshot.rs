@@ -42,6 +42,9 @@ const HEADER_LEN: usize = 8 + 2 + 8 + 8;
 const JSON_FORMAT_NAME: &str = "anomaly-core.model";
 
 /// A model that can be snapshotted.
+// Boxing the larger variants would add an allocation and noise to every match for nothing: a
+// `Model` exists once per snapshot taken or loaded.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Model {
     /// HalfSpaceTrees.
