@@ -81,7 +81,8 @@ fn parse_args() -> Result<Options, String> {
 }
 
 fn number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
-    text.parse().map_err(|_| format!("{flag}: `{text}` is not a valid number"))
+    text.parse()
+        .map_err(|_| format!("{flag}: `{text}` is not a valid number"))
 }
 
 /// Feature names, rows and labels of a CSV with a header.
@@ -175,7 +176,12 @@ fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
     (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
 }
 
-fn run(options: &Options, names: &[String], rows: &[Vec<f64>], seed: u64) -> Result<Vec<f64>, String> {
+fn run(
+    options: &Options,
+    names: &[String],
+    rows: &[Vec<f64>],
+    seed: u64,
+) -> Result<Vec<f64>, String> {
     let params = HstParams {
         n_trees: options.n_trees,
         height: options.height,
@@ -211,7 +217,9 @@ fn main() -> ExitCode {
     let options = match parse_args() {
         Ok(options) => options,
         Err(e) => {
-            eprintln!("{e}\nusage: evaluate --csv FILE --label COLUMN [--n-trees N --height H --window W --seeds 0,1,2] [--protocol river|fused] [--trees chacha|river]");
+            eprintln!(
+                "{e}\nusage: evaluate --csv FILE --label COLUMN [--n-trees N --height H --window W --seeds 0,1,2] [--protocol river|fused] [--trees chacha|river]"
+            );
             return ExitCode::from(2);
         }
     };
