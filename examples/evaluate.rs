@@ -85,8 +85,14 @@ fn number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
         .map_err(|_| format!("{flag}: `{text}` is not a valid number"))
 }
 
-/// Feature names, rows and labels of a CSV with a header.
-fn read_csv(path: &str, label: &str) -> Result<(Vec<String>, Vec<Vec<f64>>, Vec<bool>), String> {
+/// A labelled CSV: feature names, rows and labels.
+struct Dataset {
+    names: Vec<String>,
+    rows: Vec<Vec<f64>>,
+    labels: Vec<bool>,
+}
+
+fn read_csv(path: &str, label: &str) -> Result<Dataset, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().ok_or("empty CSV")?.split(',').collect();
@@ -113,7 +119,11 @@ fn read_csv(path: &str, label: &str) -> Result<(Vec<String>, Vec<Vec<f64>>, Vec<
         }
         rows.push(row);
     }
-    Ok((names, rows, labels))
+    Ok(Dataset {
+        names,
+        rows,
+        labels,
+    })
 }
 
 /// River's `preprocessing.MinMaxScaler`: `(x - min) / (max - min)`, 0 when the range is 0.
@@ -223,7 +233,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (names, rows, labels) = match read_csv(&options.csv, &options.label) {
+    let Dataset {
+        names,
+        rows,
+        labels,
+    } = match read_csv(&options.csv, &options.label) {
         Ok(data) => data,
         Err(e) => {
             eprintln!("{e}");
