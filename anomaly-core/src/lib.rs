@@ -41,3 +41,8 @@ pub mod snapshot;
 mod stats;
 
 pub use error::{InputError, MAX_INPUT_MAGNITUDE, ParameterError};
+
+/// The README's example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
