@@ -6,6 +6,8 @@
 //!
 //! * [`drift`]: ADWIN, DDM, EDDM, HDDM_A, HDDM_W, FHDDM, PageHinkley and KSWIN behind one
 //!   [`drift::DriftDetector`] trait.
+//! * [`features`]: running and exponentially weighted statistics, River's min-max scaler,
+//!   event-time sliding windows, a keyed feature store and the transaction feature set.
 //! * [`rng`]: a bit-exact port of Python's `random.Random`, used where River compatibility
 //!   needs the very same random draws.
 //! * [`conformance`]: a runner for River golden-vector folders.
@@ -31,6 +33,7 @@
 pub mod conformance;
 pub mod drift;
 mod error;
+pub mod features;
 pub mod rng;
 mod stats;
 
