@@ -7,13 +7,17 @@ pub(crate) fn is_valid_value(x: f64) -> bool {
     x.abs() <= crate::MAX_INPUT_MAGNITUDE
 }
 
+mod codec;
 mod ewm;
 mod moments;
 mod running;
 mod scaler;
 mod summary;
+mod window;
 
+pub use codec::{Compact, DecodeError, FORMAT_VERSION};
 pub use ewm::{EwmParams, EwmStats};
 pub use running::RunningStats;
 pub use scaler::{MinMaxScaler, ScalerError};
 pub use summary::Summary;
+pub use window::{Ingest, SlidingWindow, WindowParams, WindowSpan};
