@@ -1,5 +1,5 @@
-//! Streaming features: running statistics, event-time sliding windows and a keyed state
-//! store.
+//! Streaming features: running statistics, event-time sliding windows, a keyed state store
+//! and the transaction feature set.
 //!
 //! | type | what it computes |
 //! | --- | --- |
@@ -7,6 +7,7 @@
 //! | [`EwmStats`] | exponentially weighted mean and variance |
 //! | [`MinMaxScaler`] | River's online min-max scaling of dense rows |
 //! | [`SlidingWindow`] | count, sum, mean, variance, min, max over the last N ms or N events |
+//! | [`CardState`] | the per-card [transaction feature set](transaction) |
 //!
 //! Everything runs on **event time**: timestamps come with the events and the wall clock is
 //! never read, so replaying a stream gives identical features. Per-key state lives in a
@@ -41,6 +42,7 @@ mod running;
 mod scaler;
 mod store;
 mod summary;
+pub mod transaction;
 mod window;
 
 pub use codec::{Compact, DecodeError, FORMAT_VERSION};
@@ -49,4 +51,7 @@ pub use running::RunningStats;
 pub use scaler::{MinMaxScaler, ScalerError};
 pub use store::{FeatureStore, InMemoryStore, update_encoded};
 pub use summary::Summary;
+pub use transaction::{
+    CardState, Transaction, TransactionError, TransactionFeatures, TransactionParams,
+};
 pub use window::{Ingest, SlidingWindow, WindowParams, WindowSpan};
