@@ -8,6 +8,8 @@
 //!   [`drift::DriftDetector`] trait.
 //! * [`anomaly`]: HalfSpaceTrees, StandardAbsoluteDeviation, their ensemble and filters, with
 //!   score-before-learn enforced by the type system.
+//! * [`features`]: running and exponentially weighted statistics, River's min-max scaler,
+//!   event-time sliding windows, a keyed feature store and the transaction feature set.
 //! * [`rng`]: a bit-exact port of Python's `random.Random`, used where River compatibility
 //!   needs the very same random draws.
 //! * [`snapshot`]: versioned, checksummed, validated model snapshots (JSON or binary).
@@ -36,6 +38,7 @@ pub mod conformance;
 pub mod drift;
 mod error;
 mod quantile;
+pub mod features;
 pub mod rng;
 pub mod snapshot;
 mod stats;
