@@ -288,7 +288,7 @@ struct Location {
 /// that turns its next transaction into features: [`update`](Self::update).
 ///
 /// Out-of-order transactions follow the windows' policy (see
-/// [`SlidingWindow`](super::SlidingWindow)): up to `allowed_lateness_ms` late they are folded
+/// [`SlidingWindow`]): up to `allowed_lateness_ms` late they are folded
 /// into the windows at their time position, but the "previous transaction" (gap, distance,
 /// speed) stays the newest by event time and the gap of a late transaction is 0; later than
 /// that they are rejected with [`TransactionError::TooLate`] and counted.
