@@ -19,6 +19,7 @@
 use std::process::ExitCode;
 
 use anomaly_core::anomaly::{AnomalyDetector, HalfSpaceTrees, HstParams, TreeRng};
+use anomaly_core::metrics::roc_auc;
 
 struct Options {
     csv: String,
@@ -161,31 +162,6 @@ impl MinMax {
     }
 }
 
-/// Exact ROC AUC: the probability that a random anomaly outscores a random normal event,
-/// ties counting one half (average ranks).
-fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-    let (mut rank_sum, mut positives) = (0.0, 0.0);
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
-            j += 1;
-        }
-        let average_rank = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &order[i..=j] {
-            if labels[k] {
-                rank_sum += average_rank;
-                positives += 1.0;
-            }
-        }
-        i = j + 1;
-    }
-    let negatives = scores.len() as f64 - positives;
-    (rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives)
-}
-
 fn run(
     options: &Options,
     names: &[String],
@@ -248,7 +224,10 @@ fn main() -> ExitCode {
     for &seed in &options.seeds {
         match run(&options, &names, &rows, seed) {
             Ok(scores) => {
-                let auc = roc_auc(&scores, &labels);
+                let Some(auc) = roc_auc(&scores, &labels) else {
+                    eprintln!("the labels hold a single class: ROC AUC is undefined");
+                    return ExitCode::FAILURE;
+                };
                 println!("seed={seed} auc={auc:.6}");
                 aucs.push(auc);
             }

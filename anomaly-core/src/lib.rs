@@ -12,6 +12,7 @@
 //!   event-time sliding windows, a keyed feature store and the transaction feature set.
 //! * [`rng`]: a bit-exact port of Python's `random.Random`, used where River compatibility
 //!   needs the very same random draws.
+//! * [`metrics`]: exact ROC AUC, precision, recall and F1.
 //! * [`snapshot`]: versioned, checksummed, validated model snapshots (JSON or binary).
 //! * [`conformance`]: a runner for River golden-vector folders.
 //!
@@ -37,8 +38,9 @@ pub mod anomaly;
 pub mod conformance;
 pub mod drift;
 mod error;
-mod quantile;
 pub mod features;
+pub mod metrics;
+mod quantile;
 pub mod rng;
 pub mod snapshot;
 mod stats;

@@ -1,0 +1,153 @@
+//! The main job: the whole pipeline in one process on embedded defaults, with a report.
+//!
+//! `cargo run --release` at the repository root runs it; `--help` lists the options.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anomaly_services::messages::Severity;
+use anomaly_services::pipeline::{PipelineConfig, run};
+use anomaly_services::report;
+
+const HELP: &str = "\
+anomaly-pipeline: synthetic card transactions through all six stages (feature engineering,
+inference, drift detection, retraining, alert routing) in one process, with in-memory stand-ins
+for Kafka, Redis, PostgreSQL and Slack. Prints a summary and writes a report.
+
+USAGE: anomaly-pipeline [OPTIONS]
+
+OPTIONS:
+  --events N          transactions to generate                      [default: 200000]
+  --seed S            seed of the generator and the models          [default: 42]
+  --cards N           distinct cards                                [default: 2000]
+  --out DIR           where report.html, summary.json, run.json, scored_events.csv and
+                      alerts.csv are written                        [default: report]
+  --replay-speed X    event time runs X times faster than real time; 0 = as fast as
+                      possible (the generator draws 20 transactions/s of event time)
+                                                                    [default: 0]
+  --threshold T       anomaly threshold on the ensemble score       [default: 0.85]
+  --n-trees N         HalfSpaceTrees trees                          [default: 10]
+  --height H          HalfSpaceTrees tree height                    [default: 8]
+  --window W          HalfSpaceTrees window size                    [default: 250]
+  --min-severity S    alerts sent to the notifier: LOW, MEDIUM, HIGH or CRITICAL
+                                                                    [default: HIGH]
+  --quiet             no progress bar
+  -h, --help          this text
+
+The same seed gives the same results. Notified alerts are written to DIR/run.json (the
+embedded stand-in for Slack).";
+
+struct Cli {
+    config: PipelineConfig,
+    out: PathBuf,
+    quiet: bool,
+}
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>, String> {
+    let mut cli = Cli {
+        config: PipelineConfig::default(),
+        out: PathBuf::from("report"),
+        quiet: false,
+    };
+    let mut args = args.peekable();
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        let c = &mut cli.config;
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--events" => c.generator.events = parse_number(&value()?, &flag)?,
+            "--seed" => c.generator.seed = parse_number(&value()?, &flag)?,
+            "--cards" => c.generator.cards = parse_number(&value()?, &flag)?,
+            "--out" => cli.out = PathBuf::from(value()?),
+            "--replay-speed" => c.replay_speed = parse_number(&value()?, &flag)?,
+            "--threshold" => c.threshold = parse_number(&value()?, &flag)?,
+            "--n-trees" => c.model.hst.n_trees = parse_number(&value()?, &flag)?,
+            "--height" => c.model.hst.height = parse_number(&value()?, &flag)?,
+            "--window" => c.model.hst.window_size = parse_number(&value()?, &flag)?,
+            "--min-severity" => c.min_notify_severity = value()?.parse::<Severity>()?,
+            "--quiet" => cli.quiet = true,
+            other => return Err(format!("unknown option `{other}` (see --help)")),
+        }
+    }
+    let c = &cli.config;
+    if !(c.replay_speed >= 0.0 && c.replay_speed.is_finite()) {
+        return Err(format!(
+            "--replay-speed must be >= 0, got {}",
+            c.replay_speed
+        ));
+    }
+    if !(0.0..=1.0).contains(&c.threshold) {
+        return Err(format!(
+            "--threshold must be in [0, 1], got {}",
+            c.threshold
+        ));
+    }
+    if c.generator.events == 0 || c.generator.cards == 0 {
+        return Err("--events and --cards must be positive".into());
+    }
+    Ok(Some(cli))
+}
+
+fn parse_number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
+    text.parse()
+        .map_err(|_| format!("{flag}: `{text}` is not a valid value"))
+}
+
+/// A one-line progress bar on stderr, redrawn in place.
+fn progress_bar(enabled: bool) -> impl FnMut(u64, u64) {
+    let start = Instant::now();
+    move |done, total| {
+        if !enabled {
+            return;
+        }
+        let width = 40;
+        let filled = (done as usize * width / total.max(1) as usize).min(width);
+        let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        let mut err = std::io::stderr();
+        let _ = write!(
+            err,
+            "\r[{}{}] {done}/{total} events, {rate:.0} events/s",
+            "#".repeat(filled),
+            " ".repeat(width - filled)
+        );
+        if done >= total {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match parse(std::env::args().skip(1)) {
+        Ok(Some(cli)) => cli,
+        Ok(None) => {
+            println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let show_progress = !cli.quiet && std::io::stderr().is_terminal();
+    let result = match run(&cli.config, progress_bar(show_progress)) {
+        Ok(result) => result,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let summary = report::summarize(&result);
+    print!("{}", report::render_text(&summary, &result));
+    if let Err(e) = report::write(&cli.out, &summary, &result) {
+        eprintln!(
+            "error: cannot write the report to {}: {e}",
+            cli.out.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    println!("report: {}", cli.out.join("report.html").display());
+    ExitCode::SUCCESS
+}

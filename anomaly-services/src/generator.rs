@@ -1,0 +1,316 @@
+//! Synthetic card transactions with ground-truth labels and named drift phases (the producer's
+//! logic). The same seed gives the same stream, event for event.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::uuid_from;
+use crate::messages::RawTransaction;
+
+/// One stretch of the stream with its own behaviour.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Phase {
+    /// Name shown in logs and reports.
+    pub name: String,
+    /// Share of all events, relative to the other phases' shares.
+    pub share: f64,
+    /// Multiplies every normal amount (a spending shift when not 1).
+    pub amount_multiplier: f64,
+    /// Probability that a transaction is fraudulent.
+    pub fraud_rate: f64,
+    /// Probability that a normal transaction uses a category outside the card's habits.
+    pub new_category_rate: f64,
+}
+
+impl Phase {
+    fn new(name: &str, share: f64, amount: f64, fraud: f64, new_category: f64) -> Self {
+        Self {
+            name: name.into(),
+            share,
+            amount_multiplier: amount,
+            fraud_rate: fraud,
+            new_category_rate: new_category,
+        }
+    }
+
+    /// Normal behaviour, a spending shift, a fraud wave, then normal again.
+    pub fn default_phases() -> Vec<Phase> {
+        vec![
+            Phase::new("normal", 0.35, 1.0, 0.005, 0.03),
+            Phase::new("spending_shift", 0.2, 3.0, 0.005, 0.25),
+            Phase::new("fraud_wave", 0.2, 1.0, 0.08, 0.03),
+            Phase::new("normal_again", 0.25, 1.0, 0.005, 0.03),
+        ]
+    }
+}
+
+/// How the stream is drawn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorParams {
+    /// Seed of everything random.
+    pub seed: u64,
+    /// Events in the whole stream (phases are shares of it).
+    pub events: u64,
+    /// Distinct cards.
+    pub cards: u32,
+    /// Mean event-time rate, transactions per second, over all cards.
+    pub rate_per_second: f64,
+    /// Event time of the first transaction, Unix milliseconds.
+    pub start_ms: i64,
+    /// The phases, in order.
+    pub phases: Vec<Phase>,
+}
+
+impl Default for GeneratorParams {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            events: 200_000,
+            cards: 2_000,
+            rate_per_second: 20.0,
+            // 2026-01-01T00:00:00Z
+            start_ms: 1_767_225_600_000,
+            phases: Phase::default_phases(),
+        }
+    }
+}
+
+/// Where a phase starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhaseBoundary {
+    /// Index (0-based) of the phase's first event.
+    pub index: u64,
+    /// The phase's name.
+    pub name: String,
+}
+
+const CATEGORIES: [&str; 12] = [
+    "grocery",
+    "restaurant",
+    "fuel",
+    "pharmacy",
+    "clothing",
+    "transport",
+    "utilities",
+    "entertainment",
+    "travel",
+    "electronics",
+    "jewelry",
+    "gift_cards",
+];
+/// Categories fraudsters favour (resaleable goods).
+const RISKY: [&str; 3] = ["electronics", "jewelry", "gift_cards"];
+const CITIES: [(f64, f64); 8] = [
+    (48.8566, 2.3522),
+    (51.5074, -0.1278),
+    (40.7128, -74.0060),
+    (35.6762, 139.6503),
+    (-33.8688, 151.2093),
+    (52.5200, 13.4050),
+    (41.9028, 12.4964),
+    (19.4326, -99.1332),
+];
+
+#[derive(Clone, Debug)]
+struct Card {
+    id: String,
+    home: (f64, f64),
+    typical_amount: f64,
+    habits: [usize; 3],
+}
+
+/// The stream: an iterator of [`RawTransaction`]s.
+///
+/// ```
+/// use anomaly_services::generator::{Generator, GeneratorParams};
+///
+/// let params = GeneratorParams { events: 1_000, ..GeneratorParams::default() };
+/// let a: Vec<_> = Generator::new(params.clone()).collect();
+/// let b: Vec<_> = Generator::new(params).collect();
+/// assert_eq!(a.len(), 1_000);
+/// assert_eq!(a, b);
+/// ```
+pub struct Generator {
+    params: GeneratorParams,
+    rng: ChaCha8Rng,
+    cards: Vec<Card>,
+    boundaries: Vec<PhaseBoundary>,
+    next: u64,
+    now_ms: f64,
+}
+
+impl Generator {
+    /// A generator for `params` (phases with no positive share are skipped).
+    pub fn new(params: GeneratorParams) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+        let cards = (0..params.cards.max(1))
+            .map(|i| {
+                let city = CITIES[rng.random_range(0..CITIES.len())];
+                Card {
+                    id: format!("card-{i:06}"),
+                    home: (
+                        city.0 + rng.random_range(-0.2..0.2),
+                        city.1 + rng.random_range(-0.2..0.2),
+                    ),
+                    // Log-uniform between 10 and 150.
+                    typical_amount: (rng.random_range(10f64.ln()..150f64.ln())).exp(),
+                    habits: [
+                        rng.random_range(0..8),
+                        rng.random_range(0..8),
+                        rng.random_range(0..8),
+                    ],
+                }
+            })
+            .collect();
+        let boundaries = phase_boundaries(&params);
+        let now_ms = params.start_ms as f64;
+        Self {
+            params,
+            rng,
+            cards,
+            boundaries,
+            next: 0,
+            now_ms,
+        }
+    }
+
+    /// Where each phase starts.
+    pub fn boundaries(&self) -> &[PhaseBoundary] {
+        &self.boundaries
+    }
+
+    fn phase(&self, index: u64) -> &Phase {
+        let position = self
+            .boundaries
+            .iter()
+            .rposition(|b| b.index <= index)
+            .unwrap_or(0);
+        let name = &self.boundaries[position].name;
+        self.params
+            .phases
+            .iter()
+            .find(|p| &p.name == name)
+            .unwrap_or(&self.params.phases[0])
+    }
+}
+
+fn phase_boundaries(params: &GeneratorParams) -> Vec<PhaseBoundary> {
+    let phases: Vec<&Phase> = params.phases.iter().filter(|p| p.share > 0.0).collect();
+    let total: f64 = phases.iter().map(|p| p.share).sum();
+    let mut start = 0.0;
+    let mut out = Vec::new();
+    for phase in phases {
+        out.push(PhaseBoundary {
+            index: (start / total * params.events as f64).round() as u64,
+            name: phase.name.clone(),
+        });
+        start += phase.share;
+    }
+    if out.is_empty() {
+        out.push(PhaseBoundary {
+            index: 0,
+            name: "normal".into(),
+        });
+    }
+    out
+}
+
+impl Iterator for Generator {
+    type Item = RawTransaction;
+
+    fn next(&mut self) -> Option<RawTransaction> {
+        if self.next >= self.params.events || self.params.phases.is_empty() {
+            return None;
+        }
+        let index = self.next;
+        self.next += 1;
+        let phase = self.phase(index).clone();
+        let rng = &mut self.rng;
+        // Exponential gaps: a Poisson stream in event time.
+        let gap_s = -(1.0 - rng.random::<f64>()).ln() / self.params.rate_per_second.max(1e-9);
+        self.now_ms += gap_s * 1000.0;
+        let card = &self.cards[rng.random_range(0..self.cards.len())];
+        let is_fraud = rng.random::<f64>() < phase.fraud_rate;
+        let (amount, category, (latitude, longitude)) = if is_fraud {
+            // Several times the card's usual amount, resaleable goods, far from home.
+            let amount = card.typical_amount * rng.random_range(4.0..25.0);
+            let category = RISKY[rng.random_range(0..RISKY.len())];
+            let city = CITIES[rng.random_range(0..CITIES.len())];
+            (amount, category, city)
+        } else {
+            let spread = (rng.random_range(-0.6..0.6f64)).exp();
+            let amount = card.typical_amount * spread * phase.amount_multiplier;
+            let category = if rng.random::<f64>() < phase.new_category_rate {
+                CATEGORIES[rng.random_range(0..CATEGORIES.len())]
+            } else {
+                CATEGORIES[card.habits[rng.random_range(0..3)]]
+            };
+            let place = (
+                card.home.0 + rng.random_range(-0.05..0.05),
+                card.home.1 + rng.random_range(-0.05..0.05),
+            );
+            (amount, category, place)
+        };
+        let merchant = format!("merchant-{:04}", rng.random_range(0..5_000));
+        let event_id = uuid_from(rng.random::<u128>());
+        Some(RawTransaction {
+            event_id,
+            card_id: card.id.clone(),
+            timestamp_ms: self.now_ms as i64,
+            amount: (amount * 100.0).round() / 100.0,
+            merchant,
+            category: category.into(),
+            latitude,
+            longitude,
+            is_fraud,
+            phase: phase.name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_follow_their_shares_and_labels_follow_the_fraud_rates() {
+        let params = GeneratorParams {
+            events: 20_000,
+            ..GeneratorParams::default()
+        };
+        let generator = Generator::new(params);
+        let starts: Vec<u64> = generator.boundaries().iter().map(|b| b.index).collect();
+        assert_eq!(starts, [0, 7_000, 11_000, 15_000]);
+        let events: Vec<RawTransaction> = generator.collect();
+        let fraud_share = |phase: &str| {
+            let in_phase: Vec<_> = events.iter().filter(|e| e.phase == phase).collect();
+            in_phase.iter().filter(|e| e.is_fraud).count() as f64 / in_phase.len() as f64
+        };
+        assert!(fraud_share("fraud_wave") > 0.05 && fraud_share("normal") < 0.02);
+        assert!(
+            events
+                .windows(2)
+                .all(|w| w[0].timestamp_ms <= w[1].timestamp_ms)
+        );
+        assert!(
+            events
+                .iter()
+                .all(|e| e.amount >= 0.0 && e.amount.is_finite())
+        );
+    }
+
+    #[test]
+    fn different_seeds_give_different_streams() {
+        let draw = |seed| {
+            Generator::new(GeneratorParams {
+                seed,
+                events: 50,
+                ..GeneratorParams::default()
+            })
+            .map(|e| e.event_id)
+            .collect::<Vec<_>>()
+        };
+        assert_ne!(draw(1), draw(2));
+    }
+}

@@ -1,0 +1,50 @@
+//! Identifiers and timestamps without a clock dependency: UUIDs drawn from the stage's own
+//! seeded generator (so replays produce the same ids) and ISO-8601 UTC formatting.
+
+/// A version-4 UUID string from 128 random bits.
+///
+/// ```
+/// let id = anomaly_services::ids::uuid_from(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
+/// assert_eq!(id, "01234567-89ab-4def-8123-456789abcdef");
+/// ```
+pub fn uuid_from(bits: u128) -> String {
+    let bits = (bits & !(0xF000u128 << 64)) | (0x4000u128 << 64); // version 4
+    let bits = (bits & !(0xC000u128 << 48)) | (0x8000u128 << 48); // RFC 4122 variant
+    let hex = format!("{bits:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+///
+/// ```
+/// assert_eq!(anomaly_services::ids::iso8601(1_767_225_600_123), "2026-01-01T00:00:00.123Z");
+/// assert_eq!(anomaly_services::ids::iso8601(0), "1970-01-01T00:00:00.000Z");
+/// ```
+pub fn iso8601(unix_ms: i64) -> String {
+    let days = unix_ms.div_euclid(86_400_000);
+    let ms_of_day = unix_ms.rem_euclid(86_400_000);
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1_000 % 60,
+        ms_of_day % 1_000
+    )
+}

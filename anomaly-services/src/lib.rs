@@ -1,0 +1,23 @@
+//! The transaction anomaly pipeline around `anomaly-core`.
+//!
+//! ```text
+//! producer --raw-transactions--> feature-engineer --features--> ml-inference --scores-->
+//!   drift-detector --drift-events--> retraining-worker --model-updates--> ml-inference
+//!   ml-inference / drift-detector --alerts--> alert-router --> notifier + alerts table
+//! ```
+//!
+//! * [`messages`]: what flows between stages, with validation and dead letters.
+//! * [`generator`]: the producer's synthetic, labelled transactions with drift phases.
+//! * [`stages`]: each stage's logic, free of any transport or storage.
+//! * [`pipeline`]: all stages in one process with in-memory adapters (the main job).
+//! * [`report`]: figures, CSV/JSON and the HTML report of a run.
+
+#![deny(missing_docs)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod generator;
+pub mod ids;
+pub mod messages;
+pub mod pipeline;
+pub mod report;
+pub mod stages;

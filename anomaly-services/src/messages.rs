@@ -1,0 +1,376 @@
+//! The messages that flow between the stages (JSON on Kafka topics; plain values in the
+//! embedded pipeline). `docs/MESSAGES.md` describes every topic.
+
+use anomaly_core::features::Transaction;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Largest message a stage accepts, in bytes; larger ones are dead-lettered.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// A card transaction from the producer (`raw-transactions`), with its ground-truth label.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransaction {
+    /// Unique id (UUID).
+    pub event_id: String,
+    /// The card; also the Kafka key, so one card's events stay in order on one partition.
+    pub card_id: String,
+    /// Event time, Unix milliseconds (UTC).
+    pub timestamp_ms: i64,
+    /// Amount, >= 0.
+    pub amount: f64,
+    /// Merchant id.
+    pub merchant: String,
+    /// Merchant category.
+    pub category: String,
+    /// Latitude, degrees.
+    pub latitude: f64,
+    /// Longitude, degrees.
+    pub longitude: f64,
+    /// Ground truth: whether the transaction is fraudulent.
+    pub is_fraud: bool,
+    /// The generator phase it was drawn in (for reports).
+    pub phase: String,
+}
+
+impl RawTransaction {
+    /// The part the feature set reads.
+    pub fn transaction(&self) -> Transaction {
+        Transaction {
+            event_id: self.event_id.clone(),
+            card_id: self.card_id.clone(),
+            timestamp_ms: self.timestamp_ms,
+            amount: self.amount,
+            merchant: self.merchant.clone(),
+            category: self.category.clone(),
+            latitude: self.latitude,
+            longitude: self.longitude,
+        }
+    }
+}
+
+/// A transaction's features (`features`): [`anomaly_core::features::TransactionFeatures::NAMES`]
+/// order, each in [0, 1], rounded to 4 decimals.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeatureVector {
+    /// The transaction's id.
+    pub event_id: String,
+    /// The card.
+    pub card_id: String,
+    /// Event time, Unix milliseconds.
+    pub timestamp_ms: i64,
+    /// The feature values.
+    pub features: Vec<f64>,
+    /// The raw amount (for reports and alerts).
+    pub amount: f64,
+    /// Ground truth, carried along for the error stream and reports.
+    pub is_fraud: bool,
+    /// Generator phase.
+    pub phase: String,
+}
+
+/// A scored transaction (`scores`), also a row of the `scored_events` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoredEvent {
+    /// The transaction's id.
+    pub event_id: String,
+    /// The card.
+    pub card_id: String,
+    /// Event time, Unix milliseconds.
+    pub timestamp_ms: i64,
+    /// Ensemble score in [0, 1], rounded to 6 decimals.
+    pub score: f64,
+    /// `score >= ANOMALY_THRESHOLD`.
+    pub is_anomaly: bool,
+    /// Ground truth.
+    pub is_fraud: bool,
+    /// Version of the model that scored it.
+    pub model_version: u64,
+    /// The raw amount.
+    pub amount: f64,
+    /// Generator phase.
+    pub phase: String,
+}
+
+/// Which detector saw a drift.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DriftSource {
+    /// ADWIN on the score stream.
+    #[serde(rename = "ADWIN")]
+    Adwin,
+    /// DDM on the error stream (prediction vs label).
+    #[serde(rename = "DDM")]
+    Ddm,
+}
+
+impl DriftSource {
+    /// The detector's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Adwin => "ADWIN",
+            Self::Ddm => "DDM",
+        }
+    }
+}
+
+/// A detected drift (`drift-events`), also a row of `drift_events`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriftEvent {
+    /// Unique id.
+    pub drift_id: String,
+    /// The detector.
+    pub detector: DriftSource,
+    /// Event time of the transaction that revealed it.
+    pub timestamp_ms: i64,
+    /// That transaction's id.
+    pub event_id: String,
+    /// Scored events the drift detector had seen, this one included.
+    pub sequence: u64,
+    /// Model version in use.
+    pub model_version: u64,
+    /// What the detector reported (ADWIN: window width and mean score; DDM: error rate).
+    pub detail: String,
+}
+
+/// Alert severity, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Severity {
+    /// Worth a look.
+    Low,
+    /// Likely a problem.
+    Medium,
+    /// Act soon.
+    High,
+    /// Act now.
+    Critical,
+}
+
+impl Severity {
+    /// Every severity, lowest first.
+    pub const ALL: [Severity; 4] = [Self::Low, Self::Medium, Self::High, Self::Critical];
+
+    /// The upper-case name (`LOW`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Low => "LOW",
+            Self::Medium => "MEDIUM",
+            Self::High => "HIGH",
+            Self::Critical => "CRITICAL",
+        }
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+
+    /// Case-insensitive, surrounding whitespace ignored.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let name = s.trim().to_ascii_uppercase();
+        Self::ALL
+            .into_iter()
+            .find(|sev| sev.name() == name)
+            .ok_or_else(|| format!("`{s}` is not a severity; use LOW, MEDIUM, HIGH or CRITICAL"))
+    }
+}
+
+/// What an alert is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// An anomalous transaction.
+    Anomaly,
+    /// A drift in the score or error stream.
+    Drift,
+}
+
+/// An alert (`alerts`), also a row of the `alerts` table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alert {
+    /// Unique id.
+    pub alert_id: String,
+    /// Anomaly or drift.
+    pub kind: AlertKind,
+    /// Severity.
+    pub severity: Severity,
+    /// Event time.
+    pub timestamp_ms: i64,
+    /// The transaction concerned (anomalies) or that revealed the drift.
+    pub event_id: String,
+    /// The card (anomalies).
+    pub card_id: Option<String>,
+    /// The score (anomalies).
+    pub score: Option<f64>,
+    /// One line for humans.
+    pub message: String,
+    /// Features that isolated the transaction, most important first (anomalies).
+    pub top_features: Vec<(String, f64)>,
+}
+
+/// A published model (`model-updates`), also a row of `model_versions`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelUpdate {
+    /// The new version.
+    pub model_version: u64,
+    /// Event time of the drift that triggered the retraining.
+    pub timestamp_ms: i64,
+    /// Why it was trained.
+    pub reason: String,
+    /// ROC AUC of the previous model on the evaluation events.
+    pub previous_auc: Option<f64>,
+    /// ROC AUC of this model on the same events.
+    pub auc: Option<f64>,
+}
+
+/// A message that could not be processed (`dead-letters`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetter {
+    /// What was wrong with it.
+    pub error: String,
+    /// Where it came from.
+    pub source_topic: String,
+    /// Kafka partition.
+    pub partition: i32,
+    /// Kafka offset.
+    pub offset: i64,
+    /// The payload, lossily decoded and cut to 4 KiB.
+    pub payload: String,
+}
+
+/// Why a message was rejected.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum MessageError {
+    /// Too large to be a message of ours.
+    #[error("message of {size} bytes exceeds the {MAX_MESSAGE_BYTES}-byte limit")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+    },
+    /// Not JSON of the expected shape (missing or unknown field, wrong type...).
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// Well-formed but with impossible values.
+    #[error("invalid message: {0}")]
+    Invalid(String),
+}
+
+/// Decodes a `raw-transactions` message and checks its values.
+///
+/// ```
+/// use anomaly_services::messages::decode_transaction;
+///
+/// let ok = br#"{"event_id":"e1","card_id":"c1","timestamp_ms":1,"amount":9.5,"merchant":"m",
+///   "category":"grocery","latitude":48.8,"longitude":2.3,"is_fraud":false,"phase":"normal"}"#;
+/// assert!(decode_transaction(ok).is_ok());
+/// assert!(decode_transaction(b"{not json").is_err());
+/// ```
+pub fn decode_transaction(bytes: &[u8]) -> Result<RawTransaction, MessageError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(MessageError::TooLarge { size: bytes.len() });
+    }
+    let tx: RawTransaction =
+        serde_json::from_slice(bytes).map_err(|e| MessageError::Malformed(e.to_string()))?;
+    if tx.event_id.is_empty() || tx.card_id.is_empty() {
+        return Err(MessageError::Invalid(
+            "event_id and card_id must not be empty".into(),
+        ));
+    }
+    if !(tx.amount.is_finite() && tx.amount >= 0.0) {
+        return Err(MessageError::Invalid(format!(
+            "amount must be a finite number >= 0, got {}",
+            tx.amount
+        )));
+    }
+    if !(-90.0..=90.0).contains(&tx.latitude) || !(-180.0..=180.0).contains(&tx.longitude) {
+        return Err(MessageError::Invalid(format!(
+            "location ({}, {}) is not a latitude/longitude",
+            tx.latitude, tx.longitude
+        )));
+    }
+    Ok(tx)
+}
+
+/// Builds the dead-letter record for a rejected message.
+pub fn dead_letter(
+    error: &dyn std::fmt::Display,
+    source_topic: &str,
+    partition: i32,
+    offset: i64,
+    payload: &[u8],
+) -> DeadLetter {
+    let shown = &payload[..payload.len().min(4096)];
+    DeadLetter {
+        error: error.to_string(),
+        source_topic: source_topic.to_owned(),
+        partition,
+        offset,
+        payload: String::from_utf8_lossy(shown).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> serde_json::Value {
+        serde_json::json!({"event_id":"e1","card_id":"c1","timestamp_ms":1,"amount":9.5,
+            "merchant":"m","category":"grocery","latitude":48.8,"longitude":2.3,
+            "is_fraud":false,"phase":"normal"})
+    }
+
+    fn decode(v: &serde_json::Value) -> Result<RawTransaction, MessageError> {
+        decode_transaction(v.to_string().as_bytes())
+    }
+
+    #[test]
+    fn every_kind_of_bad_input_is_rejected_with_its_reason() {
+        assert!(decode(&valid()).is_ok());
+        let mut missing = valid();
+        missing.as_object_mut().map(|o| o.remove("amount"));
+        assert!(
+            matches!(decode(&missing), Err(MessageError::Malformed(m)) if m.contains("amount"))
+        );
+        let mut negative = valid();
+        negative["amount"] = (-5.0).into();
+        assert!(matches!(decode(&negative), Err(MessageError::Invalid(_))));
+        // JSON has no NaN; a string in its place is malformed.
+        let mut nan = valid();
+        nan["amount"] = "NaN".into();
+        assert!(matches!(decode(&nan), Err(MessageError::Malformed(_))));
+        let mut far = valid();
+        far["latitude"] = 123.0.into();
+        assert!(matches!(decode(&far), Err(MessageError::Invalid(_))));
+        let huge = vec![b' '; MAX_MESSAGE_BYTES + 1];
+        assert!(matches!(
+            decode_transaction(&huge),
+            Err(MessageError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode_transaction(b"\xff\xfe"),
+            Err(MessageError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn severities_parse_loosely_and_order() {
+        assert_eq!(" high\n".parse::<Severity>(), Ok(Severity::High));
+        assert!("urgent".parse::<Severity>().is_err());
+        assert!(Severity::Critical > Severity::High && Severity::Medium > Severity::Low);
+    }
+
+    #[test]
+    fn dead_letters_keep_their_origin() {
+        let dl = dead_letter(&"bad", "raw-transactions", 3, 42, b"{oops");
+        assert_eq!(
+            (dl.partition, dl.offset, dl.payload.as_str()),
+            (3, 42, "{oops")
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! What a pipeline run achieved: figures, raw results (CSV and JSON) and a self-contained
+//! HTML report.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anomaly_core::metrics::{Confusion, roc_auc};
+use serde::{Deserialize, Serialize};
+
+use crate::messages::{DriftSource, Severity};
+use crate::pipeline::PipelineRun;
+
+/// How quickly each detector noticed one phase boundary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BoundaryDetection {
+    /// The phase that starts here.
+    pub phase: String,
+    /// Index of its first event.
+    pub index: u64,
+    /// Events from the boundary to ADWIN's first drift in this phase (`None`: not detected).
+    pub adwin_delay: Option<u64>,
+    /// Same for DDM.
+    pub ddm_delay: Option<u64>,
+}
+
+/// The run's figures.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Events generated.
+    pub events: u64,
+    /// Events scored.
+    pub scored: u64,
+    /// Events dead-lettered.
+    pub dead_letters: u64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Scored events per second of wall time.
+    pub throughput: f64,
+    /// Decisions (`is_anomaly`) against the labels (`is_fraud`).
+    pub true_positives: u64,
+    /// See `true_positives`.
+    pub false_positives: u64,
+    /// See `true_positives`.
+    pub false_negatives: u64,
+    /// See `true_positives`.
+    pub true_negatives: u64,
+    /// Share of flagged events that were fraud.
+    pub precision: f64,
+    /// Share of fraud that was flagged.
+    pub recall: f64,
+    /// Harmonic mean of precision and recall.
+    pub f1: f64,
+    /// Exact ROC AUC of the scores against the labels.
+    pub roc_auc: Option<f64>,
+    /// Detection delays per phase boundary (the first phase has none).
+    pub boundaries: Vec<BoundaryDetection>,
+    /// ADWIN drifts that were not the first of their phase.
+    pub adwin_false_alarms: u64,
+    /// DDM drifts that were not the first of their phase.
+    pub ddm_false_alarms: u64,
+    /// Retraining jobs run.
+    pub retraining_jobs: u64,
+    /// Model versions published by them.
+    pub models_published: u64,
+    /// Alerts per severity, lowest first: `[LOW, MEDIUM, HIGH, CRITICAL]`.
+    pub alerts_by_severity: [u64; 4],
+    /// Alerts sent to the notifier.
+    pub alerts_notified: u64,
+}
+
+/// Computes the figures of a run.
+pub fn summarize(run: &PipelineRun) -> Summary {
+    let mut confusion = Confusion::default();
+    for e in &run.scored {
+        confusion.add(e.is_anomaly, e.is_fraud);
+    }
+    let scores: Vec<f64> = run.scored.iter().map(|e| e.score).collect();
+    let labels: Vec<bool> = run.scored.iter().map(|e| e.is_fraud).collect();
+    let drift_index = |source: DriftSource| -> Vec<u64> {
+        run.drifts
+            .iter()
+            .filter(|d| d.detector == source)
+            .map(|d| d.sequence - 1)
+            .collect()
+    };
+    let (adwin, ddm) = (
+        drift_index(DriftSource::Adwin),
+        drift_index(DriftSource::Ddm),
+    );
+    let mut boundaries = Vec::new();
+    let mut first_of_phase = (0u64, 0u64);
+    for (i, b) in run.boundaries.iter().enumerate() {
+        let end = run
+            .boundaries
+            .get(i + 1)
+            .map_or(u64::MAX, |next| next.index);
+        let first = |drifts: &[u64]| drifts.iter().find(|&&d| d >= b.index && d < end).copied();
+        let (a, d) = (first(&adwin), first(&ddm));
+        first_of_phase.0 += u64::from(a.is_some());
+        first_of_phase.1 += u64::from(d.is_some());
+        if i > 0 {
+            boundaries.push(BoundaryDetection {
+                phase: b.name.clone(),
+                index: b.index,
+                adwin_delay: a.map(|x| x - b.index),
+                ddm_delay: d.map(|x| x - b.index),
+            });
+        }
+    }
+    let mut alerts_by_severity = [0u64; 4];
+    for a in &run.alerts {
+        alerts_by_severity[a.severity as usize] += 1;
+    }
+    let scored = run.scored.len() as u64;
+    Summary {
+        events: scored + run.dead_letters.len() as u64,
+        scored,
+        dead_letters: run.dead_letters.len() as u64,
+        seconds: run.seconds,
+        throughput: if run.seconds > 0.0 {
+            scored as f64 / run.seconds
+        } else {
+            0.0
+        },
+        true_positives: confusion.true_positives,
+        false_positives: confusion.false_positives,
+        false_negatives: confusion.false_negatives,
+        true_negatives: confusion.true_negatives,
+        precision: confusion.precision(),
+        recall: confusion.recall(),
+        f1: confusion.f1(),
+        roc_auc: roc_auc(&scores, &labels),
+        boundaries,
+        adwin_false_alarms: adwin.len() as u64 - first_of_phase.0,
+        ddm_false_alarms: ddm.len() as u64 - first_of_phase.1,
+        retraining_jobs: run.jobs.len() as u64,
+        models_published: run.model_updates.len() as u64,
+        alerts_by_severity,
+        alerts_notified: run.notified.len() as u64,
+    }
+}
+
+/// The summary as the terminal shows it.
+pub fn render_text(summary: &Summary, run: &PipelineRun) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "throughput: {:.0} events/s", summary.throughput);
+    let _ = writeln!(
+        s,
+        "events: {} scored, {} dead-lettered, in {:.2} s",
+        summary.scored, summary.dead_letters, summary.seconds
+    );
+    let _ = writeln!(
+        s,
+        "anomalies vs fraud labels: precision {:.3}, recall {:.3}, F1 {:.3}, ROC AUC {}",
+        summary.precision,
+        summary.recall,
+        summary.f1,
+        summary.roc_auc.map_or("n/a".into(), |a| format!("{a:.4}"))
+    );
+    let _ = writeln!(
+        s,
+        "drift detection delay (events after each phase boundary):"
+    );
+    for b in &summary.boundaries {
+        let delay = |d: Option<u64>| d.map_or("not detected".into(), |d| d.to_string());
+        let _ = writeln!(
+            s,
+            "  {:<16} at {:>8}: ADWIN {:>12}, DDM {:>12}",
+            b.phase,
+            b.index,
+            delay(b.adwin_delay),
+            delay(b.ddm_delay)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  false alarms: ADWIN {}, DDM {}",
+        summary.adwin_false_alarms, summary.ddm_false_alarms
+    );
+    let _ = writeln!(s, "retraining jobs: {}", summary.retraining_jobs);
+    for job in &run.jobs {
+        let auc = |a: Option<f64>| a.map_or("n/a".into(), |a| format!("{a:.4}"));
+        let _ = writeln!(
+            s,
+            "  after event {:>8}: version {} -> {}: AUC {} vs {}: {}",
+            job.job.sequence,
+            job.previous_version,
+            if job.published {
+                job.candidate_version.unwrap_or(job.previous_version)
+            } else {
+                job.previous_version
+            },
+            auc(job.previous_auc),
+            auc(job.candidate_auc),
+            job.decision
+        );
+    }
+    let counts: Vec<String> = Severity::ALL
+        .iter()
+        .map(|sev| {
+            format!(
+                "{} {}",
+                sev.name(),
+                summary.alerts_by_severity[*sev as usize]
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "alerts: {} ({} notified, {} repeats suppressed)",
+        counts.join(", "),
+        summary.alerts_notified,
+        run.duplicates_suppressed
+    );
+    s
+}
+
+/// Writes `summary.json`, `run.json` (drifts, jobs, model updates, notified alerts),
+/// `scored_events.csv`, `alerts.csv` and `report.html` into `dir`.
+pub fn write(dir: &Path, summary: &Summary, run: &PipelineRun) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(summary).unwrap_or_default(),
+    )?;
+    let details = serde_json::json!({
+        "boundaries": run.boundaries,
+        "drifts": run.drifts,
+        "retraining_jobs": run.jobs,
+        "model_updates": run.model_updates,
+        "notified_alerts": run.notified,
+        "dead_letters": run.dead_letters,
+        "config": run.config,
+    });
+    std::fs::write(
+        dir.join("run.json"),
+        serde_json::to_string_pretty(&details).unwrap_or_default(),
+    )?;
+    let mut csv = String::from(
+        "event_id,timestamp_ms,card_id,amount,score,is_anomaly,is_fraud,model_version,phase\n",
+    );
+    for e in &run.scored {
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{}",
+            e.event_id,
+            e.timestamp_ms,
+            e.card_id,
+            e.amount,
+            e.score,
+            u8::from(e.is_anomaly),
+            u8::from(e.is_fraud),
+            e.model_version,
+            e.phase
+        );
+    }
+    std::fs::write(dir.join("scored_events.csv"), csv)?;
+    let mut alerts = String::from("alert_id,kind,severity,timestamp_ms,event_id,card_id,score\n");
+    for a in &run.alerts {
+        let _ = writeln!(
+            alerts,
+            "{},{:?},{},{},{},{},{}",
+            a.alert_id,
+            a.kind,
+            a.severity.name(),
+            a.timestamp_ms,
+            a.event_id,
+            a.card_id.as_deref().unwrap_or(""),
+            a.score.map_or(String::new(), |s| s.to_string())
+        );
+    }
+    std::fs::write(dir.join("alerts.csv"), alerts)?;
+    std::fs::write(dir.join("report.html"), html::render(summary, run))
+}
+
+mod html;

@@ -1,0 +1,88 @@
+//! Scored events -> drift events: ADWIN on the score stream, DDM on the error stream.
+
+use anomaly_core::drift::{Adwin, Ddm, DriftDetector, DriftStatus, Outcome};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::ids::uuid_from;
+use crate::messages::{DriftEvent, DriftSource, ScoredEvent};
+
+/// Watches the scores and the prediction errors for drift.
+///
+/// ```
+/// use anomaly_services::messages::ScoredEvent;
+/// use anomaly_services::stages::drift_monitor::DriftMonitor;
+///
+/// let mut monitor = DriftMonitor::new(7, 0);
+/// let event = |i: i64, score: f64| ScoredEvent {
+///     event_id: format!("e{i}"), card_id: "c".into(), timestamp_ms: i, score,
+///     is_anomaly: false, is_fraud: false, model_version: 1, amount: 1.0, phase: "p".into(),
+/// };
+/// let drifts: usize = (0..4000)
+///     .map(|i| monitor.process(&event(i, if i < 2000 { 0.3 } else { 0.8 })).len())
+///     .sum();
+/// assert!(drifts >= 1);
+/// ```
+pub struct DriftMonitor {
+    adwin: Adwin,
+    ddm: Ddm,
+    seen: u64,
+    warm_up: u64,
+    ids: ChaCha8Rng,
+}
+
+impl DriftMonitor {
+    /// Detectors with River's default parameters; the first `warm_up` events (the model's
+    /// own warm-up, when its scores mean nothing yet) are counted but not watched; `seed`
+    /// draws the drift ids.
+    pub fn new(seed: u64, warm_up: u64) -> Self {
+        Self {
+            adwin: Adwin::default(),
+            ddm: Ddm::default(),
+            seen: 0,
+            warm_up,
+            ids: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// Scored events seen so far.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// Feeds one scored event; returns the drifts it revealed (none, one or both detectors).
+    pub fn process(&mut self, event: &ScoredEvent) -> Vec<DriftEvent> {
+        self.seen += 1;
+        let mut drifts = Vec::new();
+        if self.seen <= self.warm_up {
+            return drifts;
+        }
+        // Scores are in [0, 1] (checked upstream), so ADWIN cannot reject them.
+        if let Ok(DriftStatus::Drift) = self.adwin.update(event.score) {
+            let detail = format!(
+                "score mean {:.4} over the last {} events",
+                self.adwin.estimation(),
+                self.adwin.width()
+            );
+            drifts.push(self.drift(DriftSource::Adwin, event, detail));
+        }
+        let outcome = Outcome::from_prediction(event.is_anomaly, event.is_fraud);
+        if let Ok(DriftStatus::Drift) = self.ddm.update(outcome) {
+            let detail = format!("error rate {:.4}", self.ddm.error_rate());
+            drifts.push(self.drift(DriftSource::Ddm, event, detail));
+        }
+        drifts
+    }
+
+    fn drift(&mut self, detector: DriftSource, event: &ScoredEvent, detail: String) -> DriftEvent {
+        DriftEvent {
+            drift_id: uuid_from(self.ids.random()),
+            detector,
+            timestamp_ms: event.timestamp_ms,
+            event_id: event.event_id.clone(),
+            sequence: self.seen,
+            model_version: event.model_version,
+            detail,
+        }
+    }
+}

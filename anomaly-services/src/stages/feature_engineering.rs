@@ -1,0 +1,69 @@
+//! Raw transaction -> feature vector, with per-card state in a feature store.
+
+use anomaly_core::features::{CardState, FeatureStore, TransactionError};
+use thiserror::Error;
+
+use crate::messages::{FeatureVector, RawTransaction};
+
+/// Why a transaction produced no features.
+#[derive(Debug, Error)]
+pub enum FeatureError<E: std::error::Error> {
+    /// The transaction's values were rejected (the card's state is unchanged).
+    #[error(transparent)]
+    Transaction(#[from] TransactionError),
+    /// The feature store failed.
+    #[error("feature store: {0}")]
+    Store(E),
+}
+
+/// Computes each transaction's features from its card's state, updating that state
+/// atomically in the store.
+///
+/// ```
+/// use anomaly_core::features::{CardState, InMemoryStore};
+/// use anomaly_services::generator::{Generator, GeneratorParams};
+/// use anomaly_services::stages::feature_engineering::FeatureEngineer;
+///
+/// let mut engineer = FeatureEngineer::new(InMemoryStore::new(CardState::default()));
+/// for tx in Generator::new(GeneratorParams { events: 100, ..GeneratorParams::default() }) {
+///     let vector = engineer.process(&tx)?;
+///     assert!(vector.features.iter().all(|v| (0.0..=1.0).contains(v)));
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct FeatureEngineer<S> {
+    store: S,
+}
+
+impl<S: FeatureStore<State = CardState>> FeatureEngineer<S> {
+    /// A stage over `store`.
+    pub fn new(store: S) -> Self {
+        Self { store }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The features of `tx`.
+    pub fn process(
+        &mut self,
+        tx: &RawTransaction,
+    ) -> Result<FeatureVector, FeatureError<S::Error>> {
+        let transaction = tx.transaction();
+        let features = self
+            .store
+            .update(&tx.card_id, |card| card.update(&transaction))
+            .map_err(FeatureError::Store)??;
+        Ok(FeatureVector {
+            event_id: tx.event_id.clone(),
+            card_id: tx.card_id.clone(),
+            timestamp_ms: tx.timestamp_ms,
+            features: features.values().to_vec(),
+            amount: tx.amount,
+            is_fraud: tx.is_fraud,
+            phase: tx.phase.clone(),
+        })
+    }
+}

@@ -1,0 +1,203 @@
+//! Drift events -> retraining jobs -> new model versions, published only if not worse.
+
+use std::collections::VecDeque;
+
+use anomaly_core::anomaly::{AnomalyDetector, AnomalyError, Ensemble, EnsembleParams};
+use anomaly_core::snapshot::{Model, Snapshot};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::uuid_from;
+use crate::messages::{DriftEvent, FeatureVector, ModelUpdate};
+use anomaly_core::metrics::roc_auc;
+
+/// How retraining is triggered and judged.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetrainingParams {
+    /// A drift within this many scored events of the previous job's request starts no new
+    /// job (drift storms are debounced).
+    pub debounce_events: u64,
+    /// Recent feature vectors a new model is trained on.
+    pub history: usize,
+    /// The most recent labelled events both models are judged on (not trained on).
+    pub holdout: usize,
+}
+
+impl Default for RetrainingParams {
+    fn default() -> Self {
+        Self {
+            debounce_events: 10_000,
+            history: 5_000,
+            holdout: 2_000,
+        }
+    }
+}
+
+/// A retraining request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RetrainingJob {
+    /// Unique id.
+    pub job_id: String,
+    /// The drift that caused it.
+    pub reason: String,
+    /// Scored events seen when it was requested.
+    pub sequence: u64,
+    /// Event time of the request.
+    pub timestamp_ms: i64,
+}
+
+/// What a job did, recorded whether or not it published.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobOutcome {
+    /// The job.
+    pub job: RetrainingJob,
+    /// Version running when the job ran.
+    pub previous_version: u64,
+    /// Version of the candidate, if one was trained.
+    pub candidate_version: Option<u64>,
+    /// Running model's ROC AUC on the holdout (its live scores).
+    pub previous_auc: Option<f64>,
+    /// Candidate's ROC AUC on the same holdout, scored progressively.
+    pub candidate_auc: Option<f64>,
+    /// Whether the candidate was published.
+    pub published: bool,
+    /// Why, in words.
+    pub decision: String,
+}
+
+/// A model to publish: its `model-updates` message and its snapshot bytes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Publication {
+    /// The message announcing it (also the `model_versions` row).
+    pub update: ModelUpdate,
+    /// The snapshot to store as the active model.
+    pub snapshot: Vec<u8>,
+}
+
+/// Keeps the recent labelled vectors, turns drifts into jobs, runs them.
+pub struct Retrainer {
+    params: RetrainingParams,
+    model_params: EnsembleParams,
+    features: Vec<String>,
+    recent: VecDeque<(FeatureVector, f64)>,
+    last_request: Option<u64>,
+    ids: ChaCha8Rng,
+}
+
+impl Retrainer {
+    /// A retrainer for ensembles built with `model_params` over `features`.
+    pub fn new(
+        params: RetrainingParams,
+        model_params: EnsembleParams,
+        features: Vec<String>,
+        seed: u64,
+    ) -> Self {
+        Self {
+            recent: VecDeque::with_capacity(params.history + params.holdout),
+            params,
+            model_params,
+            features,
+            last_request: None,
+            ids: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// Records a scored vector (with the score the running model gave it).
+    pub fn observe(&mut self, vector: FeatureVector, live_score: f64) {
+        if self.recent.len() == self.params.history + self.params.holdout {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((vector, live_score));
+    }
+
+    /// A job for `drift`, unless one was requested less than `debounce_events` ago.
+    pub fn request(&mut self, drift: &DriftEvent) -> Option<RetrainingJob> {
+        if let Some(last) = self.last_request
+            && drift.sequence < last + self.params.debounce_events
+        {
+            return None;
+        }
+        self.last_request = Some(drift.sequence);
+        Some(RetrainingJob {
+            job_id: uuid_from(self.ids.random()),
+            reason: format!("{} drift: {}", drift.detector.name(), drift.detail),
+            sequence: drift.sequence,
+            timestamp_ms: drift.timestamp_ms,
+        })
+    }
+
+    /// Trains a candidate on the recent history, judges it against the running model on the
+    /// holdout, and returns the snapshot to publish (as `running_version + 1`) if the
+    /// candidate is not worse.
+    pub fn run(
+        &mut self,
+        job: RetrainingJob,
+        running_version: u64,
+    ) -> Result<(JobOutcome, Option<Publication>), AnomalyError> {
+        let mut outcome = JobOutcome {
+            job,
+            previous_version: running_version,
+            candidate_version: None,
+            previous_auc: None,
+            candidate_auc: None,
+            published: false,
+            decision: String::new(),
+        };
+        if self.recent.len() < self.params.holdout + self.params.history / 2 {
+            outcome.decision = format!(
+                "kept version {running_version}: only {} recent events, {} needed",
+                self.recent.len(),
+                self.params.holdout + self.params.history / 2
+            );
+            return Ok((outcome, None));
+        }
+        let split = self.recent.len() - self.params.holdout;
+        let train: Vec<&[f64]> = self
+            .recent
+            .iter()
+            .take(split)
+            .map(|(v, _)| v.features.as_slice())
+            .collect();
+        let version = running_version + 1;
+        let mut params = self.model_params.clone();
+        params.hst.seed = Some(params.hst.seed.unwrap_or(0).wrapping_add(version));
+        let mut candidate = Ensemble::train_fresh(params, &self.features, &train)?;
+        let holdout: Vec<&(FeatureVector, f64)> = self.recent.iter().skip(split).collect();
+        let labels: Vec<bool> = holdout.iter().map(|(v, _)| v.is_fraud).collect();
+        let live: Vec<f64> = holdout.iter().map(|(_, s)| *s).collect();
+        let mut fresh = Vec::with_capacity(holdout.len());
+        for (vector, _) in &holdout {
+            let scored = candidate.score(&vector.features)?;
+            fresh.push(scored.score());
+            scored.learn();
+        }
+        outcome.candidate_version = Some(version);
+        outcome.previous_auc = roc_auc(&live, &labels);
+        outcome.candidate_auc = roc_auc(&fresh, &labels);
+        let (Some(before), Some(after)) = (outcome.previous_auc, outcome.candidate_auc) else {
+            outcome.decision = format!(
+                "kept version {running_version}: the holdout has no fraud or no normal event to compare on"
+            );
+            return Ok((outcome, None));
+        };
+        if after < before {
+            outcome.decision = format!(
+                "kept version {running_version}: candidate AUC {after:.4} < running {before:.4}"
+            );
+            return Ok((outcome, None));
+        }
+        outcome.published = true;
+        outcome.decision =
+            format!("published version {version}: candidate AUC {after:.4} >= running {before:.4}");
+        let update = ModelUpdate {
+            model_version: version,
+            timestamp_ms: outcome.job.timestamp_ms,
+            reason: outcome.job.reason.clone(),
+            previous_auc: Some(before),
+            auc: Some(after),
+        };
+        let snapshot = Snapshot::new(version, Model::Ensemble(candidate)).to_bytes();
+        Ok((outcome, Some(Publication { update, snapshot })))
+    }
+}
