@@ -14,6 +14,7 @@ use anomaly_core::anomaly::{AnomalyDetector, HalfSpaceTrees, HstParams, Sad};
 use anomaly_core::drift::{
     Adwin, Ddm, DriftDetector, Eddm, HddmA, HddmW, Kswin, KswinParams, Outcome, PageHinkley,
 };
+use anomaly_core::features::MinMaxScaler;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -166,7 +167,7 @@ enum State {
     HddmW(HddmW),
     PageHinkley(PageHinkley),
     Kswin(Kswin),
-    MinMax(Vec<f64>, Vec<f64>),
+    MinMax(MinMaxScaler),
 }
 
 /// HalfSpaceTrees with `n_trees` trees of `height`, window 250, over `WIDTH` features.
@@ -209,7 +210,10 @@ impl<'a> Prepared<'a> {
             "hddm_w" => State::HddmW(HddmW::default()),
             "page_hinkley" => State::PageHinkley(PageHinkley::default()),
             "kswin" => State::Kswin(kswin()),
-            "minmax" => State::MinMax(vec![f64::INFINITY; WIDTH], vec![f64::NEG_INFINITY; WIDTH]),
+            "minmax" => match MinMaxScaler::new(WIDTH) {
+                Ok(scaler) => State::MinMax(scaler),
+                Err(e) => panic!("scaler rejected: {e}"),
+            },
             _ => return None,
         };
         let mut prepared = Self { name, input, state };
@@ -285,8 +289,8 @@ fn run_state(state: &mut State, input: &Input, from: usize, to: usize) -> f64 {
         (State::Eddm(d), Input::Outcomes(o)) => drifts(d, &o[from..to]),
         (State::HddmA(d), Input::Outcomes(o)) => drifts(d, &o[from..to]),
         (State::HddmW(d), Input::Outcomes(o)) => drifts(d, &o[from..to]),
-        (State::MinMax(min, max), Input::Rows(rows)) => {
-            minmax(min, max, &rows[from * WIDTH..to * WIDTH])
+        (State::MinMax(scaler), Input::Rows(rows)) => {
+            minmax(scaler, &rows[from * WIDTH..to * WIDTH])
         }
         _ => f64::NAN,
     }
@@ -315,19 +319,14 @@ fn drifts<D: DriftDetector>(detector: &mut D, inputs: &[D::Input]) -> f64 {
     drifts
 }
 
-/// River's `MinMaxScaler` learn-then-transform per row; returns the sum of scaled values.
-fn minmax(min: &mut [f64], max: &mut [f64], rows: &[f64]) -> f64 {
+/// River's `MinMaxScaler` order, learn then transform, per row; returns the sum of scaled
+/// values.
+fn minmax(scaler: &mut MinMaxScaler, rows: &[f64]) -> f64 {
+    let mut out = [0.0; WIDTH];
     let mut total = 0.0;
     for row in rows.chunks_exact(WIDTH) {
-        for (i, &x) in row.iter().enumerate() {
-            min[i] = min[i].min(x);
-            max[i] = max[i].max(x);
-            let range = max[i] - min[i];
-            total += if range != 0.0 {
-                (x - min[i]) / range
-            } else {
-                0.0
-            };
+        if scaler.learn_transform(row, &mut out).is_ok() {
+            total += out.iter().sum::<f64>();
         }
     }
     total
