@@ -11,13 +11,19 @@
 //! * [`stages`]: each stage's logic, free of any transport or storage.
 //! * [`pipeline`]: all stages in one process with in-memory adapters (the main job).
 //! * [`report`]: figures, CSV/JSON and the HTML report of a run.
+//! * [`adapters`]: PostgreSQL/TimescaleDB and Redis behind the stages.
+//! * [`config`], [`telemetry`]: what every service shares: typed environment configuration,
+//!   JSON logs, metrics, `/health` and `/metrics`.
 
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod adapters;
+pub mod config;
 pub mod generator;
 pub mod ids;
 pub mod messages;
 pub mod pipeline;
 pub mod report;
 pub mod stages;
+pub mod telemetry;

@@ -46,6 +46,11 @@ impl<S: FeatureStore<State = CardState>> FeatureEngineer<S> {
         &self.store
     }
 
+    /// The store, mutably (to load a card's state, say).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
     /// The features of `tx`.
     pub fn process(
         &mut self,

@@ -1,0 +1,188 @@
+//! The event store in PostgreSQL/TimescaleDB: idempotent schema, idempotent batch inserts.
+
+use postgres::{Client, NoTls, Transaction};
+use thiserror::Error;
+
+use crate::messages::{Alert, DriftEvent, ModelUpdate, ScoredEvent};
+
+/// The schema, applied idempotently at start-up.
+pub const SCHEMA: &str = include_str!("../../sql/schema.sql");
+
+/// A database failure (the message never contains the connection password).
+#[derive(Debug, Error)]
+#[error("database: {0}")]
+pub struct StoreError(#[from] postgres::Error);
+
+/// Writes the pipeline's rows. Every insert is `ON CONFLICT DO NOTHING` on `(id, ts)`, so a
+/// batch replayed after a crash adds nothing twice.
+pub struct PgEventStore {
+    client: Client,
+}
+
+impl PgEventStore {
+    /// Connects to `url`, uses (creating it if needed) the schema `schema` (`public` in
+    /// production; tests use their own), and applies the tables.
+    pub fn connect(url: &str, schema: &str) -> Result<Self, StoreError> {
+        let mut client = Client::connect(url, NoTls)?;
+        let quoted = quote_identifier(schema);
+        client.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {quoted}; SET search_path TO {quoted};"
+        ))?;
+        client.batch_execute(SCHEMA)?;
+        Ok(Self { client })
+    }
+
+    /// Inserts scored events in one transaction; returns how many were new.
+    pub fn write_scored(&mut self, events: &[ScoredEvent]) -> Result<u64, StoreError> {
+        self.in_transaction(|tx| {
+            let statement = tx.prepare(
+                "INSERT INTO scored_events (event_id, ts, card_id, score, is_anomaly, is_fraud, model_version, amount, phase) \
+                 VALUES ($1, to_timestamp($2::BIGINT / 1000.0), $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (event_id, ts) DO NOTHING",
+            )?;
+            let mut inserted = 0;
+            for e in events {
+                inserted += tx.execute(
+                    &statement,
+                    &[
+                        &e.event_id,
+                        &e.timestamp_ms,
+                        &e.card_id,
+                        &e.score,
+                        &e.is_anomaly,
+                        &e.is_fraud,
+                        &(e.model_version as i64),
+                        &e.amount,
+                        &e.phase,
+                    ],
+                )?;
+            }
+            Ok(inserted)
+        })
+    }
+
+    /// Inserts drift events; returns how many were new.
+    pub fn write_drifts(&mut self, drifts: &[DriftEvent]) -> Result<u64, StoreError> {
+        self.in_transaction(|tx| {
+            let statement = tx.prepare(
+                "INSERT INTO drift_events (drift_id, ts, detector, event_id, sequence, model_version, detail) \
+                 VALUES ($1, to_timestamp($2::BIGINT / 1000.0), $3, $4, $5, $6, $7) \
+                 ON CONFLICT (drift_id, ts) DO NOTHING",
+            )?;
+            let mut inserted = 0;
+            for d in drifts {
+                inserted += tx.execute(
+                    &statement,
+                    &[
+                        &d.drift_id,
+                        &d.timestamp_ms,
+                        &d.detector.name(),
+                        &d.event_id,
+                        &(d.sequence as i64),
+                        &(d.model_version as i64),
+                        &d.detail,
+                    ],
+                )?;
+            }
+            Ok(inserted)
+        })
+    }
+
+    /// Inserts alerts; returns how many were new.
+    pub fn write_alerts(&mut self, alerts: &[Alert]) -> Result<u64, StoreError> {
+        self.in_transaction(|tx| {
+            let statement = tx.prepare(
+                "INSERT INTO alerts (alert_id, ts, kind, severity, event_id, card_id, score, message, top_features) \
+                 VALUES ($1, to_timestamp($2::BIGINT / 1000.0), $3, $4, $5, $6, $7, $8, $9::TEXT::JSONB) \
+                 ON CONFLICT (alert_id, ts) DO NOTHING",
+            )?;
+            let mut inserted = 0;
+            for a in alerts {
+                let kind = serde_json::to_value(a.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let features = serde_json::to_string(&a.top_features).unwrap_or_else(|_| "[]".into());
+                inserted += tx.execute(
+                    &statement,
+                    &[
+                        &a.alert_id,
+                        &a.timestamp_ms,
+                        &kind,
+                        &a.severity.name(),
+                        &a.event_id,
+                        &a.card_id,
+                        &a.score,
+                        &a.message,
+                        &features,
+                    ],
+                )?;
+            }
+            Ok(inserted)
+        })
+    }
+
+    /// Records a published model version; returns whether it was new.
+    pub fn write_model_version(&mut self, update: &ModelUpdate) -> Result<bool, StoreError> {
+        let inserted = self.client.execute(
+            "INSERT INTO model_versions (model_version, ts, reason, previous_auc, auc) \
+             VALUES ($1, to_timestamp($2::BIGINT / 1000.0), $3, $4, $5) \
+             ON CONFLICT (model_version, ts) DO NOTHING",
+            &[
+                &(update.model_version as i64),
+                &update.timestamp_ms,
+                &update.reason,
+                &update.previous_auc,
+                &update.auc,
+            ],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    /// Rows in `table` (one of the four pipeline tables).
+    pub fn count(&mut self, table: Table) -> Result<u64, StoreError> {
+        let row = self
+            .client
+            .query_one(&format!("SELECT COUNT(*) FROM {}", table.name()), &[])?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    fn in_transaction<R>(
+        &mut self,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<R, postgres::Error>,
+    ) -> Result<R, StoreError> {
+        let mut tx = self.client.transaction()?;
+        let result = f(&mut tx)?;
+        tx.commit()?;
+        Ok(result)
+    }
+}
+
+/// The pipeline's tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Table {
+    /// `scored_events`.
+    ScoredEvents,
+    /// `drift_events`.
+    DriftEvents,
+    /// `alerts`.
+    Alerts,
+    /// `model_versions`.
+    ModelVersions,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Self::ScoredEvents => "scored_events",
+            Self::DriftEvents => "drift_events",
+            Self::Alerts => "alerts",
+            Self::ModelVersions => "model_versions",
+        }
+    }
+}
+
+/// `name` as a quoted SQL identifier.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}

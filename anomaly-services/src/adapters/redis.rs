@@ -1,0 +1,137 @@
+//! Redis: the per-card feature store (atomic read-modify-write per card, with a TTL) and the
+//! model store (`active_model`).
+
+use anomaly_core::features::{Compact, DecodeError, FeatureStore, update_encoded};
+use redis::{Commands, Connection};
+use thiserror::Error;
+
+/// A Redis failure, or stored bytes that do not decode.
+#[derive(Debug, Error)]
+pub enum RedisStoreError {
+    /// Connection or command failure.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A stored state is corrupt.
+    #[error("corrupt state under `{key}`: {source}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// Why it does not decode.
+        source: DecodeError,
+    },
+    /// Other writers kept changing the key.
+    #[error("gave up updating `{key}` after {attempts} conflicting attempts")]
+    Contended {
+        /// The key.
+        key: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
+/// A [`FeatureStore`] in Redis: one key per card (`prefix` + card id) holding the state's
+/// compact encoding. Updates are optimistic transactions (WATCH, GET, MULTI/SET/EXEC), retried
+/// when another writer got in between, so a card's state is never updated twice from the same
+/// read.
+pub struct RedisFeatureStore<S> {
+    connection: Connection,
+    prefix: String,
+    ttl_seconds: u64,
+    template: S,
+}
+
+const MAX_ATTEMPTS: u32 = 16;
+
+impl<S: Compact + Clone> RedisFeatureStore<S> {
+    /// Connects to `url`; keys are `prefix` + key, kept `ttl_seconds` after their last update.
+    pub fn connect(
+        url: &str,
+        prefix: &str,
+        ttl_seconds: u64,
+        template: S,
+    ) -> Result<Self, RedisStoreError> {
+        let client = redis::Client::open(url)?;
+        Ok(Self {
+            connection: client.get_connection()?,
+            prefix: prefix.to_owned(),
+            ttl_seconds,
+            template,
+        })
+    }
+}
+
+impl<S: Compact + Clone> FeatureStore for RedisFeatureStore<S> {
+    type State = S;
+    type Error = RedisStoreError;
+
+    fn update<R>(
+        &mut self,
+        key: &str,
+        mut f: impl FnMut(&mut S) -> R,
+    ) -> Result<R, RedisStoreError> {
+        let key = format!("{}{key}", self.prefix);
+        for _ in 0..MAX_ATTEMPTS {
+            redis::cmd("WATCH").arg(&key).exec(&mut self.connection)?;
+            let stored: Option<Vec<u8>> = self.connection.get(&key)?;
+            let (result, new_bytes) = update_encoded(&self.template, stored.as_deref(), &mut f)
+                .map_err(|source| RedisStoreError::Corrupt {
+                    key: key.clone(),
+                    source,
+                })?;
+            let Some(bytes) = new_bytes else {
+                redis::cmd("UNWATCH").exec(&mut self.connection)?;
+                return Ok(result);
+            };
+            let committed: Option<()> = redis::pipe()
+                .atomic()
+                .set_ex(&key, bytes, self.ttl_seconds)
+                .ignore()
+                .query(&mut self.connection)?;
+            if committed.is_some() {
+                return Ok(result);
+            }
+        }
+        Err(RedisStoreError::Contended {
+            key,
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    fn load(&mut self, key: &str) -> Result<Option<S>, RedisStoreError> {
+        let key = format!("{}{key}", self.prefix);
+        let stored: Option<Vec<u8>> = self.connection.get(&key)?;
+        stored
+            .map(|bytes| {
+                S::decode(&bytes).map_err(|source| RedisStoreError::Corrupt { key, source })
+            })
+            .transpose()
+    }
+}
+
+/// The published model: snapshot bytes under `prefix` + `active_model`.
+pub struct RedisModelStore {
+    connection: Connection,
+    key: String,
+}
+
+impl RedisModelStore {
+    /// Connects to `url`.
+    pub fn connect(url: &str, prefix: &str) -> Result<Self, RedisStoreError> {
+        let client = redis::Client::open(url)?;
+        Ok(Self {
+            connection: client.get_connection()?,
+            key: format!("{prefix}active_model"),
+        })
+    }
+
+    /// Stores `snapshot` as the active model.
+    pub fn publish(&mut self, snapshot: &[u8]) -> Result<(), RedisStoreError> {
+        let () = self.connection.set(&self.key, snapshot)?;
+        Ok(())
+    }
+
+    /// The active model's snapshot bytes, if one was published.
+    pub fn load(&mut self) -> Result<Option<Vec<u8>>, RedisStoreError> {
+        Ok(self.connection.get(&self.key)?)
+    }
+}

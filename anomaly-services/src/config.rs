@@ -1,0 +1,277 @@
+//! Service configuration from environment variables: read once at start-up, typed at once, and
+//! an invalid value is an error that names the variable and the bad value (secrets redacted).
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::messages::Severity;
+
+/// A value that must never be logged: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A URL with its password, if any, replaced by `***`.
+///
+/// ```
+/// use anomaly_services::config::redact_url;
+///
+/// assert_eq!(
+///     redact_url("postgresql://anomaly:s3cret@timescaledb:5432/anomalydb"),
+///     "postgresql://anomaly:***@timescaledb:5432/anomalydb"
+/// );
+/// assert_eq!(redact_url("redis://redis:6379"), "redis://redis:6379");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// A configuration value was rejected.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[error("invalid {variable}={value}: expected {expected}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// The rejected value (redacted when it is a secret).
+    pub value: String,
+    /// What it must be.
+    pub expected: &'static str,
+}
+
+/// The services' shared configuration (see `docs/OPERATIONS.md`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceConfig {
+    /// `KAFKA_BOOTSTRAP_SERVERS`, default `kafka:29092`.
+    pub kafka_bootstrap_servers: String,
+    /// `REDIS_URL`, default `redis://redis:6379`.
+    pub redis_url: Secret,
+    /// `TIMESCALE_URL`, default `postgresql://anomaly:anomaly@timescaledb:5432/anomalydb`.
+    pub timescale_url: Secret,
+    /// `ANOMALY_THRESHOLD`, in [0, 1], default 0.85.
+    pub anomaly_threshold: f64,
+    /// `REPLAY_SPEED`, >= 0 (0 = as fast as possible), default 100.
+    pub replay_speed: f64,
+    /// `SLACK_WEBHOOK_URL`, trimmed; empty or unset disables Slack.
+    pub slack_webhook_url: Option<Secret>,
+    /// `MIN_SLACK_SEVERITY`, trimmed and case-insensitive, default `HIGH`.
+    pub min_slack_severity: Severity,
+    /// `HTTP_PORT` for `/health` and `/metrics`, default per service.
+    pub http_port: u16,
+    /// `HTTP_BIND`, the address `/health` and `/metrics` listen on, default `127.0.0.1`.
+    pub http_bind: String,
+}
+
+impl ServiceConfig {
+    /// Reads the process environment.
+    pub fn from_env(default_http_port: u16) -> Result<Self, ConfigError> {
+        Self::from_lookup(default_http_port, |name| std::env::var(name).ok())
+    }
+
+    /// Reads variables through `lookup` (the environment, or a map in tests).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use anomaly_services::config::ServiceConfig;
+    ///
+    /// let env = HashMap::from([("ANOMALY_THRESHOLD", "0.9"), ("MIN_SLACK_SEVERITY", " critical\n")]);
+    /// let config = ServiceConfig::from_lookup(8001, |k| env.get(k).map(|v| v.to_string()))?;
+    /// assert_eq!(config.anomaly_threshold, 0.9);
+    /// assert_eq!(config.http_port, 8001);
+    ///
+    /// let env = HashMap::from([("REPLAY_SPEED", "fast")]);
+    /// let err = ServiceConfig::from_lookup(8001, |k| env.get(k).map(|v| v.to_string())).unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid REPLAY_SPEED=fast: expected a number >= 0");
+    /// # Ok::<(), anomaly_services::config::ConfigError>(())
+    /// ```
+    pub fn from_lookup(
+        default_http_port: u16,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let text = |name: &str, default: &str| lookup(name).unwrap_or_else(|| default.to_owned());
+        let anomaly_threshold = number(
+            "ANOMALY_THRESHOLD",
+            &text("ANOMALY_THRESHOLD", "0.85"),
+            "a number in [0, 1]",
+            |x| (0.0..=1.0).contains(&x),
+        )?;
+        let replay_speed = number(
+            "REPLAY_SPEED",
+            &text("REPLAY_SPEED", "100"),
+            "a number >= 0",
+            |x| x >= 0.0 && x.is_finite(),
+        )?;
+        let webhook = text("SLACK_WEBHOOK_URL", "");
+        let webhook = webhook.trim();
+        let slack_webhook_url = if webhook.is_empty() {
+            None
+        } else if webhook.starts_with("https://") || webhook.starts_with("http://") {
+            Some(Secret::new(webhook))
+        } else {
+            return Err(ConfigError {
+                variable: "SLACK_WEBHOOK_URL",
+                value: "***".into(),
+                expected: "an http(s) URL, or empty to disable Slack",
+            });
+        };
+        let severity_text = text("MIN_SLACK_SEVERITY", "HIGH");
+        let min_slack_severity = severity_text.parse().map_err(|_| ConfigError {
+            variable: "MIN_SLACK_SEVERITY",
+            value: severity_text.clone(),
+            expected: "LOW, MEDIUM, HIGH or CRITICAL",
+        })?;
+        let port_text = text("HTTP_PORT", &default_http_port.to_string());
+        let http_port = port_text.trim().parse().map_err(|_| ConfigError {
+            variable: "HTTP_PORT",
+            value: port_text.clone(),
+            expected: "a TCP port number",
+        })?;
+        let redis_url = text("REDIS_URL", "redis://redis:6379");
+        let timescale_url = text(
+            "TIMESCALE_URL",
+            "postgresql://anomaly:anomaly@timescaledb:5432/anomalydb",
+        );
+        for (variable, url, schemes) in [
+            ("REDIS_URL", &redis_url, &["redis://", "rediss://"][..]),
+            (
+                "TIMESCALE_URL",
+                &timescale_url,
+                &["postgresql://", "postgres://"][..],
+            ),
+        ] {
+            if !schemes.iter().any(|s| url.starts_with(s)) {
+                return Err(ConfigError {
+                    variable,
+                    value: redact_url(url),
+                    expected: "a URL of the right scheme (redis:// or postgresql://)",
+                });
+            }
+        }
+        Ok(Self {
+            kafka_bootstrap_servers: text("KAFKA_BOOTSTRAP_SERVERS", "kafka:29092"),
+            redis_url: Secret::new(redis_url),
+            timescale_url: Secret::new(timescale_url),
+            anomaly_threshold,
+            replay_speed,
+            slack_webhook_url,
+            min_slack_severity,
+            http_port,
+            http_bind: text("HTTP_BIND", "127.0.0.1"),
+        })
+    }
+}
+
+fn number(
+    variable: &'static str,
+    text: &str,
+    expected: &'static str,
+    valid: impl Fn(f64) -> bool,
+) -> Result<f64, ConfigError> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|x| valid(*x))
+        .ok_or_else(|| ConfigError {
+            variable,
+            value: text.to_owned(),
+            expected,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<ServiceConfig, ConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ServiceConfig::from_lookup(8000, |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.kafka_bootstrap_servers, "kafka:29092");
+        assert_eq!(c.redis_url.expose(), "redis://redis:6379");
+        assert_eq!(c.replay_speed, 100.0);
+        assert_eq!(c.slack_webhook_url, None);
+        assert_eq!(c.min_slack_severity, Severity::High);
+        assert_eq!((c.http_port, c.http_bind.as_str()), (8000, "127.0.0.1"));
+    }
+
+    #[test]
+    fn secrets_never_show() {
+        let c = load(&[
+            (
+                "SLACK_WEBHOOK_URL",
+                "  https://hooks.example/T000/B000/XXXX\n",
+            ),
+            ("TIMESCALE_URL", "postgresql://u:pw@db/x"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.slack_webhook_url.as_ref().map(Secret::expose),
+            Some("https://hooks.example/T000/B000/XXXX")
+        );
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("XXXX") && !shown.contains("pw"), "{shown}");
+        let err = load(&[("TIMESCALE_URL", "mysql://u:pw@db/x")]).unwrap_err();
+        assert!(!err.to_string().contains("pw") && err.to_string().contains("TIMESCALE_URL"));
+        let err = load(&[("SLACK_WEBHOOK_URL", "hooks.example/secret-token")]).unwrap_err();
+        assert!(!err.to_string().contains("secret-token"));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("ANOMALY_THRESHOLD", "1.5"),
+            ("ANOMALY_THRESHOLD", "NaN"),
+            ("REPLAY_SPEED", "-1"),
+            ("MIN_SLACK_SEVERITY", "urgent"),
+            ("HTTP_PORT", "70000"),
+            ("REDIS_URL", "localhost:6379"),
+        ] {
+            let err = load(&[(var, value)]).unwrap_err();
+            assert_eq!(err.variable, var);
+            assert!(
+                err.to_string().starts_with(&format!("invalid {var}=")),
+                "{err}"
+            );
+        }
+    }
+}

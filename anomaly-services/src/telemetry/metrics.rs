@@ -1,0 +1,115 @@
+//! The metrics every service exports, in one typed place.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+/// A service's metrics, all named `anomaly_*` and labelled with the service.
+///
+/// ```
+/// use anomaly_services::telemetry::metrics::Metrics;
+///
+/// let metrics = Metrics::new("ml-inference");
+/// metrics.events_in.inc();
+/// metrics.errors.with_label_values(&["bad_json"]).inc();
+/// let text = metrics.render();
+/// assert!(text.contains(r#"anomaly_events_in_total{service="ml-inference"} 1"#));
+/// ```
+pub struct Metrics {
+    registry: Registry,
+    /// Messages consumed.
+    pub events_in: IntCounter,
+    /// Messages produced.
+    pub events_out: IntCounter,
+    /// Time to process one message, seconds.
+    pub processing_seconds: Histogram,
+    /// Errors by kind (`bad_json`, `invalid`, `too_large`, `store`, ...).
+    pub errors: IntCounterVec,
+    /// Messages sent to `dead-letters`.
+    pub dead_letters: IntCounter,
+    /// Anomalies flagged.
+    pub anomalies: IntCounter,
+    /// Alerts by severity.
+    pub alerts: IntCounterVec,
+    /// Drifts by detector.
+    pub drifts: IntCounterVec,
+    /// Version of the model in use.
+    pub active_model_version: IntGauge,
+    /// Rows waiting in the batch writer.
+    pub batch_queue_depth: IntGauge,
+    /// Time to flush one batch, seconds.
+    pub batch_flush_seconds: Histogram,
+    /// Unix time, seconds, of the last processed message's event.
+    pub last_event_time: Gauge,
+}
+
+impl Metrics {
+    /// The metrics of `service`, registered in a fresh registry.
+    // Every name, label and bucket list below is a constant: constructing and registering
+    // them cannot fail at run time (the doctest and the tests build them all).
+    #[allow(clippy::expect_used)]
+    pub fn new(service: &str) -> Self {
+        let labels = [("service".to_owned(), service.to_owned())].into();
+        let registry = Registry::new_custom(Some("anomaly".into()), Some(labels))
+            .expect("constant registry prefix");
+        let latency = prometheus::exponential_buckets(1e-6, 4.0, 12).expect("constant buckets");
+        let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("constant name");
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            IntCounterVec::new(Opts::new(name, help), &[label]).expect("constant name")
+        };
+        let histogram = |name: &str, help: &str| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(latency.clone()))
+                .expect("constant name")
+        };
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("constant name");
+        let metrics = Self {
+            events_in: counter("events_in_total", "Messages consumed"),
+            events_out: counter("events_out_total", "Messages produced"),
+            processing_seconds: histogram("processing_seconds", "Time to process one message"),
+            errors: counter_vec("errors_total", "Errors by kind", "kind"),
+            dead_letters: counter("dead_letters_total", "Messages sent to dead-letters"),
+            anomalies: counter("anomalies_total", "Anomalies flagged"),
+            alerts: counter_vec("alerts_total", "Alerts by severity", "severity"),
+            drifts: counter_vec("drifts_total", "Drifts by detector", "detector"),
+            active_model_version: gauge("active_model_version", "Version of the model in use"),
+            batch_queue_depth: gauge("batch_queue_depth", "Rows waiting in the batch writer"),
+            batch_flush_seconds: histogram("batch_flush_seconds", "Time to flush one batch"),
+            last_event_time: Gauge::new(
+                "last_event_time_seconds",
+                "Unix time of the last processed message's event",
+            )
+            .expect("constant name"),
+            registry,
+        };
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(metrics.events_in.clone()),
+            Box::new(metrics.events_out.clone()),
+            Box::new(metrics.processing_seconds.clone()),
+            Box::new(metrics.errors.clone()),
+            Box::new(metrics.dead_letters.clone()),
+            Box::new(metrics.anomalies.clone()),
+            Box::new(metrics.alerts.clone()),
+            Box::new(metrics.drifts.clone()),
+            Box::new(metrics.active_model_version.clone()),
+            Box::new(metrics.batch_queue_depth.clone()),
+            Box::new(metrics.batch_flush_seconds.clone()),
+            Box::new(metrics.last_event_time.clone()),
+        ];
+        for collector in collectors {
+            metrics
+                .registry
+                .register(collector)
+                .expect("distinct constant names");
+        }
+        metrics
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding gathered metrics into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

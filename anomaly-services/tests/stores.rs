@@ -1,0 +1,218 @@
+//! The Redis and PostgreSQL adapters against the real servers (`scripts/test` starts them).
+//! Each test works in its own PostgreSQL schema or Redis key prefix and removes it after.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anomaly_core::features::{CardState, FeatureStore, InMemoryStore};
+use anomaly_services::adapters::postgres::{PgEventStore, Table};
+use anomaly_services::adapters::redis::{RedisFeatureStore, RedisModelStore, RedisStoreError};
+use anomaly_services::generator::{Generator, GeneratorParams};
+use anomaly_services::messages::{Alert, AlertKind, ModelUpdate, ScoredEvent, Severity};
+use anomaly_services::stages::feature_engineering::FeatureEngineer;
+
+fn database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A name no earlier run used.
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+fn scored(i: u32) -> ScoredEvent {
+    ScoredEvent {
+        event_id: format!("event-{i}"),
+        card_id: format!("card-{}", i % 7),
+        timestamp_ms: 1_767_225_600_000 + i64::from(i) * 250,
+        score: f64::from(i % 100) / 100.0,
+        is_anomaly: i % 50 == 0,
+        is_fraud: i % 60 == 0,
+        model_version: 1,
+        amount: 10.0 + f64::from(i),
+        phase: "normal".into(),
+    }
+}
+
+#[test]
+fn postgres_writes_are_idempotent_and_the_schema_reapplies() {
+    let schema = unique("test_events");
+    let mut store = PgEventStore::connect(&database_url(), &schema).unwrap();
+    // Start-up applies the schema again: nothing fails, nothing changes.
+    let mut again = PgEventStore::connect(&database_url(), &schema).unwrap();
+
+    let batch: Vec<ScoredEvent> = (0..500).map(scored).collect();
+    assert_eq!(store.write_scored(&batch).unwrap(), 500);
+    // A replay after a crash (overlapping the first batch) adds only the new rows.
+    let replay: Vec<ScoredEvent> = (400..600).map(scored).collect();
+    assert_eq!(again.write_scored(&replay).unwrap(), 100);
+    assert_eq!(store.count(Table::ScoredEvents).unwrap(), 600);
+
+    let alert = Alert {
+        alert_id: "alert-1".into(),
+        kind: AlertKind::Anomaly,
+        severity: Severity::Critical,
+        timestamp_ms: 1_767_225_600_000,
+        event_id: "event-0".into(),
+        card_id: Some("card-0".into()),
+        score: Some(0.99),
+        message: "CRITICAL anomaly".into(),
+        top_features: vec![("amount_log".into(), 0.6)],
+    };
+    assert_eq!(
+        store.write_alerts(&[alert.clone(), alert.clone()]).unwrap(),
+        1
+    );
+    assert_eq!(store.count(Table::Alerts).unwrap(), 1);
+
+    let update = ModelUpdate {
+        model_version: 2,
+        timestamp_ms: 1_767_225_700_000,
+        reason: "ADWIN drift".into(),
+        previous_auc: Some(0.95),
+        auc: Some(0.97),
+    };
+    assert!(store.write_model_version(&update).unwrap());
+    assert!(!store.write_model_version(&update).unwrap());
+    assert_eq!(store.count(Table::ModelVersions).unwrap(), 1);
+    assert_eq!(store.count(Table::DriftEvents).unwrap(), 0);
+
+    let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .unwrap();
+}
+
+fn delete_prefix(prefix: &str) {
+    let mut connection = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut connection)
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(&keys).query(&mut connection).unwrap();
+    }
+}
+
+#[test]
+fn redis_card_states_match_the_in_memory_store() {
+    let prefix = unique("test:cards") + ":";
+    let store =
+        RedisFeatureStore::connect(&redis_url(), &prefix, 3600, CardState::default()).unwrap();
+    let mut in_redis = FeatureEngineer::new(store);
+    let mut in_memory = FeatureEngineer::new(InMemoryStore::new(CardState::default()));
+    let params = GeneratorParams {
+        events: 400,
+        cards: 20,
+        ..GeneratorParams::default()
+    };
+    for tx in Generator::new(params) {
+        let a = in_redis.process(&tx).unwrap();
+        let b = in_memory.process(&tx).unwrap();
+        assert_eq!(a, b);
+    }
+    // A state restored from Redis is the in-memory one.
+    let mut engineer = in_redis;
+    let mut memory = in_memory;
+    let card = "card-000003";
+    let from_redis = feature_store(&mut engineer).load(card).unwrap();
+    let from_memory = memory_store(&mut memory).load(card).unwrap();
+    assert_eq!(from_redis, from_memory);
+
+    // Keys expire.
+    let mut connection = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{prefix}{card}"))
+        .query(&mut connection)
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 3600, "ttl {ttl}");
+
+    // Corrupt bytes are an error naming the key, not a panic.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}card-broken"))
+        .arg(b"\x00garbage".as_slice())
+        .query(&mut connection)
+        .unwrap();
+    let err = feature_store(&mut engineer)
+        .load("card-broken")
+        .unwrap_err();
+    assert!(matches!(err, RedisStoreError::Corrupt { .. }), "{err}");
+    delete_prefix(&prefix);
+}
+
+fn feature_store(
+    engineer: &mut FeatureEngineer<RedisFeatureStore<CardState>>,
+) -> &mut RedisFeatureStore<CardState> {
+    engineer.store_mut()
+}
+
+fn memory_store(
+    engineer: &mut FeatureEngineer<InMemoryStore<CardState>>,
+) -> &mut InMemoryStore<CardState> {
+    engineer.store_mut()
+}
+
+#[test]
+fn a_concurrent_writer_makes_the_update_retry_not_lose_data() {
+    let prefix = unique("test:race") + ":";
+    let mut store = RedisFeatureStore::connect(
+        &redis_url(),
+        &prefix,
+        60,
+        anomaly_core::features::SlidingWindow::default(),
+    )
+    .unwrap();
+    let mut other = RedisFeatureStore::connect(
+        &redis_url(),
+        &prefix,
+        60,
+        anomaly_core::features::SlidingWindow::default(),
+    )
+    .unwrap();
+    store.update("k", |s| s.push(1, 1.0)).unwrap().unwrap();
+    let mut interfered = false;
+    let mut calls = 0;
+    store
+        .update("k", |s| {
+            calls += 1;
+            if !interfered {
+                interfered = true;
+                // Another writer changes the key between our read and our write.
+                other.update("k", |t| t.push(2, 100.0)).unwrap().unwrap();
+            }
+            s.push(3, 2.0)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        calls, 2,
+        "the conflicting write must force a second attempt"
+    );
+    let stats = store.load("k").unwrap().unwrap();
+    assert_eq!(stats.summary().count(), 3);
+    assert_eq!(stats.summary().sum(), 103.0);
+    delete_prefix(&prefix);
+}
+
+#[test]
+fn the_model_store_round_trips_snapshots() {
+    let prefix = unique("test:model") + ":";
+    let mut models = RedisModelStore::connect(&redis_url(), &prefix).unwrap();
+    assert_eq!(models.load().unwrap(), None);
+    models.publish(b"ANOMSNAP...").unwrap();
+    assert_eq!(models.load().unwrap().as_deref(), Some(&b"ANOMSNAP..."[..]));
+    delete_prefix(&prefix);
+}
