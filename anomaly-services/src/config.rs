@@ -92,6 +92,9 @@ pub struct ServiceConfig {
     pub http_port: u16,
     /// `HTTP_BIND`, the address `/health` and `/metrics` listen on, default `127.0.0.1`.
     pub http_bind: String,
+    /// `REDIS_PREFIX`, prepended to every Redis key (one deployment or test per prefix),
+    /// default empty.
+    pub redis_prefix: String,
 }
 
 impl ServiceConfig {
@@ -189,6 +192,7 @@ impl ServiceConfig {
             min_slack_severity,
             http_port,
             http_bind: text("HTTP_BIND", "127.0.0.1"),
+            redis_prefix: text("REDIS_PREFIX", ""),
         })
     }
 }

@@ -11,6 +11,8 @@
 //! * [`stages`]: each stage's logic, free of any transport or storage.
 //! * [`pipeline`]: all stages in one process with in-memory adapters (the main job).
 //! * [`report`]: figures, CSV/JSON and the HTML report of a run.
+//! * [`service`], [`services`]: the Kafka consume-process-produce loop and each service's
+//!   record handler.
 //! * [`adapters`]: PostgreSQL/TimescaleDB and Redis behind the stages.
 //! * [`config`], [`telemetry`]: what every service shares: typed environment configuration,
 //!   JSON logs, metrics, `/health` and `/metrics`.
@@ -25,5 +27,8 @@ pub mod ids;
 pub mod messages;
 pub mod pipeline;
 pub mod report;
+pub mod service;
+pub mod services;
 pub mod stages;
+pub mod startup;
 pub mod telemetry;

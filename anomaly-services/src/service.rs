@@ -1,0 +1,120 @@
+//! The consume-process-produce loop every Kafka service runs: batches of up to 100 records;
+//! bad records are dead-lettered and counted, never fatal; a batch's offsets are stored only
+//! after all its outputs are acknowledged, so a crash replays it (at-least-once) instead of
+//! losing it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+
+use crate::adapters::kafka::{KafkaIo, Output, Record};
+use crate::messages::dead_letter;
+use crate::telemetry::http::Status;
+
+/// The dead-letter topic.
+pub const DEAD_LETTERS: &str = "dead-letters";
+/// Records per poll batch.
+pub const BATCH_SIZE: usize = 100;
+
+/// Why a record was not processed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The record itself is bad (malformed, invalid, too large): dead-letter it and go on.
+    Reject {
+        /// Metric label, e.g. `bad_json`.
+        kind: &'static str,
+        /// What was wrong.
+        error: String,
+    },
+    /// A dependency failed: process the batch again later.
+    Retry(String),
+}
+
+/// A service's per-record logic.
+pub trait Handler {
+    /// Processes one record, appending what it produces to `out`.
+    fn handle(&mut self, record: &Record, out: &mut Vec<Output>) -> Result<(), Failure>;
+}
+
+/// Runs `handler` on `source_topic` until `shutdown` is set, then commits and leaves the
+/// group.
+pub fn run(io: &KafkaIo, handler: &mut impl Handler, status: &Arc<Status>, shutdown: &AtomicBool) {
+    let metrics = &status.metrics;
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.load(Ordering::Relaxed) {
+        let batch = match io.poll_batch(BATCH_SIZE, Duration::from_millis(200)) {
+            Ok(batch) => batch,
+            Err(e) => {
+                warn!(error = e.to_string().as_str(); "Kafka poll failed");
+                metrics.errors.with_label_values(&["kafka_poll"]).inc();
+                std::thread::sleep(backoff);
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        let mut outputs = Vec::with_capacity(batch.len());
+        let mut retry = None;
+        for record in &batch {
+            metrics.events_in.inc();
+            let started = Instant::now();
+            match handler.handle(record, &mut outputs) {
+                Ok(()) => {}
+                Err(Failure::Reject { kind, error }) => {
+                    metrics.errors.with_label_values(&[kind]).inc();
+                    metrics.dead_letters.inc();
+                    let letter = dead_letter(
+                        &error,
+                        &record.topic,
+                        record.partition,
+                        record.offset,
+                        &record.payload,
+                    );
+                    outputs.push(Output {
+                        topic: DEAD_LETTERS,
+                        key: None,
+                        payload: serde_json::to_vec(&letter).unwrap_or_default(),
+                    });
+                }
+                Err(Failure::Retry(e)) => {
+                    retry = Some(e);
+                    break;
+                }
+            }
+            metrics
+                .processing_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        let outcome = match retry {
+            Some(e) => Err(e),
+            None => io
+                .send_all(&outputs, Duration::from_secs(30))
+                .map_err(|e| e.to_string()),
+        };
+        match outcome.and_then(|()| io.commit(&batch).map_err(|e| e.to_string())) {
+            Ok(()) => {
+                metrics.events_out.inc_by(outputs.len() as u64);
+                status.healthy.store(true, Ordering::Relaxed);
+                backoff = Duration::from_millis(100);
+            }
+            Err(e) => {
+                // Nothing of this batch is committed: rewind so it is processed again.
+                error!(error = e.as_str(); "Batch failed; it will be processed again");
+                metrics.errors.with_label_values(&["batch"]).inc();
+                status.healthy.store(false, Ordering::Relaxed);
+                if let Err(e) = io.rewind(&batch) {
+                    error!(error = e.to_string().as_str(); "Rewind failed");
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    if let Err(e) = io.close() {
+        warn!(error = e.to_string().as_str(); "Final commit failed");
+    }
+    info!("Consumer closed");
+}
