@@ -261,6 +261,53 @@ pub enum MessageError {
     Invalid(String),
 }
 
+/// Decodes any message: size limit, then JSON of the expected shape.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, MessageError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(MessageError::TooLarge { size: bytes.len() });
+    }
+    serde_json::from_slice(bytes).map_err(|e| MessageError::Malformed(e.to_string()))
+}
+
+/// Decodes a `features` message and checks its values: 11 features, each in [0, 1].
+pub fn decode_features(bytes: &[u8]) -> Result<FeatureVector, MessageError> {
+    let vector: FeatureVector = decode(bytes)?;
+    let expected = anomaly_core::features::TransactionFeatures::NAMES.len();
+    if vector.features.len() != expected {
+        return Err(MessageError::Invalid(format!(
+            "{} features, expected {expected}",
+            vector.features.len()
+        )));
+    }
+    if let Some(bad) = vector.features.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+        return Err(MessageError::Invalid(format!(
+            "feature value {bad} outside [0, 1]"
+        )));
+    }
+    Ok(vector)
+}
+
+/// Decodes a `scores` message and checks its score is in [0, 1].
+pub fn decode_scored(bytes: &[u8]) -> Result<ScoredEvent, MessageError> {
+    let event: ScoredEvent = decode(bytes)?;
+    if !(0.0..=1.0).contains(&event.score) {
+        return Err(MessageError::Invalid(format!(
+            "score {} outside [0, 1]",
+            event.score
+        )));
+    }
+    Ok(event)
+}
+
+/// The metric label of a decoding error.
+pub fn error_kind(error: &MessageError) -> &'static str {
+    match error {
+        MessageError::TooLarge { .. } => "too_large",
+        MessageError::Malformed(_) => "bad_json",
+        MessageError::Invalid(_) => "invalid",
+    }
+}
+
 /// Decodes a `raw-transactions` message and checks its values.
 ///
 /// ```
@@ -272,11 +319,7 @@ pub enum MessageError {
 /// assert!(decode_transaction(b"{not json").is_err());
 /// ```
 pub fn decode_transaction(bytes: &[u8]) -> Result<RawTransaction, MessageError> {
-    if bytes.len() > MAX_MESSAGE_BYTES {
-        return Err(MessageError::TooLarge { size: bytes.len() });
-    }
-    let tx: RawTransaction =
-        serde_json::from_slice(bytes).map_err(|e| MessageError::Malformed(e.to_string()))?;
+    let tx: RawTransaction = decode(bytes)?;
     if tx.event_id.is_empty() || tx.card_id.is_empty() {
         return Err(MessageError::Invalid(
             "event_id and card_id must not be empty".into(),

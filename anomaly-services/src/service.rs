@@ -32,10 +32,38 @@ pub enum Failure {
     Retry(String),
 }
 
+/// A bad message's failure: dead-letter it under its error's kind.
+pub fn reject(error: crate::messages::MessageError) -> Failure {
+    Failure::Reject {
+        kind: crate::messages::error_kind(&error),
+        error: error.to_string(),
+    }
+}
+
+/// An output carrying `message` as JSON.
+pub fn json_output<T: serde::Serialize>(
+    topic: &'static str,
+    key: Option<String>,
+    message: &T,
+) -> Output {
+    Output {
+        topic,
+        key,
+        // Our message types are plain data: serializing them cannot fail.
+        payload: serde_json::to_vec(message).unwrap_or_default(),
+    }
+}
+
 /// A service's per-record logic.
 pub trait Handler {
     /// Processes one record, appending what it produces to `out`.
     fn handle(&mut self, record: &Record, out: &mut Vec<Output>) -> Result<(), Failure>;
+
+    /// Called once a batch is processed, before its outputs are produced and its offsets
+    /// stored: where a batch writer commits its rows. A `Retry` makes the batch run again.
+    fn end_batch(&mut self, _out: &mut Vec<Output>) -> Result<(), Failure> {
+        Ok(())
+    }
 }
 
 /// Runs `handler` on `source_topic` until `shutdown` is set, then commits and leaves the
@@ -87,6 +115,14 @@ pub fn run(io: &KafkaIo, handler: &mut impl Handler, status: &Arc<Status>, shutd
             metrics
                 .processing_seconds
                 .observe(started.elapsed().as_secs_f64());
+        }
+        if retry.is_none()
+            && let Err(failure) = handler.end_batch(&mut outputs)
+        {
+            retry = Some(match failure {
+                Failure::Retry(e) => e,
+                Failure::Reject { error, .. } => error,
+            });
         }
         let outcome = match retry {
             Some(e) => Err(e),

@@ -8,6 +8,9 @@ use crate::messages::{Alert, DriftEvent, ModelUpdate, ScoredEvent};
 /// The schema, applied idempotently at start-up.
 pub const SCHEMA: &str = include_str!("../../sql/schema.sql");
 
+/// Advisory lock key serializing schema application ("ANOMALY" in ASCII).
+const SCHEMA_LOCK: i64 = 0x0041_4E4F_4D41_4C59;
+
 /// A database failure (the message never contains the connection password).
 #[derive(Debug, Error)]
 #[error("database: {0}")]
@@ -25,10 +28,17 @@ impl PgEventStore {
     pub fn connect(url: &str, schema: &str) -> Result<Self, StoreError> {
         let mut client = Client::connect(url, NoTls)?;
         let quoted = quote_identifier(schema);
-        client.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {quoted}; SET search_path TO {quoted};"
+        // Services start together: `IF NOT EXISTS` alone races between connections (both see
+        // no table, one fails on the catalog's unique index), so the schema is applied under
+        // a transaction-scoped advisory lock.
+        let mut tx = client.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {quoted}; SET LOCAL search_path TO {quoted};"
         ))?;
-        client.batch_execute(SCHEMA)?;
+        tx.batch_execute(SCHEMA)?;
+        tx.commit()?;
+        client.batch_execute(&format!("SET search_path TO {quoted};"))?;
         Ok(Self { client })
     }
 

@@ -5,66 +5,43 @@ use std::process::ExitCode;
 use anomaly_core::features::CardState;
 use anomaly_services::adapters::kafka::KafkaIo;
 use anomaly_services::adapters::redis::RedisFeatureStore;
-use anomaly_services::config::{ServiceConfig, redact_url};
+use anomaly_services::config::redact_url;
 use anomaly_services::services::feature_engineer::{FeatureEngineerService, SOURCE};
-use anomaly_services::startup::{retry_kafka, retry_store, shutdown_flag};
-use anomaly_services::telemetry::http::{HttpServer, Status};
-use anomaly_services::telemetry::logging::JsonLogger;
-use log::{error, info};
+use anomaly_services::services::main::service_main;
+use anomaly_services::startup::{retry_kafka, retry_store};
+use log::info;
 
-const SERVICE: &str = "feature-engineer";
 const HELP: &str = "\
 feature-engineer: consumes raw-transactions, keeps each card's sliding windows in Redis
 (atomic per card, expiring after 7 days), publishes feature vectors to `features`; bad
 messages go to `dead-letters`. Configured by environment variables (docs/OPERATIONS.md):
 KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, REDIS_PREFIX, HTTP_PORT (default 8001), HTTP_BIND,
-RUST_LOG.
-Stops cleanly on SIGTERM or SIGINT.";
+RUST_LOG. Stops cleanly on SIGTERM or SIGINT.";
 
 /// A card unseen for a week starts afresh.
 const CARD_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
 fn main() -> ExitCode {
-    if std::env::args().any(|a| a == "-h" || a == "--help") {
-        println!("{HELP}");
-        return ExitCode::SUCCESS;
-    }
-    JsonLogger::install(SERVICE);
-    match serve() {
-        Ok(()) => {
-            info!("Service shutdown complete");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            error!("{e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn serve() -> Result<(), String> {
-    let config = ServiceConfig::from_env(8001).map_err(|e| e.to_string())?;
-    let shutdown = shutdown_flag().map_err(|e| format!("cannot handle signals: {e}"))?;
-    let status = Status::new(SERVICE);
-    let _http = HttpServer::start(status.clone(), &config.http_bind, config.http_port)
-        .map_err(|e| format!("cannot serve /health on port {}: {e}", config.http_port))?;
-    let redis_url = config.redis_url.expose().to_owned();
-    let prefix = format!("{}card:", config.redis_prefix);
-    let store = retry_store("redis", || {
-        RedisFeatureStore::connect(&redis_url, &prefix, CARD_TTL_SECONDS, CardState::default())
+    service_main("feature-engineer", 8001, HELP, |ctx| {
+        let config = &ctx.config;
+        let redis_url = config.redis_url.expose().to_owned();
+        let prefix = format!("{}card:", config.redis_prefix);
+        let store = retry_store("redis", || {
+            RedisFeatureStore::connect(&redis_url, &prefix, CARD_TTL_SECONDS, CardState::default())
+        })
+        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
+        let io = retry_kafka(|| {
+            KafkaIo::connect(
+                &config.kafka_bootstrap_servers,
+                "feature-engineer",
+                &[SOURCE],
+                "latest",
+            )
+        })
+        .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;
+        info!(topic = SOURCE; "Service started");
+        let mut handler = FeatureEngineerService::new(store);
+        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
+        Ok(())
     })
-    .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
-    let io = retry_kafka(|| {
-        KafkaIo::connect(
-            &config.kafka_bootstrap_servers,
-            SERVICE,
-            &[SOURCE],
-            "latest",
-        )
-    })
-    .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;
-    info!(topic = SOURCE; "Service started");
-    let mut handler = FeatureEngineerService::new(store);
-    anomaly_services::service::run(&io, &mut handler, &status, &shutdown);
-    Ok(())
 }

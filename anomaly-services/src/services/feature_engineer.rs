@@ -3,8 +3,8 @@
 use anomaly_core::features::{CardState, FeatureStore};
 
 use crate::adapters::kafka::{Output, Record};
-use crate::messages::{MessageError, decode_transaction};
-use crate::service::{Failure, Handler};
+use crate::messages::decode_transaction;
+use crate::service::{Failure, Handler, json_output, reject};
 use crate::stages::feature_engineering::{FeatureEngineer, FeatureError};
 
 /// Topic it reads.
@@ -28,14 +28,7 @@ impl<S: FeatureStore<State = CardState>> FeatureEngineerService<S> {
 
 impl<S: FeatureStore<State = CardState>> Handler for FeatureEngineerService<S> {
     fn handle(&mut self, record: &Record, out: &mut Vec<Output>) -> Result<(), Failure> {
-        let tx = decode_transaction(&record.payload).map_err(|e| Failure::Reject {
-            kind: match e {
-                MessageError::TooLarge { .. } => "too_large",
-                MessageError::Malformed(_) => "bad_json",
-                MessageError::Invalid(_) => "invalid",
-            },
-            error: e.to_string(),
-        })?;
+        let tx = decode_transaction(&record.payload).map_err(reject)?;
         let vector = self.stage.process(&tx).map_err(|e| match e {
             FeatureError::Transaction(e) => Failure::Reject {
                 kind: "invalid",
@@ -43,14 +36,7 @@ impl<S: FeatureStore<State = CardState>> Handler for FeatureEngineerService<S> {
             },
             FeatureError::Store(e) => Failure::Retry(format!("feature store: {e}")),
         })?;
-        out.push(Output {
-            topic: SINK,
-            key: Some(vector.card_id.clone()),
-            payload: serde_json::to_vec(&vector).map_err(|e| Failure::Reject {
-                kind: "encode",
-                error: e.to_string(),
-            })?,
-        });
+        out.push(json_output(SINK, Some(vector.card_id.clone()), &vector));
         Ok(())
     }
 }

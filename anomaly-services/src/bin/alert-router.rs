@@ -1,0 +1,46 @@
+//! alert-router: `alerts` -> the alerts table, and Slack for those at or above
+//! MIN_SLACK_SEVERITY.
+
+use std::process::ExitCode;
+
+use anomaly_services::adapters::kafka::KafkaIo;
+use anomaly_services::adapters::postgres::PgEventStore;
+use anomaly_services::config::redact_url;
+use anomaly_services::services::alert_router::{ALERTS, AlertRouterService, SlackNotifier};
+use anomaly_services::services::main::service_main;
+use anomaly_services::stages::alert_routing::AlertRouter;
+use anomaly_services::startup::{retry_kafka, retry_store};
+use log::info;
+
+const HELP: &str = "\
+alert-router: stores every alert from `alerts` in PostgreSQL and posts those at or above
+MIN_SLACK_SEVERITY to SLACK_WEBHOOK_URL (5 s timeout, retries with backoff, HTTP 429
+Retry-After honoured, one message per card/severity a minute); the webhook URL is never
+logged. Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, TIMESCALE_URL,
+SLACK_WEBHOOK_URL, MIN_SLACK_SEVERITY, HTTP_PORT (default 8005), HTTP_BIND, RUST_LOG. Stops
+cleanly on SIGTERM or SIGINT.";
+
+fn main() -> ExitCode {
+    service_main("alert-router", 8005, HELP, |ctx| {
+        let config = &ctx.config;
+        let url = config.timescale_url.expose().to_owned();
+        let schema = std::env::var("TIMESCALE_SCHEMA").unwrap_or_else(|_| "public".into());
+        let store = retry_store("database", || PgEventStore::connect(&url, &schema))
+            .map_err(|e| format!("database at {}: {e}", redact_url(&url)))?;
+        let io = retry_kafka(|| {
+            KafkaIo::connect(
+                &config.kafka_bootstrap_servers,
+                "alert-router",
+                &[ALERTS],
+                "latest",
+            )
+        })
+        .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;
+        let slack = config.slack_webhook_url.clone().map(SlackNotifier::new);
+        info!(slack = slack.is_some(); "Service started");
+        let router = AlertRouter::new(config.min_slack_severity, 60_000);
+        let mut handler = AlertRouterService::new(router, store, slack, ctx.status.clone());
+        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
+        Ok(())
+    })
+}

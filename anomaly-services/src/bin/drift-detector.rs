@@ -1,0 +1,45 @@
+//! drift-detector: `scores` -> ADWIN (scores) and DDM (errors) -> `drift-events`, drift
+//! `alerts`; scored events and drift events stored in PostgreSQL/TimescaleDB.
+
+use std::process::ExitCode;
+
+use anomaly_services::adapters::kafka::KafkaIo;
+use anomaly_services::adapters::postgres::PgEventStore;
+use anomaly_services::config::redact_url;
+use anomaly_services::pipeline::default_model;
+use anomaly_services::services::drift_detector::{DriftService, SCORES};
+use anomaly_services::services::main::service_main;
+use anomaly_services::startup::{retry_kafka, retry_store};
+use log::info;
+
+const HELP: &str = "\
+drift-detector: watches `scores` with ADWIN (score stream) and DDM (error stream: anomaly
+flag vs fraud label), publishes drifts to `drift-events` and drift alerts to `alerts`, and
+writes scored events and drift events to PostgreSQL (idempotently, before committing offsets).
+Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, TIMESCALE_URL, HTTP_PORT (default
+8003), HTTP_BIND, RUST_LOG. Stops cleanly on SIGTERM or SIGINT.";
+
+fn main() -> ExitCode {
+    service_main("drift-detector", 8003, HELP, |ctx| {
+        let config = &ctx.config;
+        let url = config.timescale_url.expose().to_owned();
+        let schema = std::env::var("TIMESCALE_SCHEMA").unwrap_or_else(|_| "public".into());
+        let store = retry_store("database", || PgEventStore::connect(&url, &schema))
+            .map_err(|e| format!("database at {}: {e}", redact_url(&url)))?;
+        let io = retry_kafka(|| {
+            KafkaIo::connect(
+                &config.kafka_bootstrap_servers,
+                "drift-detector",
+                &[SCORES],
+                "latest",
+            )
+        })
+        .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;
+        let model = default_model();
+        let warm_up = u64::from(model.hst.window_size) + u64::from(model.sad_grace_period);
+        info!("Service started");
+        let mut handler = DriftService::new(store, warm_up, 0xD1, ctx.status.clone());
+        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
+        Ok(())
+    })
+}

@@ -1,0 +1,75 @@
+//! ml-inference: `features` -> score then learn -> `scores` and `alerts`; hot-swaps models
+//! announced on `model-updates`.
+
+use std::process::ExitCode;
+
+use anomaly_core::anomaly::Ensemble;
+use anomaly_core::features::TransactionFeatures;
+use anomaly_services::adapters::kafka::KafkaIo;
+use anomaly_services::adapters::redis::RedisModelStore;
+use anomaly_services::config::redact_url;
+use anomaly_services::pipeline::default_model;
+use anomaly_services::services::main::service_main;
+use anomaly_services::services::ml_inference::{
+    FEATURES, InferenceService, MODEL_UPDATES, ModelSource,
+};
+use anomaly_services::stages::inference::Inference;
+use anomaly_services::startup::{retry, retry_kafka, retry_store};
+use log::{info, warn};
+
+const HELP: &str = "\
+ml-inference: scores each feature vector from `features` with the HalfSpaceTrees + SAD
+ensemble, then learns it; publishes scored events to `scores` and anomalies (score >=
+ANOMALY_THRESHOLD) to `alerts` with a severity and the features that isolated them. Loads the
+active model from Redis (5 tries, 5 s apart, then a fresh model, version 1) and switches to
+each newer valid model announced on `model-updates`. Environment (docs/OPERATIONS.md):
+KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, REDIS_PREFIX, ANOMALY_THRESHOLD, HTTP_PORT (default 8002),
+HTTP_BIND, RUST_LOG. Stops cleanly on SIGTERM or SIGINT.";
+
+fn main() -> ExitCode {
+    service_main("ml-inference", 8002, HELP, |ctx| {
+        let config = &ctx.config;
+        let redis_url = config.redis_url.expose().to_owned();
+        let mut models = retry_store("redis", || {
+            RedisModelStore::connect(&redis_url, &config.redis_prefix)
+        })
+        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
+        let names: Vec<String> = TransactionFeatures::NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let fresh = Ensemble::with_features(default_model(), &names).map_err(|e| e.to_string())?;
+        let mut stage = Inference::new(fresh, 1, config.anomaly_threshold, 0x5EED);
+        let published = retry(
+            "model",
+            5,
+            std::time::Duration::from_secs(5),
+            1,
+            std::time::Duration::from_secs(5),
+            || {
+                models
+                    .load_active()?
+                    .ok_or_else(|| "no active model yet".to_string())
+            },
+        );
+        match published.map(|bytes| stage.swap(&bytes).map_err(|e| e.to_string())) {
+            Ok(Ok(version)) => info!(version = version; "Loaded the active model"),
+            Ok(Err(e)) | Err(e) => {
+                warn!(error = e.as_str(); "Starting with a fresh model, version 1")
+            }
+        }
+        let io = retry_kafka(|| {
+            KafkaIo::connect(
+                &config.kafka_bootstrap_servers,
+                "ml-inference",
+                &[FEATURES, MODEL_UPDATES],
+                "latest",
+            )
+        })
+        .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;
+        info!("Service started");
+        let mut handler = InferenceService::new(stage, models, ctx.status.clone());
+        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
+        Ok(())
+    })
+}

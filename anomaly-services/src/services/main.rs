@@ -1,0 +1,59 @@
+//! What every service binary's `main` does: `--help`, JSON logs, configuration, signals,
+//! `/health` and `/metrics`, then the service's own work, then "Service shutdown complete".
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use log::{error, info};
+
+use crate::config::ServiceConfig;
+use crate::startup::shutdown_flag;
+use crate::telemetry::http::{HttpServer, Status};
+use crate::telemetry::logging::JsonLogger;
+
+/// What a service's work gets.
+pub struct Context {
+    /// The configuration, read and checked.
+    pub config: ServiceConfig,
+    /// Health and metrics.
+    pub status: Arc<Status>,
+    /// Set by SIGTERM or SIGINT.
+    pub shutdown: Arc<AtomicBool>,
+}
+
+/// Runs a service binary: `work` gets the context and returns when the service should exit.
+pub fn service_main(
+    service: &'static str,
+    default_http_port: u16,
+    help: &str,
+    work: impl FnOnce(&Context) -> Result<(), String>,
+) -> ExitCode {
+    if std::env::args().any(|a| a == "-h" || a == "--help") {
+        println!("{help}");
+        return ExitCode::SUCCESS;
+    }
+    JsonLogger::install(service);
+    let outcome = (|| {
+        let config = ServiceConfig::from_env(default_http_port).map_err(|e| e.to_string())?;
+        let shutdown = shutdown_flag().map_err(|e| format!("cannot handle signals: {e}"))?;
+        let status = Status::new(service);
+        let _http = HttpServer::start(Arc::clone(&status), &config.http_bind, config.http_port)
+            .map_err(|e| format!("cannot serve /health on port {}: {e}", config.http_port))?;
+        work(&Context {
+            config,
+            status,
+            shutdown,
+        })
+    })();
+    match outcome {
+        Ok(()) => {
+            info!("Service shutdown complete");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! `features` -> `scores` (+ `alerts`), and `model-updates` -> hot swap of the active model.
+
+use log::{info, warn};
+
+use crate::adapters::kafka::{Output, Record};
+use crate::messages::{ModelUpdate, decode, decode_features};
+use crate::service::{Failure, Handler, json_output, reject};
+use crate::stages::inference::Inference;
+use crate::telemetry::metrics::Metrics;
+
+/// Topic of feature vectors.
+pub const FEATURES: &str = "features";
+/// Topic announcing new models.
+pub const MODEL_UPDATES: &str = "model-updates";
+/// Topic of scored events.
+pub const SCORES: &str = "scores";
+/// Topic of alerts.
+pub const ALERTS: &str = "alerts";
+
+/// Where the published model's snapshot is read from (Redis `active_model` in production).
+pub trait ModelSource {
+    /// The active snapshot's bytes, if any; `Err` for a store failure.
+    fn load_active(&mut self) -> Result<Option<Vec<u8>>, String>;
+}
+
+impl ModelSource for crate::adapters::redis::RedisModelStore {
+    fn load_active(&mut self) -> Result<Option<Vec<u8>>, String> {
+        self.load().map_err(|e| e.to_string())
+    }
+}
+
+/// Scores then learns every vector; swaps models when a newer valid one is published.
+pub struct InferenceService<M> {
+    stage: Inference,
+    models: M,
+    metrics: std::sync::Arc<crate::telemetry::http::Status>,
+}
+
+impl<M: ModelSource> InferenceService<M> {
+    /// A handler running `stage`, reading published models from `models`.
+    pub fn new(
+        stage: Inference,
+        models: M,
+        status: std::sync::Arc<crate::telemetry::http::Status>,
+    ) -> Self {
+        status
+            .metrics
+            .active_model_version
+            .set(stage.version() as i64);
+        Self {
+            stage,
+            models,
+            metrics: status,
+        }
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics.metrics
+    }
+}
+
+impl<M: ModelSource> Handler for InferenceService<M> {
+    fn handle(&mut self, record: &Record, out: &mut Vec<Output>) -> Result<(), Failure> {
+        if record.topic == MODEL_UPDATES {
+            let update: ModelUpdate = decode(&record.payload).map_err(reject)?;
+            let Some(bytes) = self.models.load_active().map_err(Failure::Retry)? else {
+                warn!(version = update.model_version; "Model update announced but no active model stored");
+                return Ok(());
+            };
+            match self.stage.swap(&bytes) {
+                Ok(version) => {
+                    self.metrics().active_model_version.set(version as i64);
+                    info!(version = version; "Switched to a new model");
+                }
+                Err(e) => {
+                    // The running model stays; a bad snapshot is not the message's fault.
+                    self.metrics()
+                        .errors
+                        .with_label_values(&["model_rejected"])
+                        .inc();
+                    warn!(error = e.to_string().as_str(); "Rejected a published model");
+                }
+            }
+            return Ok(());
+        }
+        let vector = decode_features(&record.payload).map_err(reject)?;
+        let (scored, alert) = self.stage.process(&vector).map_err(|e| Failure::Reject {
+            kind: "invalid",
+            error: e.to_string(),
+        })?;
+        if scored.is_anomaly {
+            self.metrics().anomalies.inc();
+        }
+        out.push(json_output(SCORES, Some(scored.card_id.clone()), &scored));
+        if let Some(alert) = alert {
+            self.metrics()
+                .alerts
+                .with_label_values(&[alert.severity.name()])
+                .inc();
+            out.push(json_output(ALERTS, alert.card_id.clone(), &alert));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,344 @@
+//! Four services chained over Kafka (librdkafka's mock cluster) with real Redis and
+//! PostgreSQL: feature-engineer -> ml-inference -> drift-detector -> alert-router, plus a local
+//! HTTP server standing in for Slack that rate-limits its first request.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anomaly_core::anomaly::Ensemble;
+use anomaly_core::features::{CardState, TransactionFeatures};
+use anomaly_services::adapters::kafka::{KafkaIo, Output};
+use anomaly_services::adapters::postgres::{PgEventStore, Table};
+use anomaly_services::adapters::redis::{RedisFeatureStore, RedisModelStore};
+use anomaly_services::config::Secret;
+use anomaly_services::generator::{Generator, GeneratorParams};
+use anomaly_services::messages::Severity;
+use anomaly_services::pipeline::default_model;
+use anomaly_services::service::{self, Handler};
+use anomaly_services::services::alert_router::{AlertRouterService, SlackNotifier};
+use anomaly_services::services::drift_detector::DriftService;
+use anomaly_services::services::feature_engineer::FeatureEngineerService;
+use anomaly_services::services::ml_inference::InferenceService;
+use anomaly_services::stages::alert_routing::AlertRouter;
+use anomaly_services::stages::inference::Inference;
+use anomaly_services::telemetry::http::Status;
+use rdkafka::mocking::MockCluster;
+
+const TOPICS: [&str; 7] = [
+    "raw-transactions",
+    "features",
+    "scores",
+    "alerts",
+    "model-updates",
+    "drift-events",
+    "dead-letters",
+];
+
+fn database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
+
+/// A stand-in for Slack: answers 429 (Retry-After: 1) to its first request, 200 after.
+fn fake_slack() -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/services/T0/B0/secret",
+        listener.local_addr().unwrap().port()
+    );
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&bodies);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read headers, then the body by Content-Length.
+            let body = loop {
+                let Ok(n) = stream.read(&mut chunk) else {
+                    break String::new();
+                };
+                if n == 0 {
+                    break String::new();
+                }
+                request.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break body.to_string();
+                    }
+                }
+            };
+            let first = {
+                let mut b = seen.lock().unwrap();
+                b.push(body);
+                b.len() == 1
+            };
+            let reply = if first {
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else {
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            };
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (url, bodies)
+}
+
+fn spawn_service<H: Handler + Send + 'static>(
+    bootstrap: &str,
+    group: &str,
+    topics: &'static [&'static str],
+    handler: impl FnOnce() -> H + Send + 'static,
+    status: Arc<Status>,
+    shutdown: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    let (bootstrap, group) = (bootstrap.to_owned(), group.to_owned());
+    std::thread::spawn(move || {
+        let io = KafkaIo::connect(&bootstrap, &group, topics, "earliest").unwrap();
+        let mut handler = handler();
+        service::run(&io, &mut handler, &status, &shutdown);
+    })
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn transactions_flow_through_four_services_into_the_database_and_slack() {
+    let cluster = MockCluster::new(1).unwrap();
+    for topic in TOPICS {
+        cluster.create_topic(topic, 2, 1).unwrap();
+    }
+    let bootstrap = cluster.bootstrap_servers();
+    let schema = unique("test_pipeline");
+    let prefix = unique("test:pipeline") + ":";
+    let (slack_url, slack_bodies) = fake_slack();
+
+    let transactions: Vec<_> = Generator::new(GeneratorParams {
+        events: 3_000,
+        cards: 50,
+        ..GeneratorParams::default()
+    })
+    .collect();
+    let inputs: Vec<Output> = transactions
+        .iter()
+        .map(|tx| Output {
+            topic: "raw-transactions",
+            key: Some(tx.card_id.clone()),
+            payload: serde_json::to_vec(tx).unwrap(),
+        })
+        .collect();
+    KafkaIo::connect(&bootstrap, "writer", &[], "earliest")
+        .unwrap()
+        .send_all(&inputs, Duration::from_secs(30))
+        .unwrap();
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let statuses: Vec<Arc<Status>> = [
+        "feature-engineer",
+        "ml-inference",
+        "drift-detector",
+        "alert-router",
+    ]
+    .into_iter()
+    .map(Status::new)
+    .collect();
+    let mut threads = Vec::new();
+    {
+        let (prefix, url) = (prefix.clone(), redis_url());
+        threads.push(spawn_service(
+            &bootstrap,
+            "feature-engineer",
+            &["raw-transactions"],
+            move || {
+                FeatureEngineerService::new(
+                    RedisFeatureStore::connect(
+                        &url,
+                        &(prefix + "card:"),
+                        600,
+                        CardState::default(),
+                    )
+                    .unwrap(),
+                )
+            },
+            statuses[0].clone(),
+            shutdown.clone(),
+        ));
+    }
+    {
+        let (prefix, url, status) = (prefix.clone(), redis_url(), statuses[1].clone());
+        threads.push(spawn_service(
+            &bootstrap,
+            "ml-inference",
+            &["features", "model-updates"],
+            move || {
+                let names: Vec<String> = TransactionFeatures::NAMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                let model = Ensemble::with_features(default_model(), &names).unwrap();
+                InferenceService::new(
+                    Inference::new(model, 1, 0.85, 1),
+                    RedisModelStore::connect(&url, &prefix).unwrap(),
+                    status,
+                )
+            },
+            statuses[1].clone(),
+            shutdown.clone(),
+        ));
+    }
+    {
+        let (schema, status) = (schema.clone(), statuses[2].clone());
+        threads.push(spawn_service(
+            &bootstrap,
+            "drift-detector",
+            &["scores"],
+            move || {
+                DriftService::new(
+                    PgEventStore::connect(&database_url(), &schema).unwrap(),
+                    280,
+                    3,
+                    status,
+                )
+            },
+            statuses[2].clone(),
+            shutdown.clone(),
+        ));
+    }
+    {
+        let (schema, status, url) = (schema.clone(), statuses[3].clone(), slack_url.clone());
+        threads.push(spawn_service(
+            &bootstrap,
+            "alert-router",
+            &["alerts"],
+            move || {
+                let slack =
+                    SlackNotifier::new(Secret::new(url)).with_backoff(Duration::from_millis(50));
+                AlertRouterService::new(
+                    AlertRouter::new(Severity::Low, 60_000),
+                    PgEventStore::connect(&database_url(), &schema).unwrap(),
+                    Some(slack),
+                    status,
+                )
+            },
+            statuses[3].clone(),
+            shutdown.clone(),
+        ));
+    }
+
+    let mut db = PgEventStore::connect(&database_url(), &schema).unwrap();
+    wait_until(
+        "every transaction to be scored and stored",
+        Duration::from_secs(120),
+        || db.count(Table::ScoredEvents).unwrap() >= transactions.len() as u64,
+    );
+    let alerts_made = statuses[1]
+        .metrics
+        .alerts
+        .get_metric_with_label_values(&["LOW"])
+        .map_or(0, |m| m.get());
+    wait_until("alerts to be stored", Duration::from_secs(60), || {
+        db.count(Table::Alerts).unwrap() > 0 && statuses[3].metrics.events_in.get() >= alerts_made
+    });
+    shutdown.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().unwrap();
+    }
+
+    // Exactly one row per transaction: nothing lost, nothing doubled.
+    assert_eq!(
+        db.count(Table::ScoredEvents).unwrap(),
+        transactions.len() as u64
+    );
+    assert_eq!(statuses[0].metrics.dead_letters.get(), 0);
+    // The spending shift and the fraud wave are noticed.
+    assert!(db.count(Table::DriftEvents).unwrap() > 0, "no drift stored");
+    assert_eq!(
+        db.count(Table::Alerts).unwrap(),
+        statuses[3].metrics.events_in.get(),
+        "every alert consumed is stored"
+    );
+    // Slack got alerts; its 429 was honoured and the same message sent again.
+    let bodies = slack_bodies.lock().unwrap().clone();
+    assert!(bodies.len() >= 2, "{bodies:?}");
+    assert_eq!(bodies[0], bodies[1], "the rate-limited message is retried");
+    assert!(bodies[0].contains("\"text\""));
+
+    // A replay (a new consumer group reading the scores again, as after a crash) adds no row.
+    let replay_shutdown = Arc::new(AtomicBool::new(false));
+    let replay_status = Status::new("drift-detector");
+    let replay = {
+        let (schema, status) = (schema.clone(), replay_status.clone());
+        spawn_service(
+            &bootstrap,
+            "drift-detector-replay",
+            &["scores"],
+            move || {
+                DriftService::new(
+                    PgEventStore::connect(&database_url(), &schema).unwrap(),
+                    280,
+                    3,
+                    status,
+                )
+            },
+            replay_status.clone(),
+            replay_shutdown.clone(),
+        )
+    };
+    wait_until(
+        "the replay to read every score",
+        Duration::from_secs(60),
+        || replay_status.metrics.events_in.get() >= transactions.len() as u64,
+    );
+    replay_shutdown.store(true, Ordering::Relaxed);
+    replay.join().unwrap();
+    assert_eq!(
+        db.count(Table::ScoredEvents).unwrap(),
+        transactions.len() as u64
+    );
+
+    let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .unwrap();
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut redis)
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(&keys).query(&mut redis).unwrap();
+    }
+}
