@@ -234,7 +234,7 @@ pub fn run(
 }
 
 /// Sleeps until `event_offset_ms` of event time, divided by `speed`, has passed since `start`.
-fn pace(start: Instant, event_offset_ms: i64, speed: f64) {
+pub fn pace(start: Instant, event_offset_ms: i64, speed: f64) {
     let due = Duration::from_secs_f64((event_offset_ms.max(0) as f64 / 1000.0) / speed);
     if let Some(wait) = due.checked_sub(start.elapsed()) {
         std::thread::sleep(wait);

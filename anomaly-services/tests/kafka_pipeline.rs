@@ -342,3 +342,105 @@ fn transactions_flow_through_four_services_into_the_database_and_slack() {
         let _: () = redis::cmd("DEL").arg(&keys).query(&mut redis).unwrap();
     }
 }
+
+/// ml-inference switches to a newer valid model announced on `model-updates`, and keeps its
+/// model when the published snapshot is corrupted or older.
+#[test]
+fn ml_inference_hot_swaps_only_valid_newer_models() {
+    use anomaly_core::snapshot::{Model, Snapshot};
+    use anomaly_services::messages::ModelUpdate;
+
+    let cluster = MockCluster::new(1).unwrap();
+    for topic in ["features", "model-updates", "scores", "alerts"] {
+        cluster.create_topic(topic, 1, 1).unwrap();
+    }
+    let bootstrap = cluster.bootstrap_servers();
+    let prefix = unique("test:swap") + ":";
+    let names: Vec<String> = TransactionFeatures::NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut models = RedisModelStore::connect(&redis_url(), &prefix).unwrap();
+    let writer = KafkaIo::connect(&bootstrap, "writer", &[], "earliest").unwrap();
+    let announce = |version: u64| Output {
+        topic: "model-updates",
+        key: None,
+        payload: serde_json::to_vec(&ModelUpdate {
+            model_version: version,
+            timestamp_ms: 0,
+            reason: "test".into(),
+            previous_auc: None,
+            auc: None,
+        })
+        .unwrap(),
+    };
+
+    let status = Status::new("ml-inference");
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let service = {
+        let (prefix, names, handler_status) = (prefix.clone(), names.clone(), status.clone());
+        spawn_service(
+            &bootstrap,
+            "ml-inference",
+            &["features", "model-updates"],
+            move || {
+                let model = Ensemble::with_features(default_model(), &names).unwrap();
+                InferenceService::new(
+                    Inference::new(model, 1, 0.85, 1),
+                    RedisModelStore::connect(&redis_url(), &prefix).unwrap(),
+                    handler_status,
+                )
+            },
+            status.clone(),
+            shutdown.clone(),
+        )
+    };
+    let version = || status.metrics.active_model_version.get();
+    let rejected = || {
+        status
+            .metrics
+            .errors
+            .get_metric_with_label_values(&["model_rejected"])
+            .map_or(0, |m| m.get())
+    };
+
+    // A valid version 2 is adopted.
+    let v2 = Ensemble::with_features(default_model(), &names).unwrap();
+    models
+        .publish(&Snapshot::new(2, Model::Ensemble(v2)).to_bytes())
+        .unwrap();
+    writer
+        .send_all(&[announce(2)], Duration::from_secs(10))
+        .unwrap();
+    wait_until("version 2", Duration::from_secs(30), || version() == 2);
+
+    // Corrupted bytes are rejected; version 2 keeps running.
+    let mut bytes = Snapshot::new(
+        3,
+        Model::Ensemble(Ensemble::with_features(default_model(), &names).unwrap()),
+    )
+    .to_bytes();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    models.publish(&bytes).unwrap();
+    writer
+        .send_all(&[announce(3)], Duration::from_secs(10))
+        .unwrap();
+    wait_until(
+        "the corrupted model to be rejected",
+        Duration::from_secs(30),
+        || rejected() == 1,
+    );
+    assert_eq!(version(), 2);
+
+    shutdown.store(true, Ordering::Relaxed);
+    service.join().unwrap();
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{prefix}active_model"))
+        .query(&mut redis)
+        .unwrap();
+}

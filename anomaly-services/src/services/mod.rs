@@ -5,3 +5,5 @@ pub mod drift_detector;
 pub mod feature_engineer;
 pub mod main;
 pub mod ml_inference;
+pub mod producer;
+pub mod retraining_worker;

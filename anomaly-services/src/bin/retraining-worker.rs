@@ -1,0 +1,69 @@
+//! retraining-worker: drift events -> Redis job queue -> retrained, judged, published models.
+
+use std::process::ExitCode;
+
+use anomaly_core::features::TransactionFeatures;
+use anomaly_services::adapters::kafka::KafkaIo;
+use anomaly_services::adapters::postgres::PgEventStore;
+use anomaly_services::adapters::redis::RedisModelStore;
+use anomaly_services::config::redact_url;
+use anomaly_services::pipeline::default_model;
+use anomaly_services::services::main::service_main;
+use anomaly_services::services::retraining_worker::{
+    JobQueue, RedisJobQueue, RetrainingService, SOURCES, StorePublisher,
+};
+use anomaly_services::stages::retraining::{Retrainer, RetrainingParams};
+use anomaly_services::startup::{retry_kafka, retry_store};
+use log::info;
+
+const HELP: &str = "\
+retraining-worker: keeps the recent feature vectors with their live scores and labels (from
+`features` and `scores`); each drift on `drift-events` requests a retraining job in a Redis
+queue (one job per drift storm: debounced for 10 minutes); a job survives a worker crash (its
+lease expires and it is put back) and never runs on two workers at once. A job trains a fresh
+ensemble on recent vectors, compares it with the running model on the most recent labelled
+events, and publishes it (Redis active_model, `model-updates`, `model_versions`) only if it is
+not worse. Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, REDIS_PREFIX,
+TIMESCALE_URL, TIMESCALE_SCHEMA, HTTP_PORT (default 8004), HTTP_BIND, RUST_LOG.";
+
+fn main() -> ExitCode {
+    service_main("retraining-worker", 8004, HELP, |ctx| {
+        let config = &ctx.config;
+        let redis_url = config.redis_url.expose().to_owned();
+        let db_url = config.timescale_url.expose().to_owned();
+        let schema = std::env::var("TIMESCALE_SCHEMA").unwrap_or_else(|_| "public".into());
+        let worker = format!("worker-{}", std::process::id());
+        let mut queue = retry_store("redis", || {
+            RedisJobQueue::connect(&redis_url, &config.redis_prefix, &worker, 600)
+        })
+        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
+        let recovered = queue.recover()?;
+        info!(recovered = recovered; "Jobs of crashed workers put back");
+        let publisher = StorePublisher {
+            models: retry_store("redis", || {
+                RedisModelStore::connect(&redis_url, &config.redis_prefix)
+            })
+            .map_err(|e| e.to_string())?,
+            events: retry_store("database", || PgEventStore::connect(&db_url, &schema))
+                .map_err(|e| format!("database at {}: {e}", redact_url(&db_url)))?,
+        };
+        let io = retry_kafka(|| {
+            KafkaIo::connect(
+                &config.kafka_bootstrap_servers,
+                "retraining-worker",
+                &SOURCES,
+                "latest",
+            )
+        })
+        .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;
+        let names: Vec<String> = TransactionFeatures::NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let retrainer = Retrainer::new(RetrainingParams::default(), default_model(), names, 0x7E);
+        info!("Service started");
+        let mut handler = RetrainingService::new(retrainer, queue, publisher, 600);
+        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
+        Ok(())
+    })
+}

@@ -1,0 +1,63 @@
+//! The Redis retraining-job queue: debounced, exclusive, and crash-safe.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anomaly_services::services::retraining_worker::{JobQueue, RedisJobQueue};
+use anomaly_services::stages::retraining::RetrainingJob;
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn job(id: &str) -> RetrainingJob {
+    RetrainingJob {
+        job_id: id.into(),
+        reason: "ADWIN drift".into(),
+        sequence: 1,
+        timestamp_ms: 0,
+    }
+}
+
+#[test]
+fn jobs_are_debounced_exclusive_and_survive_a_crash() {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let prefix = format!("test:jobs:{}:{nanos}:", std::process::id());
+    let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60).unwrap();
+    let mut b = RedisJobQueue::connect(&redis_url(), &prefix, "b", 60).unwrap();
+
+    // A drift storm makes one job.
+    assert!(a.enqueue(&job("j1"), 60).unwrap());
+    assert!(!b.enqueue(&job("j2"), 60).unwrap());
+
+    // One worker takes it; the other gets nothing.
+    assert_eq!(a.take().unwrap(), Some(job("j1")));
+    assert_eq!(b.take().unwrap(), None);
+
+    // Worker a is alive (its lease holds): nothing to recover.
+    assert_eq!(b.recover().unwrap(), 0);
+
+    // Worker a dies mid-job: once its lease is gone the job goes back and b runs it.
+    let mut connection = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{prefix}retrain:lease:j1"))
+        .query(&mut connection)
+        .unwrap();
+    assert_eq!(b.recover().unwrap(), 1);
+    assert_eq!(b.take().unwrap(), Some(job("j1")));
+    b.complete(&job("j1")).unwrap();
+    assert_eq!(a.take().unwrap(), None);
+    assert_eq!(b.recover().unwrap(), 0);
+
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut connection)
+        .unwrap();
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL").arg(&keys).query(&mut connection).unwrap();
+    }
+}
