@@ -95,6 +95,9 @@ pub struct ServiceConfig {
     /// `REDIS_PREFIX`, prepended to every Redis key (one deployment or test per prefix),
     /// default empty.
     pub redis_prefix: String,
+    /// `KAFKA_OFFSET_RESET`: where a new consumer group starts, `latest` (default: live
+    /// services) or `earliest` (replaying a topic from its start).
+    pub kafka_offset_reset: String,
 }
 
 impl ServiceConfig {
@@ -193,6 +196,16 @@ impl ServiceConfig {
             http_port,
             http_bind: text("HTTP_BIND", "127.0.0.1"),
             redis_prefix: text("REDIS_PREFIX", ""),
+            kafka_offset_reset: match text("KAFKA_OFFSET_RESET", "latest").trim() {
+                reset @ ("latest" | "earliest") => reset.to_owned(),
+                other => {
+                    return Err(ConfigError {
+                        variable: "KAFKA_OFFSET_RESET",
+                        value: other.to_owned(),
+                        expected: "latest or earliest",
+                    });
+                }
+            },
         })
     }
 }

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
                 &config.kafka_bootstrap_servers,
                 "alert-router",
                 &[ALERTS],
-                "latest",
+                &config.kafka_offset_reset,
             )
         })
         .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                 &config.kafka_bootstrap_servers,
                 "drift-detector",
                 &[SCORES],
-                "latest",
+                &config.kafka_offset_reset,
             )
         })
         .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;

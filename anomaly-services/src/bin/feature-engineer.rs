@@ -35,7 +35,7 @@ fn main() -> ExitCode {
                 &config.kafka_bootstrap_servers,
                 "feature-engineer",
                 &[SOURCE],
-                "latest",
+                &config.kafka_offset_reset,
             )
         })
         .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;

@@ -63,7 +63,7 @@ fn main() -> ExitCode {
                 &config.kafka_bootstrap_servers,
                 "ml-inference",
                 &[FEATURES, MODEL_UPDATES],
-                "latest",
+                &config.kafka_offset_reset,
             )
         })
         .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
                 &config.kafka_bootstrap_servers,
                 "retraining-worker",
                 &SOURCES,
-                "latest",
+                &config.kafka_offset_reset,
             )
         })
         .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;
