@@ -1,6 +1,7 @@
-//! Four services chained over Kafka (librdkafka's mock cluster) with real Redis and
-//! PostgreSQL: feature-engineer -> ml-inference -> drift-detector -> alert-router, plus a local
-//! HTTP server standing in for Slack that rate-limits its first request.
+//! The six services' loops chained over Kafka (librdkafka's mock cluster) with real Redis and
+//! PostgreSQL: producer -> feature-engineer -> ml-inference -> drift-detector ->
+//! retraining-worker and alert-router, plus a local HTTP server standing in for Slack that
+//! rate-limits its first request.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -23,8 +24,13 @@ use anomaly_services::services::alert_router::{AlertRouterService, SlackNotifier
 use anomaly_services::services::drift_detector::DriftService;
 use anomaly_services::services::feature_engineer::FeatureEngineerService;
 use anomaly_services::services::ml_inference::InferenceService;
+use anomaly_services::services::producer::produce;
+use anomaly_services::services::retraining_worker::{
+    RedisJobQueue, RetrainingService, StorePublisher,
+};
 use anomaly_services::stages::alert_routing::AlertRouter;
 use anomaly_services::stages::inference::Inference;
+use anomaly_services::stages::retraining::{Retrainer, RetrainingParams};
 use anomaly_services::telemetry::http::Status;
 use rdkafka::mocking::MockCluster;
 
@@ -133,7 +139,7 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 }
 
 #[test]
-fn transactions_flow_through_four_services_into_the_database_and_slack() {
+fn transactions_flow_through_six_services_into_the_database_and_slack() {
     let cluster = MockCluster::new(1).unwrap();
     for topic in TOPICS {
         cluster.create_topic(topic, 2, 1).unwrap();
@@ -149,18 +155,20 @@ fn transactions_flow_through_four_services_into_the_database_and_slack() {
         ..GeneratorParams::default()
     })
     .collect();
-    let inputs: Vec<Output> = transactions
-        .iter()
-        .map(|tx| Output {
-            topic: "raw-transactions",
-            key: Some(tx.card_id.clone()),
-            payload: serde_json::to_vec(tx).unwrap(),
-        })
-        .collect();
-    KafkaIo::connect(&bootstrap, "writer", &[], "earliest")
-        .unwrap()
-        .send_all(&inputs, Duration::from_secs(30))
-        .unwrap();
+    // The producer service's own loop sends them.
+    let producer_status = Status::new("producer");
+    let sent = produce(
+        &KafkaIo::connect(&bootstrap, "producer", &[], "latest").unwrap(),
+        Generator::new(GeneratorParams {
+            events: 3_000,
+            cards: 50,
+            ..GeneratorParams::default()
+        }),
+        0.0,
+        &producer_status,
+        &AtomicBool::new(false),
+    );
+    assert_eq!(sent, transactions.len() as u64);
 
     let shutdown = Arc::new(AtomicBool::new(false));
     let statuses: Vec<Arc<Status>> = [
@@ -168,6 +176,7 @@ fn transactions_flow_through_four_services_into_the_database_and_slack() {
         "ml-inference",
         "drift-detector",
         "alert-router",
+        "retraining-worker",
     ]
     .into_iter()
     .map(Status::new)
@@ -255,6 +264,40 @@ fn transactions_flow_through_four_services_into_the_database_and_slack() {
         ));
     }
 
+    {
+        let (schema, prefix, url, status) = (
+            schema.clone(),
+            prefix.clone(),
+            redis_url(),
+            statuses[4].clone(),
+        );
+        threads.push(spawn_service(
+            &bootstrap,
+            "retraining-worker",
+            &["features", "scores", "drift-events"],
+            move || {
+                let names: Vec<String> = TransactionFeatures::NAMES
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect();
+                let params = RetrainingParams {
+                    debounce_events: 500,
+                    history: 800,
+                    holdout: 400,
+                };
+                let retrainer = Retrainer::new(params, default_model(), names, 9);
+                let queue = RedisJobQueue::connect(&url, &prefix, "worker-1", 60).unwrap();
+                let publisher = StorePublisher {
+                    models: RedisModelStore::connect(&url, &prefix).unwrap(),
+                    events: PgEventStore::connect(&database_url(), &schema).unwrap(),
+                };
+                RetrainingService::new(retrainer, queue, publisher, 1, status)
+            },
+            statuses[4].clone(),
+            shutdown.clone(),
+        ));
+    }
+
     let mut db = PgEventStore::connect(&database_url(), &schema).unwrap();
     wait_until(
         "every transaction to be scored and stored",
@@ -269,6 +312,25 @@ fn transactions_flow_through_four_services_into_the_database_and_slack() {
     wait_until("alerts to be stored", Duration::from_secs(60), || {
         db.count(Table::Alerts).unwrap() > 0 && statuses[3].metrics.events_in.get() >= alerts_made
     });
+    // A retraining job runs; every model it publishes is recorded and adopted by ml-inference.
+    let jobs = |outcome: &str| {
+        statuses[4]
+            .metrics
+            .retraining_jobs
+            .get_metric_with_label_values(&[outcome])
+            .map_or(0, |m| m.get())
+    };
+    wait_until("a retraining job", Duration::from_secs(60), || {
+        jobs("published") + jobs("kept") >= 1
+    });
+    let published = jobs("published");
+    assert_eq!(db.count(Table::ModelVersions).unwrap(), published);
+    wait_until(
+        "ml-inference to run the newest model",
+        Duration::from_secs(60),
+        || statuses[1].metrics.active_model_version.get() as u64 == 1 + published,
+    );
+
     shutdown.store(true, Ordering::Relaxed);
     for thread in threads {
         thread.join().unwrap();

@@ -62,7 +62,8 @@ fn main() -> ExitCode {
             .collect();
         let retrainer = Retrainer::new(RetrainingParams::default(), default_model(), names, 0x7E);
         info!("Service started");
-        let mut handler = RetrainingService::new(retrainer, queue, publisher, 600);
+        let mut handler =
+            RetrainingService::new(retrainer, queue, publisher, 600, ctx.status.clone());
         anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
         Ok(())
     })

@@ -162,3 +162,34 @@ impl<W: AlertWriter, N: Notifier> Handler for AlertRouterService<W, N> {
         written.map_err(Failure::Retry)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::{AlertKind, Severity};
+
+    #[test]
+    fn delivery_errors_never_show_the_webhook_url() {
+        // Nothing listens on port 9 of the loopback: every attempt fails in transport.
+        let url = "http://127.0.0.1:9/services/T000/B000/very-secret-token";
+        let mut slack = SlackNotifier::new(crate::config::Secret::new(url))
+            .with_backoff(Duration::from_millis(1));
+        let alert = Alert {
+            alert_id: "a".into(),
+            kind: AlertKind::Anomaly,
+            severity: Severity::High,
+            timestamp_ms: 0,
+            event_id: "e".into(),
+            card_id: None,
+            score: None,
+            message: "m".into(),
+            top_features: vec![],
+        };
+        let error = slack.notify(&alert).unwrap_err();
+        assert!(error.starts_with("gave up after 4 attempts"), "{error}");
+        assert!(
+            !error.contains("very-secret-token") && !error.contains("127.0.0.1"),
+            "{error}"
+        );
+    }
+}

@@ -208,6 +208,7 @@ const PENDING_VECTORS: usize = 50_000;
 
 /// Turns drifts into jobs and runs the queue's jobs.
 pub struct RetrainingService<Q, P> {
+    status: std::sync::Arc<crate::telemetry::http::Status>,
     retrainer: Retrainer,
     queue: Q,
     publisher: P,
@@ -219,8 +220,15 @@ pub struct RetrainingService<Q, P> {
 
 impl<Q: JobQueue, P: ModelPublisher> RetrainingService<Q, P> {
     /// A handler; jobs requested within `debounce_seconds` of the previous one are dropped.
-    pub fn new(retrainer: Retrainer, queue: Q, publisher: P, debounce_seconds: u64) -> Self {
+    pub fn new(
+        retrainer: Retrainer,
+        queue: Q,
+        publisher: P,
+        debounce_seconds: u64,
+        status: std::sync::Arc<crate::telemetry::http::Status>,
+    ) -> Self {
         Self {
+            status,
             retrainer,
             queue,
             publisher,
@@ -282,6 +290,16 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                 self.running_version = publication.update.model_version;
                 out.push(json_output(MODEL_UPDATES, None, &publication.update));
             }
+            let label = if outcome.published {
+                "published"
+            } else {
+                "kept"
+            };
+            self.status
+                .metrics
+                .retraining_jobs
+                .with_label_values(&[label])
+                .inc();
             info!(
                 job = job.job_id.as_str(),
                 published = outcome.published,

@@ -42,6 +42,8 @@ pub struct Metrics {
     pub batch_flush_seconds: Histogram,
     /// Unix time, seconds, of the last processed message's event.
     pub last_event_time: Gauge,
+    /// Retraining jobs run, by outcome (`published` or `kept`).
+    pub retraining_jobs: IntCounterVec,
 }
 
 impl Metrics {
@@ -80,6 +82,7 @@ impl Metrics {
                 "Unix time of the last processed message's event",
             )
             .expect("constant name"),
+            retraining_jobs: counter_vec("retraining_jobs_total", "Retraining jobs run", "outcome"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -95,6 +98,7 @@ impl Metrics {
             Box::new(metrics.batch_queue_depth.clone()),
             Box::new(metrics.batch_flush_seconds.clone()),
             Box::new(metrics.last_event_time.clone()),
+            Box::new(metrics.retraining_jobs.clone()),
         ];
         for collector in collectors {
             metrics
