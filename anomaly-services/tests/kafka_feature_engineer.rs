@@ -72,7 +72,10 @@ fn transactions_become_features_and_bad_input_becomes_dead_letters() {
         std::thread::spawn(move || {
             let io =
                 KafkaIo::connect(&bootstrap, "feature-engineer", &[SOURCE], "earliest").unwrap();
-            let mut handler = FeatureEngineerService::new(InMemoryStore::new(CardState::default()));
+            let mut handler = FeatureEngineerService::new(
+                InMemoryStore::new(CardState::default()),
+                Arc::clone(&status),
+            );
             service::run(&io, &mut handler, &status, &shutdown);
         })
     };

@@ -183,7 +183,7 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
     .collect();
     let mut threads = Vec::new();
     {
-        let (prefix, url) = (prefix.clone(), redis_url());
+        let (prefix, url, fe_status) = (prefix.clone(), redis_url(), statuses[0].clone());
         threads.push(spawn_service(
             &bootstrap,
             "feature-engineer",
@@ -197,6 +197,7 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
                         CardState::default(),
                     )
                     .unwrap(),
+                    fe_status,
                 )
             },
             statuses[0].clone(),

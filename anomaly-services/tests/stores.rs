@@ -216,3 +216,35 @@ fn the_model_store_round_trips_snapshots() {
     assert_eq!(models.load().unwrap().as_deref(), Some(&b"ANOMSNAP..."[..]));
     delete_prefix(&prefix);
 }
+
+#[test]
+fn redis_batches_match_record_by_record_updates() {
+    use anomaly_services::services::feature_engineer::BatchCardStore;
+
+    let prefix = unique("test:batch") + ":";
+    let mut redis_store =
+        RedisFeatureStore::connect(&redis_url(), &prefix, 600, CardState::default()).unwrap();
+    let mut memory = InMemoryStore::new(CardState::default());
+    let transactions: Vec<_> = Generator::new(GeneratorParams {
+        events: 600,
+        cards: 8,
+        ..GeneratorParams::default()
+    })
+    .map(|tx| tx.transaction())
+    .collect();
+    // Batches of 100 with every card several times per batch.
+    for batch in transactions.chunks(100) {
+        let keys: Vec<&str> = batch.iter().map(|t| t.card_id.as_str()).collect();
+        let from_redis =
+            BatchCardStore::update_batch(&mut redis_store, &keys, |i, card| card.update(&batch[i]))
+                .unwrap();
+        let from_memory = memory
+            .update_batch(&keys, |i, card| card.update(&batch[i]))
+            .unwrap();
+        assert_eq!(from_redis, from_memory);
+    }
+    for card in ["card-000001", "card-000005"] {
+        assert_eq!(redis_store.load(card).unwrap(), memory.load(card).unwrap());
+    }
+    delete_prefix(&prefix);
+}

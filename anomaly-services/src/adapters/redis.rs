@@ -108,6 +108,88 @@ impl<S: Compact + Clone> FeatureStore for RedisFeatureStore<S> {
     }
 }
 
+impl<S: Compact + Clone> RedisFeatureStore<S> {
+    /// Updates the states of a whole batch in one optimistic transaction: one WATCH, one
+    /// MGET, then `f(i, state)` for every item in order (items sharing a key see each other's
+    /// updates), then one MULTI/EXEC writing the changed keys. Three round trips per batch
+    /// instead of four per item; retried from scratch if another writer got in between.
+    pub fn update_batch<R>(
+        &mut self,
+        keys: &[&str],
+        mut f: impl FnMut(usize, &mut S) -> R,
+    ) -> Result<Vec<R>, RedisStoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut distinct: Vec<String> = Vec::new();
+        let mut slot_of = Vec::with_capacity(keys.len());
+        for key in keys {
+            let full = format!("{}{key}", self.prefix);
+            let slot = match distinct.iter().position(|k| *k == full) {
+                Some(slot) => slot,
+                None => {
+                    distinct.push(full);
+                    distinct.len() - 1
+                }
+            };
+            slot_of.push(slot);
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            redis::cmd("WATCH")
+                .arg(&distinct)
+                .exec(&mut self.connection)?;
+            let stored: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                .arg(&distinct)
+                .query(&mut self.connection)?;
+            let mut states = Vec::with_capacity(distinct.len());
+            for (key, bytes) in distinct.iter().zip(&stored) {
+                let state = match bytes {
+                    Some(bytes) => S::decode(bytes).map_err(|source| {
+                        let _ = redis::cmd("UNWATCH").exec(&mut self.connection);
+                        RedisStoreError::Corrupt {
+                            key: key.clone(),
+                            source,
+                        }
+                    })?,
+                    None => self.template.clone(),
+                };
+                states.push(state);
+            }
+            let results: Vec<R> = slot_of
+                .iter()
+                .enumerate()
+                .map(|(i, &slot)| f(i, &mut states[slot]))
+                .collect();
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            let mut writes = 0;
+            for ((key, state), before) in distinct.iter().zip(&states).zip(&stored) {
+                let bytes = state.to_bytes();
+                let unchanged = match before {
+                    Some(before) => *before == bytes,
+                    None => self.template.to_bytes() == bytes,
+                };
+                if !unchanged {
+                    pipe.set_ex(key, bytes, self.ttl_seconds).ignore();
+                    writes += 1;
+                }
+            }
+            if writes == 0 {
+                redis::cmd("UNWATCH").exec(&mut self.connection)?;
+                return Ok(results);
+            }
+            let committed: Option<()> = pipe.query(&mut self.connection)?;
+            if committed.is_some() {
+                return Ok(results);
+            }
+        }
+        Err(RedisStoreError::Contended {
+            key: distinct.join(","),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+}
+
 /// The published model: snapshot bytes under `prefix` + `active_model`.
 pub struct RedisModelStore {
     connection: Connection,

@@ -1,42 +1,113 @@
-//! `raw-transactions` -> `features`.
+//! `raw-transactions` -> `features`, one feature-store transaction per poll batch.
 
-use anomaly_core::features::{CardState, FeatureStore};
+use std::sync::Arc;
+
+use anomaly_core::features::{CardState, FeatureStore, InMemoryStore};
 
 use crate::adapters::kafka::{Output, Record};
-use crate::messages::decode_transaction;
-use crate::service::{Failure, Handler, json_output, reject};
-use crate::stages::feature_engineering::{FeatureEngineer, FeatureError};
+use crate::adapters::redis::RedisFeatureStore;
+use crate::messages::{RawTransaction, dead_letter, decode_transaction};
+use crate::service::{DEAD_LETTERS, Failure, Handler, json_output, reject};
+use crate::stages::feature_engineering::feature_vector;
+use crate::telemetry::http::Status;
 
 /// Topic it reads.
 pub const SOURCE: &str = "raw-transactions";
 /// Topic it writes.
 pub const SINK: &str = "features";
 
-/// Decodes transactions, computes their features with per-card state in `S`, publishes them.
-pub struct FeatureEngineerService<S> {
-    stage: FeatureEngineer<S>,
+/// Card-state stores that can update a whole poll batch at once.
+pub trait BatchCardStore: FeatureStore<State = CardState> {
+    /// Runs `f(i, state of keys[i])` for every key in order, atomically for the batch.
+    fn update_batch<R>(
+        &mut self,
+        keys: &[&str],
+        f: impl FnMut(usize, &mut CardState) -> R,
+    ) -> Result<Vec<R>, Self::Error>;
 }
 
-impl<S: FeatureStore<State = CardState>> FeatureEngineerService<S> {
-    /// A handler over the feature store `store`.
-    pub fn new(store: S) -> Self {
+impl BatchCardStore for RedisFeatureStore<CardState> {
+    fn update_batch<R>(
+        &mut self,
+        keys: &[&str],
+        f: impl FnMut(usize, &mut CardState) -> R,
+    ) -> Result<Vec<R>, Self::Error> {
+        RedisFeatureStore::update_batch(self, keys, f)
+    }
+}
+
+impl BatchCardStore for InMemoryStore<CardState> {
+    fn update_batch<R>(
+        &mut self,
+        keys: &[&str],
+        mut f: impl FnMut(usize, &mut CardState) -> R,
+    ) -> Result<Vec<R>, Self::Error> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, key)| self.update(key, |state| f(i, state)))
+            .collect()
+    }
+}
+
+/// Decodes transactions as they come, then computes a batch's features with one store
+/// transaction (Redis round trips are per batch, not per record) and publishes them.
+pub struct FeatureEngineerService<S> {
+    store: S,
+    pending: Vec<(Record, RawTransaction)>,
+    status: Arc<Status>,
+}
+
+impl<S: BatchCardStore> FeatureEngineerService<S> {
+    /// A handler over the card-state store `store`.
+    pub fn new(store: S, status: Arc<Status>) -> Self {
         Self {
-            stage: FeatureEngineer::new(store),
+            store,
+            pending: Vec::new(),
+            status,
         }
     }
 }
 
-impl<S: FeatureStore<State = CardState>> Handler for FeatureEngineerService<S> {
-    fn handle(&mut self, record: &Record, out: &mut Vec<Output>) -> Result<(), Failure> {
+impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
+    fn handle(&mut self, record: &Record, _: &mut Vec<Output>) -> Result<(), Failure> {
         let tx = decode_transaction(&record.payload).map_err(reject)?;
-        let vector = self.stage.process(&tx).map_err(|e| match e {
-            FeatureError::Transaction(e) => Failure::Reject {
-                kind: "invalid",
-                error: e.to_string(),
-            },
-            FeatureError::Store(e) => Failure::Retry(format!("feature store: {e}")),
-        })?;
-        out.push(json_output(SINK, Some(vector.card_id.clone()), &vector));
+        self.pending.push((record.clone(), tx));
+        Ok(())
+    }
+
+    fn end_batch(&mut self, out: &mut Vec<Output>) -> Result<(), Failure> {
+        let pending = std::mem::take(&mut self.pending);
+        let transactions: Vec<_> = pending.iter().map(|(_, tx)| tx.transaction()).collect();
+        let keys: Vec<&str> = pending.iter().map(|(_, tx)| tx.card_id.as_str()).collect();
+        let results = self
+            .store
+            .update_batch(&keys, |i, card| card.update(&transactions[i]))
+            .map_err(|e| Failure::Retry(format!("feature store: {e}")))?;
+        for ((record, tx), result) in pending.iter().zip(results) {
+            match result {
+                Ok(features) => {
+                    out.push(json_output(
+                        SINK,
+                        Some(tx.card_id.clone()),
+                        &feature_vector(tx, &features),
+                    ));
+                }
+                Err(e) => {
+                    // Rejected values (or too late): the card's state is unchanged.
+                    let metrics = &self.status.metrics;
+                    metrics.errors.with_label_values(&["invalid"]).inc();
+                    metrics.dead_letters.inc();
+                    let letter = dead_letter(
+                        &e,
+                        &record.topic,
+                        record.partition,
+                        record.offset,
+                        &record.payload,
+                    );
+                    out.push(json_output(DEAD_LETTERS, None, &letter));
+                }
+            }
+        }
         Ok(())
     }
 }

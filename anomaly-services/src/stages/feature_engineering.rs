@@ -1,6 +1,6 @@
 //! Raw transaction -> feature vector, with per-card state in a feature store.
 
-use anomaly_core::features::{CardState, FeatureStore, TransactionError};
+use anomaly_core::features::{CardState, FeatureStore, TransactionError, TransactionFeatures};
 use thiserror::Error;
 
 use crate::messages::{FeatureVector, RawTransaction};
@@ -61,14 +61,19 @@ impl<S: FeatureStore<State = CardState>> FeatureEngineer<S> {
             .store
             .update(&tx.card_id, |card| card.update(&transaction))
             .map_err(FeatureError::Store)??;
-        Ok(FeatureVector {
-            event_id: tx.event_id.clone(),
-            card_id: tx.card_id.clone(),
-            timestamp_ms: tx.timestamp_ms,
-            features: features.values().to_vec(),
-            amount: tx.amount,
-            is_fraud: tx.is_fraud,
-            phase: tx.phase.clone(),
-        })
+        Ok(feature_vector(tx, &features))
+    }
+}
+
+/// The message for `tx` with its computed `features`.
+pub fn feature_vector(tx: &RawTransaction, features: &TransactionFeatures) -> FeatureVector {
+    FeatureVector {
+        event_id: tx.event_id.clone(),
+        card_id: tx.card_id.clone(),
+        timestamp_ms: tx.timestamp_ms,
+        features: features.values().to_vec(),
+        amount: tx.amount,
+        is_fraud: tx.is_fraud,
+        phase: tx.phase.clone(),
     }
 }
