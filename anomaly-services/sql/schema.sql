@@ -52,6 +52,20 @@ CREATE TABLE IF NOT EXISTS model_versions (
     UNIQUE (model_version, ts)
 );
 
+-- Every retraining job, published or not, with both models' figures and the decision.
+CREATE TABLE IF NOT EXISTS retraining_jobs (
+    job_id            TEXT             NOT NULL,
+    ts                TIMESTAMPTZ      NOT NULL,
+    reason            TEXT             NOT NULL,
+    previous_version  BIGINT           NOT NULL,
+    candidate_version BIGINT,
+    previous_auc      DOUBLE PRECISION,
+    candidate_auc     DOUBLE PRECISION,
+    published         BOOLEAN          NOT NULL,
+    decision          TEXT             NOT NULL,
+    UNIQUE (job_id, ts)
+);
+
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb') THEN
@@ -60,6 +74,7 @@ BEGIN
         PERFORM create_hypertable('drift_events', 'ts', if_not_exists => TRUE);
         PERFORM create_hypertable('alerts', 'ts', if_not_exists => TRUE);
         PERFORM create_hypertable('model_versions', 'ts', if_not_exists => TRUE);
+        PERFORM create_hypertable('retraining_jobs', 'ts', if_not_exists => TRUE);
     END IF;
 END
 $$;

@@ -326,6 +326,15 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
     });
     let published = jobs("published");
     assert_eq!(db.count(Table::ModelVersions).unwrap(), published);
+    // Every job's decision and figures are recorded, published or not.
+    wait_until("the jobs to be recorded", Duration::from_secs(30), || {
+        db.count(Table::RetrainingJobs).unwrap() == jobs("published") + jobs("kept")
+    });
+    eprintln!(
+        "retraining jobs: {} published, {} kept",
+        jobs("published"),
+        jobs("kept")
+    );
     wait_until(
         "ml-inference to run the newest model",
         Duration::from_secs(60),

@@ -84,6 +84,24 @@ fn postgres_writes_are_idempotent_and_the_schema_reapplies() {
     assert_eq!(store.count(Table::ModelVersions).unwrap(), 1);
     assert_eq!(store.count(Table::DriftEvents).unwrap(), 0);
 
+    let job = anomaly_services::stages::retraining::JobOutcome {
+        job: anomaly_services::stages::retraining::RetrainingJob {
+            job_id: "job-1".into(),
+            reason: "DDM drift".into(),
+            sequence: 10,
+            timestamp_ms: 1_767_225_600_000,
+        },
+        previous_version: 1,
+        candidate_version: Some(2),
+        previous_auc: Some(0.9),
+        candidate_auc: Some(0.8),
+        published: false,
+        decision: "kept version 1".into(),
+    };
+    assert!(store.write_job(&job).unwrap());
+    assert!(!store.write_job(&job).unwrap());
+    assert_eq!(store.count(Table::RetrainingJobs).unwrap(), 1);
+
     let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
     admin
         .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))

@@ -149,7 +149,31 @@ impl PgEventStore {
         Ok(inserted == 1)
     }
 
-    /// Rows in `table` (one of the four pipeline tables).
+    /// Records a retraining job's outcome; returns whether it was new.
+    pub fn write_job(
+        &mut self,
+        job: &crate::stages::retraining::JobOutcome,
+    ) -> Result<bool, StoreError> {
+        let inserted = self.client.execute(
+            "INSERT INTO retraining_jobs (job_id, ts, reason, previous_version, candidate_version, previous_auc, candidate_auc, published, decision) \
+             VALUES ($1, to_timestamp($2::BIGINT / 1000.0), $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (job_id, ts) DO NOTHING",
+            &[
+                &job.job.job_id,
+                &job.job.timestamp_ms,
+                &job.job.reason,
+                &(job.previous_version as i64),
+                &job.candidate_version.map(|v| v as i64),
+                &job.previous_auc,
+                &job.candidate_auc,
+                &job.published,
+                &job.decision,
+            ],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    /// Rows in `table` (one of the pipeline tables).
     pub fn count(&mut self, table: Table) -> Result<u64, StoreError> {
         let row = self
             .client
@@ -179,6 +203,8 @@ pub enum Table {
     Alerts,
     /// `model_versions`.
     ModelVersions,
+    /// `retraining_jobs`.
+    RetrainingJobs,
 }
 
 impl Table {
@@ -188,6 +214,7 @@ impl Table {
             Self::DriftEvents => "drift_events",
             Self::Alerts => "alerts",
             Self::ModelVersions => "model_versions",
+            Self::RetrainingJobs => "retraining_jobs",
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::messages::{
     DriftEvent, FeatureVector, ModelUpdate, decode, decode_features, decode_scored,
 };
 use crate::service::{Failure, Handler, json_output, reject};
-use crate::stages::retraining::{Retrainer, RetrainingJob};
+use crate::stages::retraining::{JobOutcome, Retrainer, RetrainingJob};
 
 /// Topics it reads.
 pub const SOURCES: [&str; 3] = ["features", "scores", "drift-events"];
@@ -181,6 +181,8 @@ pub trait ModelPublisher {
     fn store_snapshot(&mut self, snapshot: &[u8]) -> Result<(), String>;
     /// Records the version (the `model_versions` table).
     fn record_version(&mut self, update: &ModelUpdate) -> Result<(), String>;
+    /// Records a job's outcome, published or not (the `retraining_jobs` table).
+    fn record_job(&mut self, outcome: &JobOutcome) -> Result<(), String>;
 }
 
 /// Redis `active_model` + PostgreSQL `model_versions`.
@@ -198,6 +200,12 @@ impl ModelPublisher for StorePublisher {
     fn record_version(&mut self, update: &ModelUpdate) -> Result<(), String> {
         self.events
             .write_model_version(update)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+    fn record_job(&mut self, outcome: &JobOutcome) -> Result<(), String> {
+        self.events
+            .write_job(outcome)
             .map(drop)
             .map_err(|e| e.to_string())
     }
@@ -290,6 +298,9 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                 self.running_version = publication.update.model_version;
                 out.push(json_output(MODEL_UPDATES, None, &publication.update));
             }
+            self.publisher
+                .record_job(&outcome)
+                .map_err(Failure::Retry)?;
             let label = if outcome.published {
                 "published"
             } else {
