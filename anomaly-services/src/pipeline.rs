@@ -13,11 +13,10 @@ use thiserror::Error;
 use crate::generator::{Generator, GeneratorParams, PhaseBoundary};
 use crate::ids::uuid_from;
 use crate::messages::{
-    Alert, AlertKind, DeadLetter, DriftEvent, DriftSource, ModelUpdate, ScoredEvent, Severity,
-    dead_letter,
+    Alert, DeadLetter, DriftEvent, ModelUpdate, ScoredEvent, Severity, dead_letter,
 };
 use crate::stages::alert_routing::{AlertRouter, Routing};
-use crate::stages::drift_monitor::DriftMonitor;
+use crate::stages::drift_monitor::{DriftMonitor, drift_alert};
 use crate::stages::feature_engineering::FeatureEngineer;
 use crate::stages::inference::Inference;
 use crate::stages::retraining::{JobOutcome, Retrainer, RetrainingParams};
@@ -109,14 +108,6 @@ pub struct PipelineRun {
     pub seconds: f64,
 }
 
-/// Severity of a drift alert: errors drifting (DDM) matter more than scores drifting (ADWIN).
-pub fn drift_severity(source: DriftSource) -> Severity {
-    match source {
-        DriftSource::Adwin => Severity::Medium,
-        DriftSource::Ddm => Severity::High,
-    }
-}
-
 /// Runs the whole pipeline; `progress(done, total)` is called every few thousand events.
 ///
 /// ```
@@ -187,22 +178,7 @@ pub fn run(
         retrainer.observe(vector, scored.score);
         let mut new_alerts: Vec<Alert> = anomaly_alert.into_iter().collect();
         for drift in monitor.process(&scored) {
-            new_alerts.push(Alert {
-                alert_id: uuid_from(alert_ids.random()),
-                kind: AlertKind::Drift,
-                severity: drift_severity(drift.detector),
-                timestamp_ms: drift.timestamp_ms,
-                event_id: drift.event_id.clone(),
-                card_id: None,
-                score: None,
-                message: format!(
-                    "{}: drift after {} events ({})",
-                    drift.detector.name(),
-                    drift.sequence,
-                    drift.detail
-                ),
-                top_features: Vec::new(),
-            });
+            new_alerts.push(drift_alert(&drift, uuid_from(alert_ids.random())));
             if let Some(job) = retrainer.request(&drift) {
                 let (outcome, publish) = retrainer.run(job, inference.version())?;
                 if let Some(publication) = publish {

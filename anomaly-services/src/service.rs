@@ -54,6 +54,18 @@ pub fn json_output<T: serde::Serialize>(
     }
 }
 
+/// The `dead-letters` record for `record`, rejected because of `error`.
+pub fn dead_letter_output(record: &Record, error: &dyn std::fmt::Display) -> Output {
+    let letter = dead_letter(
+        error,
+        &record.topic,
+        record.partition,
+        record.offset,
+        &record.payload,
+    );
+    json_output(DEAD_LETTERS, None, &letter)
+}
+
 /// A service's per-record logic.
 pub trait Handler {
     /// Processes one record, appending what it produces to `out`.
@@ -94,18 +106,7 @@ pub fn run(io: &KafkaIo, handler: &mut impl Handler, status: &Arc<Status>, shutd
                 Err(Failure::Reject { kind, error }) => {
                     metrics.errors.with_label_values(&[kind]).inc();
                     metrics.dead_letters.inc();
-                    let letter = dead_letter(
-                        &error,
-                        &record.topic,
-                        record.partition,
-                        record.offset,
-                        &record.payload,
-                    );
-                    outputs.push(Output {
-                        topic: DEAD_LETTERS,
-                        key: None,
-                        payload: serde_json::to_vec(&letter).unwrap_or_default(),
-                    });
+                    outputs.push(dead_letter_output(record, &error));
                 }
                 Err(Failure::Retry(e)) => {
                     retry = Some(e);

@@ -1,19 +1,17 @@
 //! Faults with the real binaries: a service killed (SIGKILL) mid-stream and restarted loses
 //! nothing and duplicates nothing in the database; SIGTERM stops it cleanly.
 
-use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+mod common;
+
+use common::{database_url, drop_schema, http_get, terminate, unique, wait_until};
 
 use anomaly_services::adapters::kafka::{KafkaIo, Output};
 use anomaly_services::adapters::postgres::{PgEventStore, Table};
 use anomaly_services::messages::ScoredEvent;
 use rdkafka::mocking::MockCluster;
-
-fn database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -36,27 +34,6 @@ fn start(bootstrap: &str, schema: &str, port: u16) -> Child {
         .unwrap()
 }
 
-fn healthy(port: u16) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port))
-        .ok()
-        .and_then(|mut s| {
-            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .ok()?;
-            let mut reply = String::new();
-            s.read_to_string(&mut reply).ok()?;
-            Some(reply.starts_with("HTTP/1.1 200"))
-        })
-        .unwrap_or(false)
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn drift_detector_killed_mid_stream_loses_and_duplicates_nothing() {
     let cluster = MockCluster::new(1).unwrap();
@@ -64,10 +41,7 @@ fn drift_detector_killed_mid_stream_loses_and_duplicates_nothing() {
         cluster.create_topic(topic, 2, 1).unwrap();
     }
     let bootstrap = cluster.bootstrap_servers();
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let schema = format!("test_faults_{}_{nanos}", std::process::id());
+    let schema = unique("test_faults");
 
     let events: Vec<Output> = (0..20_000u32)
         .map(|i| {
@@ -119,27 +93,10 @@ fn drift_detector_killed_mid_stream_loses_and_duplicates_nothing() {
     wait_until(
         "the restarted service to be healthy",
         Duration::from_secs(30),
-        || healthy(port),
+        || http_get(port, "/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")),
     );
     // SIGTERM: a clean exit within a few seconds.
-    let stopping = Instant::now();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &second.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = loop {
-        if let Some(status) = second.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopping.elapsed() < Duration::from_secs(10),
-            "no exit 10 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = terminate(&mut second, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
 
     assert_eq!(
@@ -151,8 +108,5 @@ fn drift_detector_killed_mid_stream_loses_and_duplicates_nothing() {
         db.count(Table::DriftEvents).unwrap() >= 1,
         "the score shift was not detected"
     );
-    let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .unwrap();
+    drop_schema(&schema);
 }

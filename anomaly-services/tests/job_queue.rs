@@ -1,13 +1,10 @@
 //! The Redis retraining-job queue: debounced, exclusive, and crash-safe.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+mod common;
 
 use anomaly_services::services::retraining_worker::{JobQueue, RedisJobQueue};
 use anomaly_services::stages::retraining::RetrainingJob;
-
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+use common::{delete_redis_prefix, redis_url, unique};
 
 fn job(id: &str) -> RetrainingJob {
     RetrainingJob {
@@ -20,10 +17,7 @@ fn job(id: &str) -> RetrainingJob {
 
 #[test]
 fn jobs_are_debounced_exclusive_and_survive_a_crash() {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let prefix = format!("test:jobs:{}:{nanos}:", std::process::id());
+    let prefix = unique("test:jobs") + ":";
     let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60).unwrap();
     let mut b = RedisJobQueue::connect(&redis_url(), &prefix, "b", 60).unwrap();
 
@@ -53,11 +47,5 @@ fn jobs_are_debounced_exclusive_and_survive_a_crash() {
     assert_eq!(a.take().unwrap(), None);
     assert_eq!(b.recover().unwrap(), 0);
 
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut connection)
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(&keys).query(&mut connection).unwrap();
-    }
+    delete_redis_prefix(&prefix);
 }

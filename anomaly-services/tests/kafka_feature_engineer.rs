@@ -7,6 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{http_get, redis_url, terminate};
+
 use anomaly_core::features::{CardState, InMemoryStore};
 use anomaly_services::adapters::kafka::{KafkaIo, Output};
 use anomaly_services::generator::{Generator, GeneratorParams};
@@ -138,7 +142,7 @@ fn transactions_become_features_and_bad_input_becomes_dead_letters() {
 /// closes and exits 0 within a few seconds.
 #[test]
 fn the_binary_stops_cleanly_on_sigterm() {
-    use std::io::{Read, Write};
+    use std::io::Read;
 
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic(SOURCE, 1, 1).unwrap();
@@ -146,7 +150,7 @@ fn the_binary_stops_cleanly_on_sigterm() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let redis = std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let redis = redis_url();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_feature-engineer"))
         .env("KAFKA_BOOTSTRAP_SERVERS", cluster.bootstrap_servers())
         .env("REDIS_URL", redis)
@@ -160,38 +164,14 @@ fn the_binary_stops_cleanly_on_sigterm() {
         .unwrap();
     let started = Instant::now();
     let healthy = loop {
-        let reply = std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .and_then(|mut s| {
-                s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                    .ok()?;
-                let mut reply = String::new();
-                s.read_to_string(&mut reply).ok()?;
-                Some(reply)
-            });
-        match reply {
+        match http_get(port, "/health") {
             Some(r) if r.starts_with("HTTP/1.1 200") => break true,
             _ if started.elapsed() > Duration::from_secs(30) => break false,
             _ => std::thread::sleep(Duration::from_millis(100)),
         }
     };
     assert!(healthy, "the service never answered /health");
-    let stopping = Instant::now();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            stopping.elapsed() < Duration::from_secs(10),
-            "no exit 10 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = terminate(&mut child, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
     let mut logs = String::new();
     child

@@ -8,7 +8,11 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+mod common;
+
+use common::{database_url, delete_redis_prefix, drop_schema, redis_url, unique, wait_until};
 
 use anomaly_core::anomaly::Ensemble;
 use anomaly_core::features::{CardState, TransactionFeatures};
@@ -43,22 +47,6 @@ const TOPICS: [&str; 7] = [
     "drift-events",
     "dead-letters",
 ];
-
-fn database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
 
 /// A stand-in for Slack: answers 429 (Retry-After: 1) to its first request, 200 after.
 fn fake_slack() -> (String, Arc<Mutex<Vec<String>>>) {
@@ -128,14 +116,6 @@ fn spawn_service<H: Handler + Send + 'static>(
         let mut handler = handler();
         service::run(&io, &mut handler, &status, &shutdown);
     })
-}
-
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]
@@ -398,21 +378,8 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
         transactions.len() as u64
     );
 
-    let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .unwrap();
-    let mut redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut redis)
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(&keys).query(&mut redis).unwrap();
-    }
+    drop_schema(&schema);
+    delete_redis_prefix(&prefix);
 }
 
 /// ml-inference switches to a newer valid model announced on `model-updates`, and keeps its

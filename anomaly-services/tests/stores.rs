@@ -1,7 +1,9 @@
 //! The Redis and PostgreSQL adapters against the real servers (`scripts/test` starts them).
 //! Each test works in its own PostgreSQL schema or Redis key prefix and removes it after.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+mod common;
+
+use common::{database_url, delete_redis_prefix, drop_schema, redis_url, unique};
 
 use anomaly_core::features::{CardState, FeatureStore, InMemoryStore};
 use anomaly_services::adapters::postgres::{PgEventStore, Table};
@@ -9,23 +11,6 @@ use anomaly_services::adapters::redis::{RedisFeatureStore, RedisModelStore, Redi
 use anomaly_services::generator::{Generator, GeneratorParams};
 use anomaly_services::messages::{Alert, AlertKind, ModelUpdate, ScoredEvent, Severity};
 use anomaly_services::stages::feature_engineering::FeatureEngineer;
-
-fn database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgresql://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A name no earlier run used.
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
 
 fn scored(i: u32) -> ScoredEvent {
     ScoredEvent {
@@ -102,24 +87,7 @@ fn postgres_writes_are_idempotent_and_the_schema_reapplies() {
     assert!(!store.write_job(&job).unwrap());
     assert_eq!(store.count(Table::RetrainingJobs).unwrap(), 1);
 
-    let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
-    admin
-        .batch_execute(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .unwrap();
-}
-
-fn delete_prefix(prefix: &str) {
-    let mut connection = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query(&mut connection)
-        .unwrap();
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL").arg(&keys).query(&mut connection).unwrap();
-    }
+    drop_schema(&schema);
 }
 
 #[test]
@@ -168,7 +136,7 @@ fn redis_card_states_match_the_in_memory_store() {
         .load("card-broken")
         .unwrap_err();
     assert!(matches!(err, RedisStoreError::Corrupt { .. }), "{err}");
-    delete_prefix(&prefix);
+    delete_redis_prefix(&prefix);
 }
 
 fn feature_store(
@@ -222,7 +190,7 @@ fn a_concurrent_writer_makes_the_update_retry_not_lose_data() {
     let stats = store.load("k").unwrap().unwrap();
     assert_eq!(stats.summary().count(), 3);
     assert_eq!(stats.summary().sum(), 103.0);
-    delete_prefix(&prefix);
+    delete_redis_prefix(&prefix);
 }
 
 #[test]
@@ -232,7 +200,7 @@ fn the_model_store_round_trips_snapshots() {
     assert_eq!(models.load().unwrap(), None);
     models.publish(b"ANOMSNAP...").unwrap();
     assert_eq!(models.load().unwrap().as_deref(), Some(&b"ANOMSNAP..."[..]));
-    delete_prefix(&prefix);
+    delete_redis_prefix(&prefix);
 }
 
 #[test]
@@ -264,5 +232,5 @@ fn redis_batches_match_record_by_record_updates() {
     for card in ["card-000001", "card-000005"] {
         assert_eq!(redis_store.load(card).unwrap(), memory.load(card).unwrap());
     }
-    delete_prefix(&prefix);
+    delete_redis_prefix(&prefix);
 }

@@ -4,12 +4,10 @@
 use std::process::ExitCode;
 
 use anomaly_services::adapters::kafka::KafkaIo;
-use anomaly_services::adapters::postgres::PgEventStore;
-use anomaly_services::config::redact_url;
 use anomaly_services::services::alert_router::{ALERTS, AlertRouterService, SlackNotifier};
-use anomaly_services::services::main::service_main;
+use anomaly_services::services::main::{connect_event_store, service_main};
 use anomaly_services::stages::alert_routing::AlertRouter;
-use anomaly_services::startup::{retry_kafka, retry_store};
+use anomaly_services::startup::retry_kafka;
 use log::info;
 
 const HELP: &str = "\
@@ -23,10 +21,7 @@ cleanly on SIGTERM or SIGINT.";
 fn main() -> ExitCode {
     service_main("alert-router", 8005, HELP, |ctx| {
         let config = &ctx.config;
-        let url = config.timescale_url.expose().to_owned();
-        let schema = std::env::var("TIMESCALE_SCHEMA").unwrap_or_else(|_| "public".into());
-        let store = retry_store("database", || PgEventStore::connect(&url, &schema))
-            .map_err(|e| format!("database at {}: {e}", redact_url(&url)))?;
+        let store = connect_event_store(config)?;
         let io = retry_kafka(|| {
             KafkaIo::connect(
                 &config.kafka_bootstrap_servers,

@@ -4,11 +4,10 @@ use std::process::ExitCode;
 
 use anomaly_core::features::TransactionFeatures;
 use anomaly_services::adapters::kafka::KafkaIo;
-use anomaly_services::adapters::postgres::PgEventStore;
 use anomaly_services::adapters::redis::RedisModelStore;
 use anomaly_services::config::redact_url;
 use anomaly_services::pipeline::default_model;
-use anomaly_services::services::main::service_main;
+use anomaly_services::services::main::{connect_event_store, service_main};
 use anomaly_services::services::retraining_worker::{
     JobQueue, RedisJobQueue, RetrainingService, SOURCES, StorePublisher,
 };
@@ -30,8 +29,6 @@ fn main() -> ExitCode {
     service_main("retraining-worker", 8004, HELP, |ctx| {
         let config = &ctx.config;
         let redis_url = config.redis_url.expose().to_owned();
-        let db_url = config.timescale_url.expose().to_owned();
-        let schema = std::env::var("TIMESCALE_SCHEMA").unwrap_or_else(|_| "public".into());
         let worker = format!("worker-{}", std::process::id());
         let mut queue = retry_store("redis", || {
             RedisJobQueue::connect(&redis_url, &config.redis_prefix, &worker, 600)
@@ -44,8 +41,7 @@ fn main() -> ExitCode {
                 RedisModelStore::connect(&redis_url, &config.redis_prefix)
             })
             .map_err(|e| e.to_string())?,
-            events: retry_store("database", || PgEventStore::connect(&db_url, &schema))
-                .map_err(|e| format!("database at {}: {e}", redact_url(&db_url)))?,
+            events: connect_event_store(config)?,
         };
         let io = retry_kafka(|| {
             KafkaIo::connect(

@@ -6,10 +6,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::adapters::kafka::{Output, Record};
 use crate::ids::uuid_from;
-use crate::messages::{Alert, AlertKind, DriftEvent, ScoredEvent, decode_scored};
-use crate::pipeline::drift_severity;
+use crate::messages::{DriftEvent, ScoredEvent, decode_scored};
 use crate::service::{Failure, Handler, json_output, reject};
-use crate::stages::drift_monitor::DriftMonitor;
+use crate::stages::drift_monitor::{DriftMonitor, drift_alert};
 use crate::telemetry::http::Status;
 
 /// Topic it reads.
@@ -74,22 +73,7 @@ impl<W: EventWriter> Handler for DriftService<W> {
                 .drifts
                 .with_label_values(&[drift.detector.name()])
                 .inc();
-            let alert = Alert {
-                alert_id: uuid_from(self.alert_ids.random()),
-                kind: AlertKind::Drift,
-                severity: drift_severity(drift.detector),
-                timestamp_ms: drift.timestamp_ms,
-                event_id: drift.event_id.clone(),
-                card_id: None,
-                score: None,
-                message: format!(
-                    "{}: drift after {} events ({})",
-                    drift.detector.name(),
-                    drift.sequence,
-                    drift.detail
-                ),
-                top_features: Vec::new(),
-            };
+            let alert = drift_alert(&drift, uuid_from(self.alert_ids.random()));
             out.push(json_output(
                 DRIFT_EVENTS,
                 Some(drift.detector.name().into()),

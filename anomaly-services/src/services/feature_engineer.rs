@@ -6,8 +6,8 @@ use anomaly_core::features::{CardState, FeatureStore, InMemoryStore};
 
 use crate::adapters::kafka::{Output, Record};
 use crate::adapters::redis::RedisFeatureStore;
-use crate::messages::{RawTransaction, dead_letter, decode_transaction};
-use crate::service::{DEAD_LETTERS, Failure, Handler, json_output, reject};
+use crate::messages::{RawTransaction, decode_transaction};
+use crate::service::{Failure, Handler, dead_letter_output, json_output, reject};
 use crate::stages::feature_engineering::feature_vector;
 use crate::telemetry::http::Status;
 
@@ -97,14 +97,7 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
                     let metrics = &self.status.metrics;
                     metrics.errors.with_label_values(&["invalid"]).inc();
                     metrics.dead_letters.inc();
-                    let letter = dead_letter(
-                        &e,
-                        &record.topic,
-                        record.partition,
-                        record.offset,
-                        &record.payload,
-                    );
-                    out.push(json_output(DEAD_LETTERS, None, &letter));
+                    out.push(dead_letter_output(record, &e));
                 }
             }
         }

@@ -57,3 +57,16 @@ pub fn service_main(
         }
     }
 }
+
+/// The event store at `TIMESCALE_URL`, in schema `TIMESCALE_SCHEMA` (default `public`), with
+/// the start-up retries (10 tries, 5 s apart).
+pub fn connect_event_store(
+    config: &ServiceConfig,
+) -> Result<crate::adapters::postgres::PgEventStore, String> {
+    let url = config.timescale_url.expose();
+    let schema = std::env::var("TIMESCALE_SCHEMA").unwrap_or_else(|_| "public".into());
+    crate::startup::retry_store("database", || {
+        crate::adapters::postgres::PgEventStore::connect(url, &schema)
+    })
+    .map_err(|e| format!("database at {}: {e}", crate::config::redact_url(url)))
+}

@@ -5,7 +5,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::ids::uuid_from;
-use crate::messages::{DriftEvent, DriftSource, ScoredEvent};
+use crate::messages::{Alert, AlertKind, DriftEvent, DriftSource, ScoredEvent, Severity};
 
 /// Watches the scores and the prediction errors for drift.
 ///
@@ -84,5 +84,33 @@ impl DriftMonitor {
             model_version: event.model_version,
             detail,
         }
+    }
+}
+
+/// Severity of a drift alert: errors drifting (DDM) matter more than scores drifting (ADWIN).
+pub fn drift_severity(source: DriftSource) -> Severity {
+    match source {
+        DriftSource::Adwin => Severity::Medium,
+        DriftSource::Ddm => Severity::High,
+    }
+}
+
+/// The alert announcing `drift`, with id `alert_id`.
+pub fn drift_alert(drift: &DriftEvent, alert_id: String) -> Alert {
+    Alert {
+        alert_id,
+        kind: AlertKind::Drift,
+        severity: drift_severity(drift.detector),
+        timestamp_ms: drift.timestamp_ms,
+        event_id: drift.event_id.clone(),
+        card_id: None,
+        score: None,
+        message: format!(
+            "{}: drift after {} events ({})",
+            drift.detector.name(),
+            drift.sequence,
+            drift.detail
+        ),
+        top_features: Vec::new(),
     }
 }
