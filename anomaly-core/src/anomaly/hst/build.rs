@@ -3,7 +3,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::forest::{Branch, Forest, Mass, NodeAt};
+use super::forest::{Forest, NodeAt};
 use crate::rng::PyRandom;
 
 /// A source of uniform doubles in [0, 1).
@@ -48,15 +48,17 @@ fn weighted_index(rng: &mut impl UnitRandom, weights: &[f64]) -> usize {
 /// and a threshold uniformly in the middle 70% of that width. Splits are drawn in pre-order.
 ///
 /// `sorted_columns[i]` is the column of the i-th feature in name order (River draws over the
-/// sorted names); `limits[i]` is that feature's `(low, high)` box.
+/// sorted names); `limits[i]` is that feature's `(low, high)` box. The counters are sized for
+/// `window_size`.
 pub(super) fn grow(
     rng: &mut impl UnitRandom,
     n_trees: u32,
     height: u32,
     sorted_columns: &[u32],
     limits: &[(f64, f64)],
+    window_size: u32,
 ) -> Forest {
-    let mut forest = empty_forest(height, n_trees);
+    let mut forest = Forest::new(height, n_trees, window_size, sorted_columns.len());
     let mut box_limits = limits.to_vec();
     let mut widths = vec![0.0; limits.len()];
     for tree in 0..n_trees as usize {
@@ -73,21 +75,6 @@ pub(super) fn grow(
     forest
 }
 
-fn empty_forest(height: u32, n_trees: u32) -> Forest {
-    let placeholder = Branch {
-        threshold: 0.0,
-        feature: 0,
-        mass: Mass::default(),
-    };
-    Forest {
-        height,
-        n_trees,
-        branches: vec![placeholder; n_trees as usize * ((1usize << height) - 1)],
-        leaves: vec![Mass::default(); n_trees as usize * (1usize << height)],
-        window: 0,
-    }
-}
-
 struct Grower<'a, G> {
     rng: &'a mut G,
     forest: &'a mut Forest,
@@ -99,7 +86,7 @@ struct Grower<'a, G> {
 
 impl<G: UnitRandom> Grower<'_, G> {
     fn grow(&mut self, at: NodeAt) {
-        if at.depth == self.forest.height {
+        if at.depth == self.forest.height() {
             return;
         }
         for (w, (lo, hi)) in self.widths.iter_mut().zip(self.box_limits.iter()) {
@@ -110,9 +97,8 @@ impl<G: UnitRandom> Grower<'_, G> {
         let low = a + 0.15 * (b - a);
         let high = b - 0.15 * (b - a);
         let threshold = low + (high - low) * self.rng.unit();
-        let branch = self.forest.branch_mut(self.tree, at);
-        branch.threshold = threshold;
-        branch.feature = self.sorted_columns[f];
+        self.forest
+            .set_split(self.tree, at, self.sorted_columns[f], threshold);
         let (left, right) = children(at);
         self.box_limits[f] = (a, threshold);
         self.grow(left);
@@ -136,9 +122,15 @@ fn children(at: NodeAt) -> (NodeAt, NodeAt) {
     )
 }
 
-/// Explicit trees given as pre-order branch lists of `(column, threshold)`.
-pub(super) fn from_preorder(height: u32, trees: &[Vec<(u32, f64)>]) -> Forest {
-    let mut forest = empty_forest(height, trees.len() as u32);
+/// Explicit trees given as pre-order branch lists of `(column, threshold)` over `n_features`
+/// columns, with counters sized for `window_size`.
+pub(super) fn from_preorder(
+    height: u32,
+    trees: &[Vec<(u32, f64)>],
+    window_size: u32,
+    n_features: usize,
+) -> Forest {
+    let mut forest = Forest::new(height, trees.len() as u32, window_size, n_features);
     for (tree, splits) in trees.iter().enumerate() {
         let mut next = splits.iter();
         place_preorder(&mut forest, tree, NodeAt { depth: 0, pos: 0 }, &mut next);
@@ -152,13 +144,11 @@ fn place_preorder<'a>(
     at: NodeAt,
     next: &mut impl Iterator<Item = &'a (u32, f64)>,
 ) {
-    if at.depth == forest.height {
+    if at.depth == forest.height() {
         return;
     }
     if let Some(&(feature, threshold)) = next.next() {
-        let branch = forest.branch_mut(tree, at);
-        branch.feature = feature;
-        branch.threshold = threshold;
+        forest.set_split(tree, at, feature, threshold);
     }
     let (left, right) = children(at);
     place_preorder(forest, tree, left, next);

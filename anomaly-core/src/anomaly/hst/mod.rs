@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use self::forest::{Dense, Forest, NodeAt, Row, Sparse, Walk};
+use self::forest::{Dense, Forest, ForestRecord, NodeAt, Row, Sparse, Walk};
 use super::{AnomalyDetector, AnomalyError, Scored, sealed};
 use crate::error::{ParameterError, check, check_input};
 use crate::rng::PyRandom;
@@ -56,7 +56,7 @@ impl Default for HstParams {
 
 /// Largest supported `height`: a tree of height 20 already has two million nodes.
 const MAX_HEIGHT: u32 = 20;
-/// Largest supported forest, in nodes (about 6 GB of node storage at 24 bytes per node).
+/// Largest supported forest, in nodes (about 6 GB of node storage at 16 bytes per node).
 const MAX_NODES: u64 = 1 << 28;
 
 impl HstParams {
@@ -157,14 +157,14 @@ pub struct FeatureContribution {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(try_from = "HstState", into = "HstState")]
+#[serde(try_from = "HstRecord", into = "HstRecord")]
 pub struct HalfSpaceTrees {
     state: HstState,
     scratch: Scratch,
 }
 
-/// Everything that defines the model (what is serialized).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Everything that defines the model.
+#[derive(Clone, Debug, PartialEq)]
 struct HstState {
     params: HstParams,
     /// The seed actually used.
@@ -198,18 +198,49 @@ impl PartialEq for HalfSpaceTrees {
     }
 }
 
-impl From<HalfSpaceTrees> for HstState {
+/// The model as it is serialized: [`HstState`] with the trees in their layout-independent
+/// form.
+#[derive(Serialize, Deserialize)]
+struct HstRecord {
+    params: HstParams,
+    seed: u64,
+    features: Vec<String>,
+    forest: Option<ForestRecord>,
+    counter: u32,
+    first_window: bool,
+}
+
+impl From<HalfSpaceTrees> for HstRecord {
     fn from(model: HalfSpaceTrees) -> Self {
-        model.state
+        let s = model.state;
+        HstRecord {
+            forest: s.forest.as_ref().map(Forest::to_record),
+            params: s.params,
+            seed: s.seed,
+            features: s.features,
+            counter: s.counter,
+            first_window: s.first_window,
+        }
     }
 }
 
-impl TryFrom<HstState> for HalfSpaceTrees {
+impl TryFrom<HstRecord> for HalfSpaceTrees {
     type Error = String;
 
-    fn try_from(state: HstState) -> Result<Self, String> {
-        validate_state(&state)?;
-        Ok(Self::from_state(state))
+    fn try_from(record: HstRecord) -> Result<Self, String> {
+        validate_record(&record)?;
+        let forest = record
+            .forest
+            .as_ref()
+            .map(|f| Forest::from_record(f, record.params.window_size, record.features.len()));
+        Ok(Self::from_state(HstState {
+            params: record.params,
+            seed: record.seed,
+            features: record.features,
+            forest,
+            counter: record.counter,
+            first_window: record.first_window,
+        }))
     }
 }
 
@@ -309,7 +340,12 @@ impl HalfSpaceTrees {
             trees.push(splits);
         }
         model.state.features = spec.feature_order.clone();
-        model.state.forest = Some(build::from_preorder(p.height, &trees));
+        model.state.forest = Some(build::from_preorder(
+            p.height,
+            &trees,
+            p.window_size,
+            spec.feature_order.len(),
+        ));
         model.index_features();
         Ok(model)
     }
@@ -334,7 +370,7 @@ impl HalfSpaceTrees {
         for row in history {
             let row = row.as_ref();
             model.check_dense(row)?;
-            model.walk_all(&Dense(row), false, true);
+            model.walk_all(&Dense(row));
             model.finish_learning();
         }
         Ok(model)
@@ -379,6 +415,7 @@ impl HalfSpaceTrees {
                 p.height,
                 &sorted_columns,
                 &limits,
+                p.window_size,
             ),
             TreeRng::River => build::grow(
                 &mut PyRandom::new(self.state.seed),
@@ -386,6 +423,7 @@ impl HalfSpaceTrees {
                 p.height,
                 &sorted_columns,
                 &limits,
+                p.window_size,
             ),
         };
         self.state.features = features;
@@ -420,18 +458,15 @@ impl HalfSpaceTrees {
 
     /// Bytes of node storage (the bulk of the model's memory).
     pub fn node_memory_bytes(&self) -> usize {
-        self.state.forest.as_ref().map_or(0, |f| {
-            f.branches.len() * std::mem::size_of_val(&f.branches[0])
-                + f.leaves.len() * std::mem::size_of_val(&f.leaves[0])
-        })
+        self.state.forest.as_ref().map_or(0, Forest::memory_bytes)
     }
 
     /// `(l_mass, r_mass)` of node `node` (breadth-first index) of tree `tree`, as River
     /// holds them now; `None` before the trees exist or for an index out of range.
     pub fn node_masses(&self, tree: usize, node: usize) -> Option<(u32, u32)> {
         let forest = self.state.forest.as_ref()?;
-        let per_tree = (2usize << forest.height) - 1;
-        (tree < forest.n_trees as usize && node < per_tree)
+        let per_tree = (2usize << forest.height()) - 1;
+        (tree < self.state.params.n_trees as usize && node < per_tree)
             .then(|| forest.masses(tree, NodeAt::from_breadth_first(node)))
     }
 
@@ -450,17 +485,17 @@ impl HalfSpaceTrees {
     /// ```
     pub fn tree_spec(&self) -> Option<TreeSpec> {
         let forest = self.state.forest.as_ref()?;
-        let per_tree = forest.branches_per_tree();
-        let trees = (0..forest.n_trees as usize)
+        let per_tree = (1usize << forest.height()) - 1;
+        let trees = (0..self.state.params.n_trees as usize)
             .map(|tree| {
                 let mut splits = Vec::with_capacity(per_tree);
                 let mut stack = vec![NodeAt { depth: 0, pos: 0 }];
                 while let Some(at) = stack.pop() {
-                    if at.depth == forest.height {
+                    if at.depth == forest.height() {
                         continue;
                     }
-                    let b = forest.branch(tree, at);
-                    splits.push((self.state.features[b.feature as usize].clone(), b.threshold));
+                    let (feature, threshold) = forest.split(tree, at);
+                    splits.push((self.state.features[feature as usize].clone(), threshold));
                     stack.push(NodeAt {
                         depth: at.depth + 1,
                         pos: 2 * at.pos + 1,
@@ -571,7 +606,7 @@ impl HalfSpaceTrees {
     /// `score_one` followed by the mass updates of `learn_one`, which follow the same path).
     fn score_and_visit<R: Row>(&mut self, row: &R) -> f64 {
         let scoring = !self.state.first_window;
-        let mass_score = self.walk_all(row, scoring, true);
+        let mass_score = self.walk_all(row);
         self.scratch.visits_pending = true;
         if scoring {
             1.0 - mass_score as f64 / self.state.params.max_score()
@@ -580,10 +615,12 @@ impl HalfSpaceTrees {
         }
     }
 
-    fn walk_all<R: Row>(&mut self, row: &R, score: bool, learn: bool) -> u64 {
+    /// Walks and learns `row` in every tree; returns the sum of River's scoring terms (valid
+    /// once the first window is over).
+    fn walk_all<R: Row>(&mut self, row: &R) -> u64 {
         let size_limit = self.state.params.size_limit();
         match self.state.forest.as_mut() {
-            Some(forest) => forest.walk_all(row, score, size_limit, learn, &mut self.scratch.walks),
+            Some(forest) => forest.walk_all(row, size_limit, &mut self.scratch.walks),
             None => 0,
         }
     }
@@ -621,15 +658,17 @@ impl HalfSpaceTrees {
         let Some(forest) = self.state.forest.as_ref() else {
             return Vec::new();
         };
+        let size_limit = self.state.params.size_limit();
         for (tree, walk) in self.scratch.walks.iter().enumerate() {
             // The split that led into the node where the walk was isolated: the branch one
             // level up on the path to the leaf.
-            if let Some(depth) = walk.stop_depth().filter(|&d| d > 0) {
+            let stop = forest.stop_depth(tree, walk.leaf, size_limit);
+            if let Some(depth) = stop.filter(|&d| d > 0) {
                 let parent = NodeAt {
                     depth: depth - 1,
-                    pos: walk.leaf >> (forest.height - depth + 1),
+                    pos: walk.leaf >> (forest.height() - depth + 1),
                 };
-                counts[forest.branch(tree, parent).feature as usize] += 1;
+                counts[forest.split(tree, parent).0 as usize] += 1;
             }
         }
         let n_trees = f64::from(self.state.params.n_trees);
@@ -680,7 +719,7 @@ impl sealed::Detector for HalfSpaceTrees {
         if let Some(event) = self.scratch.first_event.take() {
             let (names, values): (Vec<String>, Vec<f64>) = event.into_iter().unzip();
             self.grow(names);
-            self.walk_all(&Dense(&values), false, true);
+            self.walk_all(&Dense(&values));
         }
         self.scratch.visits_pending = false;
         self.finish_learning();
@@ -698,7 +737,7 @@ impl AnomalyDetector for HalfSpaceTrees {
 
 /// Checks a deserialized model: shapes, finite thresholds, and masses consistent with the
 /// window counter (every node's mass is the sum of its children's).
-fn validate_state(state: &HstState) -> Result<(), String> {
+fn validate_record(state: &HstRecord) -> Result<(), String> {
     state.params.validate().map_err(|e| e.to_string())?;
     let p = &state.params;
     if state.counter >= p.window_size {
