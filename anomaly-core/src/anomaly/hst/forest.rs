@@ -274,99 +274,102 @@ impl<C: Count> Trees<C> {
         })
     }
 
-    /// River's rule for an event lacking the split's feature: towards the child with more
-    /// latest-window mass, left on ties.
+    /// Whether the walk of `row` goes right at the branch `node`, at `at`: `x >= threshold`
+    /// (ties go right, as in River; inputs are checked finite, so `>=` is `!(<)`), or for an
+    /// event lacking the feature, River's rule: towards the child with more latest-window
+    /// mass, left on ties.
+    #[inline(always)]
+    fn goes_right<R: Row>(&self, blocks: &[Block<C>], node: &Node<C>, at: NodeAt, row: &R) -> bool {
+        match row.value(node.feature.get() as usize) {
+            Some(x) => x >= node.threshold,
+            None => self.heavier_child_is_right(blocks, at),
+        }
+    }
+
     #[cold]
-    fn heavier_child_is_right(blocks: &[Block<C>], trees: &Self, at: NodeAt) -> bool {
+    fn heavier_child_is_right(&self, blocks: &[Block<C>], at: NodeAt) -> bool {
         let latest = |child: NodeAt| {
-            let (block, slot) = trees.slot(child);
-            blocks[block].0[slot].masses(trees.window).0
+            let (block, slot) = self.slot(child);
+            blocks[block].0[slot].masses(self.window).0
         };
         latest(at.child(false)) < latest(at.child(true))
     }
 
-    /// One step of a walk inside a block: visits the branch at `slot` of `block` (at
-    /// `depth`, position `walk.leaf`), adds its term to the score, and moves to its child.
+    /// Adds a visited node's term to the walk's score: River adds `r_mass * 2^depth` down the
+    /// path up to the first node below the size limit.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    fn branch_step<R: Row>(
-        &self,
-        blocks: &mut [Block<C>],
-        block: usize,
-        slot: usize,
-        depth: u32,
-        walk: &mut Walk,
-        row: &R,
-        limit: u32,
-    ) -> bool {
-        let node = &mut blocks[block].0[slot];
-        let (threshold, feature) = (node.threshold, node.feature.get());
-        let reference = node.visit(self.window);
+    fn score(walk: &mut Walk, reference: u32, depth: u32, limit: u32) {
         walk.mass_score += (u64::from(reference) << depth) & walk.counting;
         walk.counting = 0u64.wrapping_sub(u64::from(reference >= limit));
-        let go_right = match row.value(feature as usize) {
-            // Ties go right, as in River (inputs are checked finite, so `>=` is `!(<)`).
-            Some(x) => x >= threshold,
-            None => {
-                let at = NodeAt {
-                    depth,
-                    pos: walk.leaf,
-                };
-                // The children's counts are read after this node's update, as in River
-                // (it updates the path top-down).
-                Self::heavier_child_is_right(blocks, self, at)
-            }
-        };
-        walk.leaf = 2 * walk.leaf + u32::from(go_right);
-        go_right
     }
 
+    /// Advances `walk` (of one tree, standing at the root of a block on block level `level`,
+    /// which has `above` blocks above it) through that block: two levels, or one if it ends
+    /// on a leaf. Returns whether the walk reached its leaf.
+    ///
+    /// Both children in the block are decided together with their parent, before it is
+    /// known which one the walk takes: the three decisions then overlap instead of waiting
+    /// for each other, which shortens the chain of dependent loads down the tree.
     #[inline(always)]
-    fn leaf_step(&self, node: &mut Node<C>, walk: &mut Walk) {
-        let reference = node.visit(self.window);
-        walk.mass_score += (u64::from(reference) << self.height) & walk.counting;
-    }
-
-    /// Advances `walk` (of tree `tree`, at the root of a block on block level `level`)
-    /// through that block: two levels, or one if it ends on a leaf. Returns whether the walk
-    /// reached its leaf.
-    #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn block_step<R: Row>(
         &self,
         blocks: &mut [Block<C>],
         level: u32,
+        above: usize,
         walk: &mut Walk,
         row: &R,
         limit: u32,
     ) -> bool {
+        let now = self.window;
         let depth = 2 * level;
-        let above = blocks_above(level);
+        let pos = walk.leaf;
         if depth == self.height {
-            let pos = walk.leaf as usize;
-            let leaf = &mut blocks[above + (pos >> 2)].0[pos & 3];
-            self.leaf_step(leaf, walk);
+            let leaf = &mut blocks[above + (pos as usize >> 2)].0[pos as usize & 3];
+            let reference = leaf.visit(now);
+            Self::score(walk, reference, depth, limit);
             return true;
         }
-        let block = above + walk.leaf as usize;
-        let right = self.branch_step(blocks, block, 0, depth, walk, row, limit);
-        let child = 1 + usize::from(right);
-        if depth + 1 == self.height {
-            self.leaf_step(&mut blocks[block].0[child], walk);
+        let block = above + pos as usize;
+        let at = NodeAt { depth, pos };
+        let right = self.goes_right(blocks, &blocks[block].0[0], at, row);
+        let last = depth + 1 == self.height;
+        // Only branches have decisions to make; below the last branch are the leaves.
+        let (left_child_right, right_child_right) = if last {
+            (false, false)
+        } else {
+            let nodes = &blocks[block].0;
+            (
+                self.goes_right(blocks, &nodes[1], at.child(false), row),
+                self.goes_right(blocks, &nodes[2], at.child(true), row),
+            )
+        };
+        let nodes = &mut blocks[block].0;
+        let reference = nodes[0].visit(now);
+        Self::score(walk, reference, depth, limit);
+        let reference = nodes[1 + usize::from(right)].visit(now);
+        Self::score(walk, reference, depth + 1, limit);
+        let child_right = if right {
+            right_child_right
+        } else {
+            left_child_right
+        };
+        walk.leaf = 2 * pos + u32::from(right);
+        if last {
             return true;
         }
-        self.branch_step(blocks, block, child, depth + 1, walk, row, limit);
+        walk.leaf = 2 * walk.leaf + u32::from(child_right);
         false
     }
 
-    /// Block (from the tree's first) where a walk standing at block level `level` goes on.
+    /// Block (from the tree's first) where a walk goes on at block level `level`, which has
+    /// `above` blocks above it.
     #[inline(always)]
-    fn next_block(&self, level: u32, walk: &Walk) -> usize {
+    fn next_block(&self, level: u32, above: usize, walk: &Walk) -> usize {
         let pos = walk.leaf as usize;
         if 2 * level == self.height {
-            blocks_above(level) + (pos >> 2)
+            above + (pos >> 2)
         } else {
-            blocks_above(level) + pos
+            above + pos
         }
     }
 
@@ -377,16 +380,18 @@ impl<C: Count> Trees<C> {
             // stays in registers).
             let mut total = 0;
             for (tree, tree_blocks) in blocks.chunks_exact_mut(self.blocks_per_tree).enumerate() {
-                let walk = &mut walks[tree];
-                *walk = Walk {
+                // A local walk, so that its state stays in registers.
+                let mut walk = Walk {
                     counting: u64::MAX,
                     ..Walk::default()
                 };
-                let mut level = 0;
-                while !self.block_step(tree_blocks, level, walk, row, limit) {
+                let (mut level, mut above) = (0, 0);
+                while !self.block_step(tree_blocks, level, above, &mut walk, row, limit) {
                     level += 1;
+                    above = 4 * above + 1;
                 }
                 total += walk.mass_score;
+                walks[tree] = walk;
             }
             total
         } else {
@@ -413,22 +418,24 @@ impl<C: Count> Trees<C> {
             };
         }
         let per_tree = self.blocks_per_tree;
-        let mut level = 0;
+        let (mut level, mut above) = (0, 0);
         loop {
             let mut done = false;
+            let below = 4 * above + 1;
             for (tree, walk) in walks.iter_mut().enumerate() {
                 let tree_blocks = &mut blocks[tree * per_tree..(tree + 1) * per_tree];
-                done = self.block_step(tree_blocks, level, walk, row, limit);
+                done = self.block_step(tree_blocks, level, above, walk, row, limit);
                 if !done {
                     // Ask for the next block now; it is needed only after every other tree's
                     // step.
-                    prefetch(tree_blocks, self.next_block(level + 1, walk));
+                    prefetch(tree_blocks, self.next_block(level + 1, below, walk));
                 }
             }
             if done {
                 break;
             }
             level += 1;
+            above = below;
         }
         walks.iter().map(|w| w.mass_score).sum()
     }
