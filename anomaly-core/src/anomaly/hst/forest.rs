@@ -512,34 +512,72 @@ impl<C: Count> Trees<C> {
     fn walk<R: Row>(&mut self, row: &R, limit: u32, walks: &mut [Walk], interleave: bool) -> u64 {
         let mut blocks = std::mem::take(&mut self.blocks);
         let mut bottoms = std::mem::take(&mut self.bottoms);
-        let trees = blocks
-            .chunks_exact_mut(self.blocks_per_tree.max(1))
-            .chain(std::iter::repeat_with(|| &mut [][..]))
-            .zip(bottoms.chunks_exact_mut(self.bottoms_per_tree()))
-            .map(|(blocks, bottoms)| TreeMut { blocks, bottoms });
         let total = if !interleave {
-            // A forest that fits in cache is fastest one tree at a time (the walk's state
-            // stays in registers).
-            let mut total = 0;
-            for (mut tree, slot) in trees.zip(walks.iter_mut()) {
-                let mut walk = Walk {
-                    counting: u64::MAX,
-                    ..Walk::default()
-                };
-                for &tier in &self.tiers {
-                    self.tier_step(&mut tree, tier, &mut walk, row, limit);
-                }
-                self.bottom_step(&mut tree, &mut walk, row, limit);
-                total += walk.mass_score;
-                *slot = walk;
-            }
-            total
+            self.walk_in_pairs(&mut blocks, &mut bottoms, row, limit, walks)
         } else {
-            let mut trees: Vec<TreeMut<'_, C>> = trees.take(walks.len()).collect();
+            let mut trees: Vec<TreeMut<'_, C>> = blocks
+                .chunks_exact_mut(self.blocks_per_tree.max(1))
+                .chain(std::iter::repeat_with(|| &mut [][..]))
+                .zip(bottoms.chunks_exact_mut(self.bottoms_per_tree()))
+                .map(|(blocks, bottoms)| TreeMut { blocks, bottoms })
+                .collect();
             self.walk_interleaved(&mut trees, row, limit, walks)
         };
         self.blocks = blocks;
         self.bottoms = bottoms;
+        total
+    }
+
+    /// The walks of a forest that fits in cache: two trees at a time, step by step. The walk
+    /// down one tree is a chain of dependent loads; two independent chains side by side keep
+    /// the CPU busy while each waits, and the walks' state stays in registers.
+    fn walk_in_pairs<R: Row>(
+        &self,
+        blocks: &mut [Block<C>],
+        bottoms: &mut [Bottom<C>],
+        row: &R,
+        limit: u32,
+        walks: &mut [Walk],
+    ) -> u64 {
+        let (b, m) = (self.blocks_per_tree, self.bottoms_per_tree());
+        let start = Walk {
+            counting: u64::MAX,
+            ..Walk::default()
+        };
+        let mut total = 0;
+        let mut first = 0;
+        while first < walks.len() {
+            let (blocks_a, rest_blocks) = blocks[first * b..].split_at_mut(b);
+            let (bottoms_a, rest_bottoms) = bottoms[first * m..].split_at_mut(m);
+            let mut a = TreeMut {
+                blocks: blocks_a,
+                bottoms: bottoms_a,
+            };
+            let mut walk_a = start;
+            if first + 1 < walks.len() {
+                let mut b = TreeMut {
+                    blocks: &mut rest_blocks[..b],
+                    bottoms: &mut rest_bottoms[..m],
+                };
+                let mut walk_b = start;
+                for &tier in &self.tiers {
+                    self.tier_step(&mut a, tier, &mut walk_a, row, limit);
+                    self.tier_step(&mut b, tier, &mut walk_b, row, limit);
+                }
+                self.bottom_step(&mut a, &mut walk_a, row, limit);
+                self.bottom_step(&mut b, &mut walk_b, row, limit);
+                total += walk_b.mass_score;
+                walks[first + 1] = walk_b;
+            } else {
+                for &tier in &self.tiers {
+                    self.tier_step(&mut a, tier, &mut walk_a, row, limit);
+                }
+                self.bottom_step(&mut a, &mut walk_a, row, limit);
+            }
+            total += walk_a.mass_score;
+            walks[first] = walk_a;
+            first += 2;
+        }
         total
     }
 
@@ -870,13 +908,23 @@ mod tests {
     use crate::anomaly::hst::build::{chacha, grow};
     use rand::{Rng, SeedableRng};
 
+    /// An odd number, so that walks in pairs also meet a tree of their own.
+    const TREES: usize = 5;
+
     fn forest(height: u32) -> Forest {
-        grow(&mut chacha(9), 4, height, &[0, 1, 2], &[(0.0, 1.0); 3], 50)
+        grow(
+            &mut chacha(9),
+            TREES as u32,
+            height,
+            &[0, 1, 2],
+            &[(0.0, 1.0); 3],
+            50,
+        )
     }
 
     fn all_masses(f: &Forest) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
-        for tree in 0..4 {
+        for tree in 0..TREES {
             for depth in 0..=f.height() {
                 for pos in 0..1u32 << depth {
                     out.push(f.masses(tree, NodeAt { depth, pos }));
@@ -897,8 +945,8 @@ mod tests {
         for height in [1, 2, 5, 6] {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
             let (mut a, mut b) = (forest(height), forest(height));
-            let mut walks_a = [Walk::default(); 4];
-            let mut walks_b = [Walk::default(); 4];
+            let mut walks_a = [Walk::default(); TREES];
+            let mut walks_b = [Walk::default(); TREES];
             for event in 0..2000 {
                 let values: Vec<f64> = (0..3).map(|_| rng.random::<f64>()).collect();
                 let present: Vec<bool> = (0..3).map(|_| rng.random::<f64>() > 0.2).collect();
@@ -934,7 +982,7 @@ mod tests {
         let mut wide = Forest::Wide(Trees32(Trees::from_record(&t.to_record())));
         let mut narrow = narrow;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let (mut wa, mut wb) = ([Walk::default(); 4], [Walk::default(); 4]);
+        let (mut wa, mut wb) = ([Walk::default(); TREES], [Walk::default(); TREES]);
         for event in 0..1000 {
             let values: Vec<f64> = (0..3).map(|_| rng.random::<f64>()).collect();
             let row = Dense(&values);
@@ -953,7 +1001,7 @@ mod tests {
     #[test]
     fn unlearning_a_walk_restores_the_masses() {
         let mut f = forest(6);
-        let mut walks = [Walk::default(); 4];
+        let mut walks = [Walk::default(); TREES];
         for _ in 0..30 {
             walk(&mut f, &Dense(&[0.3, 0.6, 0.9]), &mut walks);
         }
@@ -969,7 +1017,7 @@ mod tests {
     #[test]
     fn rebasing_window_numbers_changes_no_mass() {
         let mut f = forest(5);
-        let mut walks = [Walk::default(); 4];
+        let mut walks = [Walk::default(); TREES];
         for window in 0..3 {
             for _ in 0..10 + window {
                 walk(&mut f, &Dense(&[0.2, 0.4, 0.8]), &mut walks);
@@ -990,7 +1038,7 @@ mod tests {
     #[test]
     fn many_windows_never_alias_stale_stamps() {
         let mut f = forest(3);
-        let mut walks = [Walk::default(); 4];
+        let mut walks = [Walk::default(); TREES];
         walk(&mut f, &Dense(&[0.1, 0.1, 0.1]), &mut walks);
         for _ in 0..(1u32 << 16) + 3 {
             f.next_window();
@@ -1001,7 +1049,7 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let mut f = forest(4);
-        let mut walks = [Walk::default(); 4];
+        let mut walks = [Walk::default(); TREES];
         for i in 0..120 {
             let x = f64::from(i % 7) / 7.0;
             walk(&mut f, &Dense(&[x, 1.0 - x, 0.5]), &mut walks);
