@@ -102,6 +102,18 @@ impl<C: Count> Masses<C> {
         reference
     }
 
+    /// [`visit`](Self::visit) for a node that was most likely visited already in window
+    /// `now`: a predictable branch and an increment instead of the branch-free update.
+    #[inline(always)]
+    fn visit_current(&mut self, now: u32) -> u32 {
+        if self.window.get() == now {
+            self.latest = C::new(self.latest.get() + 1);
+            self.reference.get()
+        } else {
+            self.visit(now)
+        }
+    }
+
     #[inline]
     fn set(&mut self, (latest, reference): (u32, u32), now: u32) {
         self.latest = C::new(latest);
@@ -149,7 +161,15 @@ struct Tier {
     depth: u32,
     span: Span,
     offset: usize,
+    /// Whether its nodes are near enough the root to be visited in every window, so that
+    /// [`Masses::visit_current`] rarely mispredicts.
+    busy: bool,
 }
+
+/// Tiers starting above this depth are [`Tier::busy`]: a node at depth `d` receives about
+/// `window_size / 2^d` events per window, and the mispredictions of a branch on the window
+/// (about `2^d / window_size` per event) cost less than the branch-free update saves.
+const BUSY_BELOW_DEPTH: u32 = 6;
 
 /// Where a node lives in a tree's storage.
 #[derive(Clone, Copy, Debug)]
@@ -282,6 +302,7 @@ impl<C: Count> Trees<C> {
                 depth,
                 span: Span::One,
                 offset,
+                busy: true,
             });
             offset += 1;
             depth = 1;
@@ -291,6 +312,7 @@ impl<C: Count> Trees<C> {
                 depth,
                 span: Span::Two,
                 offset,
+                busy: depth < BUSY_BELOW_DEPTH,
             });
             offset += 1usize << depth;
             depth += 2;
@@ -329,6 +351,7 @@ impl<C: Count> Trees<C> {
                 depth: 0,
                 span: Span::One,
                 offset: 0,
+                busy: true,
             });
         if at.depth == tier.depth {
             Place::Block(tier.offset + pos, 0)
@@ -453,7 +476,7 @@ impl<C: Count> Trees<C> {
         let at = NodeAt { depth, pos };
         let right = self.goes_right(tree, &tree.blocks[block].0[0], at, row);
         if tier.span == Span::One {
-            let reference = tree.blocks[block].0[0].mass.visit(now);
+            let reference = tree.blocks[block].0[0].mass.visit_current(now);
             Self::score(walk, reference, depth, limit);
             walk.leaf = 2 * pos + u32::from(right);
             return;
@@ -461,11 +484,18 @@ impl<C: Count> Trees<C> {
         let nodes = &tree.blocks[block].0;
         let left_child_right = self.goes_right(tree, &nodes[1], at.child(false), row);
         let right_child_right = self.goes_right(tree, &nodes[2], at.child(true), row);
-        let nodes = &mut tree.blocks[block].0;
-        let reference = nodes[0].mass.visit(now);
-        Self::score(walk, reference, depth, limit);
-        let reference = nodes[1 + usize::from(right)].mass.visit(now);
-        Self::score(walk, reference, depth + 1, limit);
+        let [parent, left_child, right_child, _] = &mut tree.blocks[block].0;
+        let child = if right { right_child } else { left_child };
+        let (parent_reference, child_reference) = if tier.busy {
+            (
+                parent.mass.visit_current(now),
+                child.mass.visit_current(now),
+            )
+        } else {
+            (parent.mass.visit(now), child.mass.visit(now))
+        };
+        Self::score(walk, parent_reference, depth, limit);
+        Self::score(walk, child_reference, depth + 1, limit);
         let child_right = if right {
             right_child_right
         } else {
@@ -561,6 +591,12 @@ impl<C: Count> Trees<C> {
                 };
                 let mut walk_b = start;
                 for &tier in &self.tiers {
+                    // Small forests stay in cache; a misprediction costs more than the
+                    // branch-free update there.
+                    let tier = Tier {
+                        busy: false,
+                        ..tier
+                    };
                     self.tier_step(&mut a, tier, &mut walk_a, row, limit);
                     self.tier_step(&mut b, tier, &mut walk_b, row, limit);
                 }
