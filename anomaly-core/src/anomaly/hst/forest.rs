@@ -171,6 +171,18 @@ struct Tier {
 /// (about `2^d / window_size` per event) cost less than the branch-free update saves.
 const BUSY_BELOW_DEPTH: u32 = 6;
 
+/// How a step updates masses and score; which is fastest depends on where the nodes are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// A forest in cache: everything branch-free (mispredictions are the main cost there).
+    InCache,
+    /// A [`Tier::busy`] tier of a large forest: [`Masses::visit_current`].
+    Busy,
+    /// A deep tier of a large forest: branch-free updates, and no scoring once the walk has
+    /// stopped counting (it nearly always has, this deep).
+    Deep,
+}
+
 /// Where a node lives in a tree's storage.
 #[derive(Clone, Copy, Debug)]
 enum Place {
@@ -462,10 +474,12 @@ impl<C: Count> Trees<C> {
     /// is known which one the walk takes: the three decisions then overlap instead of
     /// waiting for each other, which shortens the chain of dependent loads down the tree.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn tier_step<R: Row>(
         &self,
         tree: &mut TreeMut<'_, C>,
         tier: Tier,
+        mode: Mode,
         walk: &mut Walk,
         row: &R,
         limit: u32,
@@ -486,7 +500,7 @@ impl<C: Count> Trees<C> {
         let right_child_right = self.goes_right(tree, &nodes[2], at.child(true), row);
         let [parent, left_child, right_child, _] = &mut tree.blocks[block].0;
         let child = if right { right_child } else { left_child };
-        let (parent_reference, child_reference) = if tier.busy {
+        let (parent_reference, child_reference) = if mode == Mode::Busy {
             (
                 parent.mass.visit_current(now),
                 child.mass.visit_current(now),
@@ -494,8 +508,12 @@ impl<C: Count> Trees<C> {
         } else {
             (parent.mass.visit(now), child.mass.visit(now))
         };
-        Self::score(walk, parent_reference, depth, limit);
-        Self::score(walk, child_reference, depth + 1, limit);
+        // Deep in the tree the walk has nearly always stopped counting, and a node's
+        // reference mass never exceeds its parent's, so once it stops it never restarts.
+        if mode != Mode::Deep || walk.counting != 0 {
+            Self::score(walk, parent_reference, depth, limit);
+            Self::score(walk, child_reference, depth + 1, limit);
+        }
         let child_right = if right {
             right_child_right
         } else {
@@ -506,7 +524,14 @@ impl<C: Count> Trees<C> {
 
     /// The last step of a walk: the branch above the leaves, then the leaf.
     #[inline(always)]
-    fn bottom_step<R: Row>(&self, tree: &mut TreeMut<'_, C>, walk: &mut Walk, row: &R, limit: u32) {
+    fn bottom_step<R: Row>(
+        &self,
+        tree: &mut TreeMut<'_, C>,
+        mode: Mode,
+        walk: &mut Walk,
+        row: &R,
+        limit: u32,
+    ) {
         let now = self.window;
         let depth = self.height - 1;
         let pos = walk.leaf;
@@ -514,9 +539,11 @@ impl<C: Count> Trees<C> {
         let right = self.goes_right(tree, &tree.bottoms[pos as usize].branch, at, row);
         let bottom = &mut tree.bottoms[pos as usize];
         let reference = bottom.branch.mass.visit(now);
-        Self::score(walk, reference, depth, limit);
-        let reference = bottom.leaves[usize::from(right)].visit(now);
-        Self::score(walk, reference, self.height, limit);
+        let leaf_reference = bottom.leaves[usize::from(right)].visit(now);
+        if mode != Mode::Deep || walk.counting != 0 {
+            Self::score(walk, reference, depth, limit);
+            Self::score(walk, leaf_reference, self.height, limit);
+        }
         walk.leaf = 2 * pos + u32::from(right);
     }
 
@@ -591,24 +618,18 @@ impl<C: Count> Trees<C> {
                 };
                 let mut walk_b = start;
                 for &tier in &self.tiers {
-                    // Small forests stay in cache; a misprediction costs more than the
-                    // branch-free update there.
-                    let tier = Tier {
-                        busy: false,
-                        ..tier
-                    };
-                    self.tier_step(&mut a, tier, &mut walk_a, row, limit);
-                    self.tier_step(&mut b, tier, &mut walk_b, row, limit);
+                    self.tier_step(&mut a, tier, Mode::InCache, &mut walk_a, row, limit);
+                    self.tier_step(&mut b, tier, Mode::InCache, &mut walk_b, row, limit);
                 }
-                self.bottom_step(&mut a, &mut walk_a, row, limit);
-                self.bottom_step(&mut b, &mut walk_b, row, limit);
+                self.bottom_step(&mut a, Mode::InCache, &mut walk_a, row, limit);
+                self.bottom_step(&mut b, Mode::InCache, &mut walk_b, row, limit);
                 total += walk_b.mass_score;
                 walks[first + 1] = walk_b;
             } else {
                 for &tier in &self.tiers {
-                    self.tier_step(&mut a, tier, &mut walk_a, row, limit);
+                    self.tier_step(&mut a, tier, Mode::InCache, &mut walk_a, row, limit);
                 }
-                self.bottom_step(&mut a, &mut walk_a, row, limit);
+                self.bottom_step(&mut a, Mode::InCache, &mut walk_a, row, limit);
             }
             total += walk_a.mass_score;
             walks[first] = walk_a;
@@ -636,13 +657,14 @@ impl<C: Count> Trees<C> {
         for (k, &tier) in self.tiers.iter().enumerate() {
             let next = self.tiers.get(k + 1);
             for (tree, walk) in trees.iter_mut().zip(walks.iter_mut()) {
-                self.tier_step(tree, tier, walk, row, limit);
+                let mode = if tier.busy { Mode::Busy } else { Mode::Deep };
+                self.tier_step(tree, tier, mode, walk, row, limit);
                 // Ask for the next block now; it is needed only after every other tree's step.
                 self.prefetch_next(tree, next, walk);
             }
         }
         for (tree, walk) in trees.iter_mut().zip(walks.iter_mut()) {
-            self.bottom_step(tree, walk, row, limit);
+            self.bottom_step(tree, Mode::Deep, walk, row, limit);
         }
         walks.iter().map(|w| w.mass_score).sum()
     }
