@@ -1,7 +1,9 @@
 //! The consume-process-produce loop every Kafka service runs: batches of up to 100 records;
 //! bad records are dead-lettered and counted, never fatal; a batch's offsets are stored only
 //! after all its outputs are acknowledged, so a crash replays it (at-least-once) instead of
-//! losing it.
+//! losing it. A failed batch is consumed again; if its partitions cannot be moved back to it,
+//! the loop stops with an error (the process exits and its restart resumes from the last
+//! committed offsets), since going on would let later offsets skip it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,22 +80,37 @@ pub trait Handler {
     }
 }
 
-/// Runs `handler` on `source_topic` until `shutdown` is set, then commits and leaves the
-/// group.
-pub fn run(io: &KafkaIo, handler: &mut impl Handler, status: &Arc<Status>, shutdown: &AtomicBool) {
+/// A batch failed and the consumer could not be moved back to it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "a failed batch could not be rewound ({0}); stopping so that a restart replays it from the last committed offset"
+)]
+pub struct RewindFailed(String);
+
+/// Runs `handler` on the subscribed topics until `shutdown` is set, then commits what was
+/// processed and leaves the group.
+pub fn run(
+    io: &KafkaIo,
+    handler: &mut impl Handler,
+    status: &Arc<Status>,
+    shutdown: &AtomicBool,
+) -> Result<(), RewindFailed> {
     let metrics = &status.metrics;
     let mut backoff = Duration::from_millis(100);
+    let mut stopped_by = Ok(());
     while !shutdown.load(Ordering::Relaxed) {
-        let batch = match io.poll_batch(BATCH_SIZE, Duration::from_millis(200)) {
-            Ok(batch) => batch,
-            Err(e) => {
-                warn!(error = e.to_string().as_str(); "Kafka poll failed");
-                metrics.errors.with_label_values(&["kafka_poll"]).inc();
-                std::thread::sleep(backoff);
-                continue;
-            }
-        };
+        let polled = io.poll_batch(BATCH_SIZE, Duration::from_millis(200));
+        if let Some(e) = &polled.error {
+            warn!(error = e.to_string().as_str(); "Kafka poll failed");
+            metrics.errors.with_label_values(&["kafka_poll"]).inc();
+            status.healthy.store(false, Ordering::Relaxed);
+        }
+        let batch = polled.records;
         if batch.is_empty() {
+            if polled.error.is_some() {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
             continue;
         }
         let mut outputs = Vec::with_capacity(batch.len());
@@ -144,14 +161,19 @@ pub fn run(io: &KafkaIo, handler: &mut impl Handler, status: &Arc<Status>, shutd
                 status.healthy.store(false, Ordering::Relaxed);
                 if let Err(e) = io.rewind(&batch) {
                     error!(error = e.to_string().as_str(); "Rewind failed");
+                    stopped_by = Err(RewindFailed(e.to_string()));
+                    break;
                 }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     }
+    // Only offsets of batches whose outputs were acknowledged were stored: committing them
+    // is right even after a failed rewind.
     if let Err(e) = io.close() {
         warn!(error = e.to_string().as_str(); "Final commit failed");
     }
     info!("Consumer closed");
+    stopped_by
 }

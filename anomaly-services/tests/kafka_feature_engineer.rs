@@ -80,7 +80,7 @@ fn transactions_become_features_and_bad_input_becomes_dead_letters() {
                 InMemoryStore::new(CardState::default()),
                 Arc::clone(&status),
             );
-            service::run(&io, &mut handler, &status, &shutdown);
+            service::run(&io, &mut handler, &status, &shutdown).unwrap();
         })
     };
 
@@ -92,7 +92,7 @@ fn transactions_become_features_and_bad_input_becomes_dead_letters() {
     while (features.len() < transactions.len() || letters.len() < bad.len())
         && Instant::now() < deadline
     {
-        for record in reader.poll_batch(100, Duration::from_millis(500)).unwrap() {
+        for record in reader.poll_batch(100, Duration::from_millis(500)).records {
             if record.topic == SINK {
                 features.push(serde_json::from_slice::<FeatureVector>(&record.payload).unwrap());
             } else {
@@ -183,4 +183,21 @@ fn the_binary_stops_cleanly_on_sigterm() {
     let last: serde_json::Value = serde_json::from_str(logs.lines().last().unwrap()).unwrap();
     assert_eq!(last["message"], "Service shutdown complete");
     assert_eq!(last["service"], "feature-engineer");
+}
+
+/// A batch whose partitions cannot be moved back is reported, not silently skipped: the
+/// service loop stops on it (see `service::run`) so that a restart replays the batch.
+#[test]
+fn rewinding_a_partition_the_consumer_does_not_own_is_an_error() {
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic("owned", 1, 1).unwrap();
+    let io = KafkaIo::connect(&cluster.bootstrap_servers(), "g", &["owned"], "earliest").unwrap();
+    let record = |topic: &str| anomaly_services::adapters::kafka::Record {
+        topic: topic.into(),
+        partition: 0,
+        offset: 0,
+        key: None,
+        payload: Vec::new(),
+    };
+    assert!(io.rewind(&[record("not-assigned")]).is_err());
 }

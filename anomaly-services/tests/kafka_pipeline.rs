@@ -114,7 +114,7 @@ fn spawn_service<H: Handler + Send + 'static>(
     std::thread::spawn(move || {
         let io = KafkaIo::connect(&bootstrap, &group, topics, "earliest").unwrap();
         let mut handler = handler();
-        service::run(&io, &mut handler, &status, &shutdown);
+        service::run(&io, &mut handler, &status, &shutdown).unwrap();
     })
 }
 

@@ -67,6 +67,17 @@ impl ProducerContext for DeliveryTracker {
     }
 }
 
+/// What one poll returned: the records taken off the consumer, and the error that ended the
+/// poll early, if one did. Records taken before an error are kept: their partitions' positions
+/// have moved past them, so dropping them would let a later batch's offsets skip them.
+#[derive(Debug, Default)]
+pub struct Polled {
+    /// The records, in the order consumed.
+    pub records: Vec<Record>,
+    /// The error that stopped the poll.
+    pub error: Option<KafkaError>,
+}
+
 /// A service's Kafka side: one consumer (in a consumer group) and one producer.
 pub struct KafkaIo {
     consumer: BaseConsumer,
@@ -103,7 +114,7 @@ impl KafkaIo {
     }
 
     /// Up to `max` records, waiting at most `wait` for the first one.
-    pub fn poll_batch(&self, max: usize, wait: Duration) -> KafkaResult<Vec<Record>> {
+    pub fn poll_batch(&self, max: usize, wait: Duration) -> Polled {
         let mut batch = Vec::new();
         let deadline = Instant::now() + wait;
         while batch.len() < max {
@@ -120,11 +131,19 @@ impl KafkaIo {
                     key: message.key().map(<[u8]>::to_vec),
                     payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                 }),
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => {
+                    return Polled {
+                        records: batch,
+                        error: Some(e),
+                    };
+                }
                 None => break,
             }
         }
-        Ok(batch)
+        Polled {
+            records: batch,
+            error: None,
+        }
     }
 
     /// Produces every output and waits until all are acknowledged (or `timeout` passes).
@@ -172,7 +191,8 @@ impl KafkaIo {
     }
 
     /// Moves each partition of `records` back to its first record, so an unprocessed batch is
-    /// consumed again.
+    /// consumed again. Every partition is tried, each up to three times; the error is the
+    /// last one of a partition that could not be moved back.
     pub fn rewind(&self, records: &[Record]) -> KafkaResult<()> {
         let mut first: Vec<(&str, i32, i64)> = Vec::new();
         for r in records {
@@ -184,15 +204,24 @@ impl KafkaIo {
                 None => first.push((&r.topic, r.partition, r.offset)),
             }
         }
+        let mut failed = None;
         for (topic, partition, offset) in first {
-            self.consumer.seek(
+            let mut attempt = 0;
+            while let Err(e) = self.consumer.seek(
                 topic,
                 partition,
                 Offset::Offset(offset),
                 Duration::from_secs(10),
-            )?;
+            ) {
+                attempt += 1;
+                if attempt == 3 {
+                    failed = Some(e);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Commits what was stored and leaves the group (call on shutdown, after the last batch).

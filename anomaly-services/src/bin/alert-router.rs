@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         info!(slack = slack.is_some(); "Service started");
         let router = AlertRouter::new(config.min_slack_severity, 60_000);
         let mut handler = AlertRouterService::new(router, store, slack, ctx.status.clone());
-        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
-        Ok(())
+        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
+            .map_err(|e| e.to_string())
     })
 }

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;
         info!(topic = SOURCE; "Service started");
         let mut handler = FeatureEngineerService::new(store, ctx.status.clone());
-        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
-        Ok(())
+        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
+            .map_err(|e| e.to_string())
     })
 }

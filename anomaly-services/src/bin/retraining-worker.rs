@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         info!("Service started");
         let mut handler =
             RetrainingService::new(retrainer, queue, publisher, 600, ctx.status.clone());
-        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
-        Ok(())
+        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
+            .map_err(|e| e.to_string())
     })
 }
