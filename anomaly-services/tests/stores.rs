@@ -234,3 +234,45 @@ fn redis_batches_match_record_by_record_updates() {
     }
     delete_redis_prefix(&prefix);
 }
+
+/// A corrupt card state cannot stop the feature-engineer's batches: a batch update replaces
+/// it with a fresh state, overwrites the key, and hands back the old bytes for the dead letter.
+#[test]
+fn a_corrupt_card_state_is_replaced_and_reported_by_batch_updates() {
+    use anomaly_services::services::feature_engineer::BatchCardStore;
+
+    let prefix = unique("test:corrupt") + ":";
+    let mut store =
+        RedisFeatureStore::connect(&redis_url(), &prefix, 600, CardState::default()).unwrap();
+    let mut connection = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let garbage = b"\x00garbage".as_slice();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}card-broken"))
+        .arg(garbage)
+        .query(&mut connection)
+        .unwrap();
+    let transactions: Vec<_> = Generator::new(GeneratorParams {
+        events: 2,
+        cards: 1,
+        ..GeneratorParams::default()
+    })
+    .map(|tx| tx.transaction())
+    .collect();
+    let keys = ["card-broken", "card-fine"];
+    let results =
+        BatchCardStore::update_batch(&mut store, &keys, |i, card| card.update(&transactions[i]))
+            .unwrap();
+    let mut fresh = CardState::default();
+    assert_eq!(results[0], fresh.update(&transactions[0]));
+    let discarded = BatchCardStore::take_discarded(&mut store);
+    assert_eq!(discarded.len(), 1);
+    assert_eq!(discarded[0].key, format!("{prefix}card-broken"));
+    assert_eq!(discarded[0].bytes, garbage);
+    assert!(BatchCardStore::take_discarded(&mut store).is_empty());
+    // The key now holds a valid state: the next batch reads it without complaint.
+    assert_eq!(store.load("card-broken").unwrap(), Some(fresh));
+    delete_redis_prefix(&prefix);
+}

@@ -29,6 +29,18 @@ pub enum RedisStoreError {
     },
 }
 
+/// A stored state that did not decode and that [`RedisFeatureStore::update_batch`] replaced
+/// with a fresh one, so that one bad key cannot stop a whole batch forever.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiscardedState {
+    /// The full Redis key.
+    pub key: String,
+    /// Why it did not decode.
+    pub error: String,
+    /// The bytes that were stored.
+    pub bytes: Vec<u8>,
+}
+
 /// A [`FeatureStore`] in Redis: one key per card (`prefix` + card id) holding the state's
 /// compact encoding. Updates are optimistic transactions (WATCH, GET, MULTI/SET/EXEC), retried
 /// when another writer got in between, so a card's state is never updated twice from the same
@@ -38,6 +50,7 @@ pub struct RedisFeatureStore<S> {
     prefix: String,
     ttl_seconds: u64,
     template: S,
+    discarded: Vec<DiscardedState>,
 }
 
 const MAX_ATTEMPTS: u32 = 16;
@@ -56,7 +69,13 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
             prefix: prefix.to_owned(),
             ttl_seconds,
             template,
+            discarded: Vec::new(),
         })
+    }
+
+    /// The corrupt states that batch updates replaced since the last call.
+    pub fn take_discarded(&mut self) -> Vec<DiscardedState> {
+        std::mem::take(&mut self.discarded)
     }
 }
 
@@ -113,6 +132,10 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
     /// MGET, then `f(i, state)` for every item in order (items sharing a key see each other's
     /// updates), then one MULTI/EXEC writing the changed keys. Three round trips per batch
     /// instead of four per item; retried from scratch if another writer got in between.
+    ///
+    /// A stored state that does not decode is replaced by the template (and so overwritten);
+    /// [`take_discarded`](Self::take_discarded) returns it, bytes included, for the caller to
+    /// report.
     pub fn update_batch<R>(
         &mut self,
         keys: &[&str],
@@ -142,15 +165,17 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
                 .arg(&distinct)
                 .query(&mut self.connection)?;
             let mut states = Vec::with_capacity(distinct.len());
+            let mut discarded = Vec::new();
             for (key, bytes) in distinct.iter().zip(&stored) {
                 let state = match bytes {
-                    Some(bytes) => S::decode(bytes).map_err(|source| {
-                        let _ = redis::cmd("UNWATCH").exec(&mut self.connection);
-                        RedisStoreError::Corrupt {
+                    Some(bytes) => S::decode(bytes).unwrap_or_else(|e| {
+                        discarded.push(DiscardedState {
                             key: key.clone(),
-                            source,
-                        }
-                    })?,
+                            error: e.to_string(),
+                            bytes: bytes.clone(),
+                        });
+                        self.template.clone()
+                    }),
                     None => self.template.clone(),
                 };
                 states.push(state);
@@ -169,7 +194,9 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
                     Some(before) => *before == bytes,
                     None => self.template.to_bytes() == bytes,
                 };
-                if !unchanged {
+                // A discarded state is always rewritten, even if nothing was added to it.
+                let replaced = discarded.iter().any(|d| d.key == *key);
+                if !unchanged || replaced {
                     pipe.set_ex(key, bytes, self.ttl_seconds).ignore();
                     writes += 1;
                 }
@@ -180,6 +207,7 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
             }
             let committed: Option<()> = pipe.query(&mut self.connection)?;
             if committed.is_some() {
+                self.discarded.extend(discarded);
                 return Ok(results);
             }
         }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use anomaly_core::features::{CardState, FeatureStore, InMemoryStore};
 
 use crate::adapters::kafka::{Output, Record};
-use crate::adapters::redis::RedisFeatureStore;
-use crate::messages::{RawTransaction, decode_transaction};
-use crate::service::{Failure, Handler, dead_letter_output, json_output, reject};
+use crate::adapters::redis::{DiscardedState, RedisFeatureStore};
+use crate::messages::{DeadLetter, RawTransaction, decode_transaction};
+use crate::service::{DEAD_LETTERS, Failure, Handler, dead_letter_output, json_output, reject};
 use crate::stages::feature_engineering::feature_vector;
 use crate::telemetry::http::Status;
 
@@ -24,6 +24,11 @@ pub trait BatchCardStore: FeatureStore<State = CardState> {
         keys: &[&str],
         f: impl FnMut(usize, &mut CardState) -> R,
     ) -> Result<Vec<R>, Self::Error>;
+
+    /// Stored states that did not decode and were replaced by fresh ones since the last call.
+    fn take_discarded(&mut self) -> Vec<DiscardedState> {
+        Vec::new()
+    }
 }
 
 impl BatchCardStore for RedisFeatureStore<CardState> {
@@ -33,6 +38,10 @@ impl BatchCardStore for RedisFeatureStore<CardState> {
         f: impl FnMut(usize, &mut CardState) -> R,
     ) -> Result<Vec<R>, Self::Error> {
         RedisFeatureStore::update_batch(self, keys, f)
+    }
+
+    fn take_discarded(&mut self) -> Vec<DiscardedState> {
+        RedisFeatureStore::take_discarded(self)
     }
 }
 
@@ -83,6 +92,18 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
             .store
             .update_batch(&keys, |i, card| card.update(&transactions[i]))
             .map_err(|e| Failure::Retry(format!("feature store: {e}")))?;
+        for discarded in self.store.take_discarded() {
+            // The card's windows restart empty; the old bytes are kept in the dead letter.
+            let metrics = &self.status.metrics;
+            metrics.errors.with_label_values(&["corrupt_state"]).inc();
+            metrics.dead_letters.inc();
+            log::warn!(key = discarded.key.as_str(), error = discarded.error.as_str(); "Corrupt card state replaced");
+            out.push(json_output(
+                DEAD_LETTERS,
+                None,
+                &discarded_letter(&discarded),
+            ));
+        }
         for ((record, tx), result) in pending.iter().zip(results) {
             match result {
                 Ok(features) => {
@@ -102,5 +123,103 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
             }
         }
         Ok(())
+    }
+}
+
+/// The dead letter keeping a corrupt card state that was replaced: its key as the source,
+/// its bytes in hexadecimal (they are binary).
+fn discarded_letter(discarded: &DiscardedState) -> DeadLetter {
+    let hex: String = discarded.bytes.iter().map(|b| format!("{b:02x}")).collect();
+    DeadLetter {
+        error: format!(
+            "corrupt card state under `{}` replaced by an empty one: {}",
+            discarded.key, discarded.error
+        ),
+        source_topic: format!("redis:{}", discarded.key),
+        partition: -1,
+        offset: -1,
+        payload: hex,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::{Generator, GeneratorParams};
+
+    /// An in-memory store that reports one corrupt state on its first batch.
+    struct OneCorrupt {
+        inner: InMemoryStore<CardState>,
+        discarded: Vec<DiscardedState>,
+    }
+
+    impl FeatureStore for OneCorrupt {
+        type State = CardState;
+        type Error = std::convert::Infallible;
+        fn update<R>(
+            &mut self,
+            key: &str,
+            f: impl FnMut(&mut CardState) -> R,
+        ) -> Result<R, Self::Error> {
+            self.inner.update(key, f)
+        }
+        fn load(&mut self, key: &str) -> Result<Option<CardState>, Self::Error> {
+            self.inner.load(key)
+        }
+    }
+
+    impl BatchCardStore for OneCorrupt {
+        fn update_batch<R>(
+            &mut self,
+            keys: &[&str],
+            f: impl FnMut(usize, &mut CardState) -> R,
+        ) -> Result<Vec<R>, Self::Error> {
+            self.inner.update_batch(keys, f)
+        }
+        fn take_discarded(&mut self) -> Vec<DiscardedState> {
+            std::mem::take(&mut self.discarded)
+        }
+    }
+
+    #[test]
+    fn a_replaced_corrupt_state_becomes_a_dead_letter_and_a_metric() {
+        let status = Status::new("feature-engineer");
+        let store = OneCorrupt {
+            inner: InMemoryStore::new(CardState::default()),
+            discarded: vec![DiscardedState {
+                key: "cards:c1".into(),
+                error: "truncated".into(),
+                bytes: vec![0x00, 0xab],
+            }],
+        };
+        let mut service = FeatureEngineerService::new(store, Arc::clone(&status));
+        let tx = Generator::new(GeneratorParams {
+            events: 1,
+            ..GeneratorParams::default()
+        })
+        .next()
+        .unwrap();
+        let record = Record {
+            topic: SOURCE.into(),
+            partition: 0,
+            offset: 7,
+            key: None,
+            payload: serde_json::to_vec(&tx).unwrap(),
+        };
+        let mut out = Vec::new();
+        service.handle(&record, &mut out).unwrap();
+        service.end_batch(&mut out).unwrap();
+        let topics: Vec<&str> = out.iter().map(|o| o.topic).collect();
+        assert_eq!(topics, [DEAD_LETTERS, SINK]);
+        let letter: DeadLetter = serde_json::from_slice(&out[0].payload).unwrap();
+        assert_eq!(letter.source_topic, "redis:cards:c1");
+        assert_eq!(letter.payload, "00ab");
+        assert!(letter.error.contains("truncated"));
+        let corrupt = status
+            .metrics
+            .errors
+            .with_label_values(&["corrupt_state"])
+            .get();
+        assert_eq!(corrupt, 1);
     }
 }
