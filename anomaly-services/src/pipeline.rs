@@ -5,13 +5,10 @@ use std::time::{Duration, Instant};
 
 use anomaly_core::anomaly::{AnomalyError, Ensemble, EnsembleParams, HstParams};
 use anomaly_core::features::{CardState, InMemoryStore, TransactionFeatures};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::generator::{Generator, GeneratorParams, PhaseBoundary};
-use crate::ids::uuid_from;
 use crate::messages::{
     Alert, DeadLetter, DriftEvent, ModelUpdate, ScoredEvent, Severity, dead_letter,
 };
@@ -138,19 +135,13 @@ pub fn run(
     };
     let mut engineer = FeatureEngineer::new(InMemoryStore::new(CardState::default()));
     let model = Ensemble::with_features(model_params.clone(), &features)?;
-    let mut inference = Inference::new(model, 1, config.threshold, seed ^ 0xA1);
+    let mut inference = Inference::new(model, 1, config.threshold);
     // Scores are 0 while the trees fill their first window: not a drift worth reporting.
     let warm_up =
         u64::from(model_params.hst.window_size) + u64::from(model_params.sad_grace_period);
-    let mut monitor = DriftMonitor::new(seed ^ 0xD1, warm_up);
-    let mut retrainer = Retrainer::new(
-        config.retraining.clone(),
-        model_params,
-        features,
-        seed ^ 0x7E,
-    );
+    let mut monitor = DriftMonitor::new(warm_up);
+    let mut retrainer = Retrainer::new(config.retraining.clone(), model_params, features);
     let mut router = AlertRouter::new(config.min_notify_severity, 60_000);
-    let mut alert_ids = ChaCha8Rng::seed_from_u64(seed ^ 0xA7);
     let total = config.generator.events;
     out.scored.reserve(total as usize);
     let start = Instant::now();
@@ -178,8 +169,9 @@ pub fn run(
         retrainer.observe(vector, scored.score);
         let mut new_alerts: Vec<Alert> = anomaly_alert.into_iter().collect();
         for drift in monitor.process(&scored) {
-            new_alerts.push(drift_alert(&drift, uuid_from(alert_ids.random())));
+            new_alerts.push(drift_alert(&drift));
             if let Some(job) = retrainer.request(&drift) {
+                retrainer.requested(&job);
                 let (outcome, publish) = retrainer.run(job, inference.version())?;
                 if let Some(publication) = publish {
                     // The published bytes go through the same validation as in the services.

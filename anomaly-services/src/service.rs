@@ -78,6 +78,15 @@ pub trait Handler {
     fn end_batch(&mut self, _out: &mut Vec<Output>) -> Result<(), Failure> {
         Ok(())
     }
+
+    /// Called once a batch's outputs are acknowledged and its offsets stored: state that
+    /// records learned from is now final (a handler keeps a copy to return to).
+    fn batch_committed(&mut self) {}
+
+    /// Called when a batch failed and will be consumed again: a handler whose state learns
+    /// from records goes back to its state after the last committed batch, so the replay
+    /// does not count them twice.
+    fn batch_failed(&mut self) {}
 }
 
 /// A batch failed and the consumer could not be moved back to it.
@@ -150,6 +159,7 @@ pub fn run(
         };
         match outcome.and_then(|()| io.commit(&batch).map_err(|e| e.to_string())) {
             Ok(()) => {
+                handler.batch_committed();
                 metrics.events_out.inc_by(outputs.len() as u64);
                 status.healthy.store(true, Ordering::Relaxed);
                 backoff = Duration::from_millis(100);
@@ -159,6 +169,7 @@ pub fn run(
                 error!(error = e.as_str(); "Batch failed; it will be processed again");
                 metrics.errors.with_label_values(&["batch"]).inc();
                 status.healthy.store(false, Ordering::Relaxed);
+                handler.batch_failed();
                 if let Err(e) = io.rewind(&batch) {
                     error!(error = e.to_string().as_str(); "Rewind failed");
                     stopped_by = Err(RewindFailed(e.to_string()));

@@ -38,7 +38,7 @@ fn jobs_are_debounced_exclusive_and_survive_a_crash() {
         .get_connection()
         .unwrap();
     let _: i64 = redis::cmd("DEL")
-        .arg(format!("{prefix}retrain:lease:j1"))
+        .arg(format!("{prefix}retrain:lease:a"))
         .query(&mut connection)
         .unwrap();
     assert_eq!(b.recover().unwrap(), 1);
@@ -47,5 +47,23 @@ fn jobs_are_debounced_exclusive_and_survive_a_crash() {
     assert_eq!(a.take().unwrap(), None);
     assert_eq!(b.recover().unwrap(), 0);
 
+    delete_redis_prefix(&prefix);
+}
+
+/// A worker whose batch failed mid-job takes the job again on its next batch; a job that was
+/// not enqueued (the debounce held) leaves nothing behind.
+#[test]
+fn a_worker_puts_back_its_own_unfinished_job() {
+    let prefix = unique("test:jobs-own") + ":";
+    let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60).unwrap();
+    assert!(a.enqueue(&job("j1"), 60).unwrap());
+    assert_eq!(a.take().unwrap(), Some(job("j1")));
+    // The batch failed before `complete`: the next batch starts with `recover`.
+    assert_eq!(a.recover().unwrap(), 1);
+    assert_eq!(a.take().unwrap(), Some(job("j1")));
+    a.renew().unwrap();
+    a.complete(&job("j1")).unwrap();
+    assert_eq!(a.recover().unwrap(), 0);
+    assert_eq!(a.take().unwrap(), None);
     delete_redis_prefix(&prefix);
 }

@@ -197,7 +197,7 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
                     .collect();
                 let model = Ensemble::with_features(default_model(), &names).unwrap();
                 InferenceService::new(
-                    Inference::new(model, 1, 0.85, 1),
+                    Inference::new(model, 1, 0.85),
                     RedisModelStore::connect(&url, &prefix).unwrap(),
                     status,
                 )
@@ -216,7 +216,6 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
                 DriftService::new(
                     PgEventStore::connect(&database_url(), &schema).unwrap(),
                     280,
-                    3,
                     status,
                 )
             },
@@ -266,7 +265,7 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
                     history: 800,
                     holdout: 400,
                 };
-                let retrainer = Retrainer::new(params, default_model(), names, 9);
+                let retrainer = Retrainer::new(params, default_model(), names);
                 let queue = RedisJobQueue::connect(&url, &prefix, "worker-1", 60).unwrap();
                 let publisher = StorePublisher {
                     models: RedisModelStore::connect(&url, &prefix).unwrap(),
@@ -358,7 +357,6 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
                 DriftService::new(
                     PgEventStore::connect(&database_url(), &schema).unwrap(),
                     280,
-                    3,
                     status,
                 )
             },
@@ -425,7 +423,7 @@ fn ml_inference_hot_swaps_only_valid_newer_models() {
             move || {
                 let model = Ensemble::with_features(default_model(), &names).unwrap();
                 InferenceService::new(
-                    Inference::new(model, 1, 0.85, 1),
+                    Inference::new(model, 1, 0.85),
                     RedisModelStore::connect(&redis_url(), &prefix).unwrap(),
                     handler_status,
                 )

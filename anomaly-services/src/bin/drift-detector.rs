@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         let model = default_model();
         let warm_up = u64::from(model.hst.window_size) + u64::from(model.sad_grace_period);
         info!("Service started");
-        let mut handler = DriftService::new(store, warm_up, 0xD1, ctx.status.clone());
+        let mut handler = DriftService::new(store, warm_up, ctx.status.clone());
         anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
             .map_err(|e| e.to_string())
     })

@@ -39,7 +39,7 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .collect();
         let fresh = Ensemble::with_features(default_model(), &names).map_err(|e| e.to_string())?;
-        let mut stage = Inference::new(fresh, 1, config.anomaly_threshold, 0x5EED);
+        let mut stage = Inference::new(fresh, 1, config.anomaly_threshold);
         let published = retry(
             "model",
             5,

@@ -19,7 +19,7 @@ const HELP: &str = "\
 retraining-worker: keeps the recent feature vectors with their live scores and labels (from
 `features` and `scores`); each drift on `drift-events` requests a retraining job in a Redis
 queue (one job per drift storm: debounced for 10 minutes); a job survives a worker crash (its
-lease expires and it is put back) and never runs on two workers at once. A job trains a fresh
+lease of 10 minutes expires and it is put back) and never runs on two workers at once. A job trains a fresh
 ensemble on recent vectors, compares it with the running model on the most recent labelled
 events, and publishes it (Redis active_model, `model-updates`, `model_versions`) only if it is
 not worse. Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, REDIS_PREFIX,
@@ -29,7 +29,8 @@ fn main() -> ExitCode {
     service_main("retraining-worker", 8004, HELP, |ctx| {
         let config = &ctx.config;
         let redis_url = config.redis_url.expose().to_owned();
-        let worker = format!("worker-{}", std::process::id());
+        // Unique among running workers even where every container's process id is 1.
+        let worker = format!("worker-{:016x}", rand::random::<u64>());
         let mut queue = retry_store("redis", || {
             RedisJobQueue::connect(&redis_url, &config.redis_prefix, &worker, 600)
         })
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let retrainer = Retrainer::new(RetrainingParams::default(), default_model(), names, 0x7E);
+        let retrainer = Retrainer::new(RetrainingParams::default(), default_model(), names);
         info!("Service started");
         let mut handler =
             RetrainingService::new(retrainer, queue, publisher, 600, ctx.status.clone());

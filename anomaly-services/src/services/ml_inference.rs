@@ -32,6 +32,8 @@ impl ModelSource for crate::adapters::redis::RedisModelStore {
 /// Scores then learns every vector; swaps models when a newer valid one is published.
 pub struct InferenceService<M> {
     stage: Inference,
+    /// The stage after the last committed batch.
+    committed: Inference,
     models: M,
     metrics: std::sync::Arc<crate::telemetry::http::Status>,
 }
@@ -48,6 +50,7 @@ impl<M: ModelSource> InferenceService<M> {
             .active_model_version
             .set(stage.version() as i64);
         Self {
+            committed: stage.clone(),
             stage,
             models,
             metrics: status,
@@ -100,5 +103,91 @@ impl<M: ModelSource> Handler for InferenceService<M> {
             out.push(json_output(ALERTS, alert.card_id.clone(), &alert));
         }
         Ok(())
+    }
+
+    fn batch_committed(&mut self) {
+        self.committed.clone_from(&self.stage);
+    }
+
+    fn batch_failed(&mut self) {
+        // The replay scores the same vectors again: the model must not have learned them.
+        self.stage.clone_from(&self.committed);
+        self.metrics()
+            .active_model_version
+            .set(self.stage.version() as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::FeatureVector;
+    use crate::pipeline::default_model;
+    use anomaly_core::anomaly::Ensemble;
+    use anomaly_core::features::TransactionFeatures;
+
+    struct NoModels;
+
+    impl ModelSource for NoModels {
+        fn load_active(&mut self) -> Result<Option<Vec<u8>>, String> {
+            Ok(None)
+        }
+    }
+
+    fn service() -> InferenceService<NoModels> {
+        let model = Ensemble::with_features(default_model(), &TransactionFeatures::NAMES).unwrap();
+        InferenceService::new(
+            Inference::new(model, 1, 0.5),
+            NoModels,
+            crate::telemetry::http::Status::new("ml-inference"),
+        )
+    }
+
+    fn batch(from: usize) -> Vec<Record> {
+        (from..from + 300)
+            .map(|i| {
+                let x = (i % 17) as f64 / 17.0;
+                let vector = FeatureVector {
+                    event_id: format!("e{i}"),
+                    card_id: "c".into(),
+                    timestamp_ms: i as i64,
+                    features: vec![x; TransactionFeatures::NAMES.len()],
+                    amount: 1.0,
+                    is_fraud: false,
+                    phase: "p".into(),
+                };
+                Record {
+                    topic: FEATURES.into(),
+                    partition: 0,
+                    offset: i as i64,
+                    key: None,
+                    payload: serde_json::to_vec(&vector).unwrap(),
+                }
+            })
+            .collect()
+    }
+
+    fn handle_all(service: &mut InferenceService<NoModels>, records: &[Record]) -> Vec<Output> {
+        let mut out = Vec::new();
+        for record in records {
+            service.handle(record, &mut out).unwrap();
+        }
+        out
+    }
+
+    /// A batch that failed and is consumed again is learned once, not twice.
+    #[test]
+    fn a_failed_batch_is_unlearned_before_its_replay() {
+        let (mut once, mut replayed) = (service(), service());
+        for start in [0, 300] {
+            let records = batch(start);
+            let expected = handle_all(&mut once, &records);
+            once.batch_committed();
+            handle_all(&mut replayed, &records);
+            replayed.batch_failed();
+            assert_eq!(handle_all(&mut replayed, &records), expected);
+            replayed.batch_committed();
+        }
+        assert_eq!(replayed.stage.model(), once.stage.model());
     }
 }

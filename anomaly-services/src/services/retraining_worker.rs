@@ -22,18 +22,23 @@ pub const MODEL_UPDATES: &str = "model-updates";
 /// A queue of retraining jobs shared by the workers.
 pub trait JobQueue {
     /// Enqueues `job` unless a job was enqueued less than `debounce_seconds` ago (drift storms
-    /// make one job); returns whether it was enqueued.
+    /// make one job); returns whether it was enqueued. Both happen or neither.
     fn enqueue(&mut self, job: &RetrainingJob, debounce_seconds: u64) -> Result<bool, String>;
-    /// Takes the next job, leasing it to this worker; no other worker can take it.
+    /// Takes the next job, leasing it to this worker; no other worker can take it while the
+    /// lease holds.
     fn take(&mut self) -> Result<Option<RetrainingJob>, String>;
     /// Removes a finished job.
     fn complete(&mut self, job: &RetrainingJob) -> Result<(), String>;
-    /// Puts back the jobs of workers that died mid-job (their lease expired); returns how many.
+    /// Extends this worker's lease (call between jobs: a job must finish within a lease).
+    fn renew(&mut self) -> Result<(), String>;
+    /// Puts back the jobs of workers that died mid-job (their lease expired) and the jobs
+    /// this worker left unfinished (a failed batch); returns how many.
     fn recover(&mut self) -> Result<u64, String>;
 }
 
-/// [`JobQueue`] in Redis: a pending list, one in-progress list per worker (jobs move between
-/// them atomically with LMOVE) and a lease key per running job.
+/// [`JobQueue`] in Redis: a pending list, one in-progress list and one lease per worker, and
+/// the set of workers. Every step that touches two keys is one Lua script, so a crash between
+/// them cannot lose or duplicate a job.
 pub struct RedisJobQueue {
     connection: Connection,
     prefix: String,
@@ -41,9 +46,35 @@ pub struct RedisJobQueue {
     lease_seconds: u64,
 }
 
+/// Sets the debounce key and pushes the job, or does nothing if the key exists.
+const ENQUEUE: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('LPUSH', KEYS[2], ARGV[3])
+  return 1
+end
+return 0";
+
+/// Moves the oldest pending job to the worker's list and (re)sets its lease.
+const TAKE: &str = r"
+local job = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+if job then
+  redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[2])
+  redis.call('SADD', KEYS[4], ARGV[1])
+end
+return job";
+
+/// Moves every job of a worker's list back to the front of the queue (next to be taken),
+/// unless the worker's lease holds (ARGV[1] = 1 ignores the lease: this worker's own list).
+const PUT_BACK: &str = r"
+if ARGV[1] ~= '1' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local moved = 0
+while redis.call('LMOVE', KEYS[1], KEYS[3], 'RIGHT', 'RIGHT') do moved = moved + 1 end
+if ARGV[1] ~= '1' then redis.call('SREM', KEYS[4], ARGV[2]) end
+return moved";
+
 impl RedisJobQueue {
-    /// A queue under `prefix` for worker `worker`, whose jobs are reclaimable `lease_seconds`
-    /// after it took them.
+    /// A queue under `prefix` for worker `worker` (unique among the running workers), whose
+    /// jobs are reclaimable `lease_seconds` after its last take or renewal.
     pub fn connect(
         url: &str,
         prefix: &str,
@@ -64,6 +95,18 @@ impl RedisJobQueue {
     fn key(&self, name: &str) -> String {
         format!("{}retrain:{name}", self.prefix)
     }
+
+    fn put_back(&mut self, worker: &str, own: bool) -> Result<u64, String> {
+        redis::Script::new(PUT_BACK)
+            .key(self.key(&format!("running:{worker}")))
+            .key(self.key(&format!("lease:{worker}")))
+            .key(self.key("queue"))
+            .key(self.key("workers"))
+            .arg(if own { "1" } else { "0" })
+            .arg(worker)
+            .invoke(&mut self.connection)
+            .map_err(redis_error)
+    }
 }
 
 fn redis_error(e: redis::RedisError) -> String {
@@ -72,49 +115,34 @@ fn redis_error(e: redis::RedisError) -> String {
 
 impl JobQueue for RedisJobQueue {
     fn enqueue(&mut self, job: &RetrainingJob, debounce_seconds: u64) -> Result<bool, String> {
-        let fresh: Option<String> = redis::cmd("SET")
-            .arg(self.key("debounce"))
-            .arg(&job.job_id)
-            .arg("NX")
-            .arg("EX")
-            .arg(debounce_seconds.max(1))
-            .query(&mut self.connection)
-            .map_err(redis_error)?;
-        if fresh.is_none() {
-            return Ok(false);
-        }
         let payload = serde_json::to_string(job).map_err(|e| e.to_string())?;
-        let () = self
-            .connection
-            .lpush(self.key("queue"), payload)
+        let queued: i64 = redis::Script::new(ENQUEUE)
+            .key(self.key("debounce"))
+            .key(self.key("queue"))
+            .arg(&job.job_id)
+            .arg(debounce_seconds.max(1))
+            .arg(payload)
+            .invoke(&mut self.connection)
             .map_err(redis_error)?;
-        Ok(true)
+        Ok(queued == 1)
     }
 
     fn take(&mut self) -> Result<Option<RetrainingJob>, String> {
         let running = self.key(&format!("running:{}", self.worker));
-        let taken: Option<String> = redis::cmd("LMOVE")
-            .arg(self.key("queue"))
-            .arg(&running)
-            .arg("RIGHT")
-            .arg("LEFT")
-            .query(&mut self.connection)
+        let taken: Option<String> = redis::Script::new(TAKE)
+            .key(self.key("queue"))
+            .key(&running)
+            .key(self.key(&format!("lease:{}", self.worker)))
+            .key(self.key("workers"))
+            .arg(&self.worker)
+            .arg(self.lease_seconds.max(1))
+            .invoke(&mut self.connection)
             .map_err(redis_error)?;
         let Some(payload) = taken else {
             return Ok(None);
         };
         match serde_json::from_str::<RetrainingJob>(&payload) {
-            Ok(job) => {
-                let () = self
-                    .connection
-                    .set_ex(
-                        self.key(&format!("lease:{}", job.job_id)),
-                        &self.worker,
-                        self.lease_seconds,
-                    )
-                    .map_err(redis_error)?;
-                Ok(Some(job))
-            }
+            Ok(job) => Ok(Some(job)),
             Err(e) => {
                 // Not one of ours: drop it rather than take it forever.
                 let _: i64 = self
@@ -133,43 +161,27 @@ impl JobQueue for RedisJobQueue {
             .connection
             .lrem(running, 1, payload)
             .map_err(redis_error)?;
-        let _: i64 = self
+        Ok(())
+    }
+
+    fn renew(&mut self) -> Result<(), String> {
+        let lease = self.key(&format!("lease:{}", self.worker));
+        let () = self
             .connection
-            .del(self.key(&format!("lease:{}", job.job_id)))
+            .set_ex(lease, &self.worker, self.lease_seconds.max(1))
             .map_err(redis_error)?;
         Ok(())
     }
 
     fn recover(&mut self) -> Result<u64, String> {
-        let lists: Vec<String> = self
+        let own = self.worker.clone();
+        let mut recovered = self.put_back(&own, true)?;
+        let workers: Vec<String> = self
             .connection
-            .keys(self.key("running:*"))
+            .smembers(self.key("workers"))
             .map_err(redis_error)?;
-        let mut recovered = 0;
-        for list in lists {
-            let jobs: Vec<String> = self.connection.lrange(&list, 0, -1).map_err(redis_error)?;
-            for payload in jobs {
-                let leased = serde_json::from_str::<RetrainingJob>(&payload)
-                    .map(|job| self.key(&format!("lease:{}", job.job_id)))
-                    .ok();
-                let alive: bool = match &leased {
-                    Some(lease) => self.connection.exists(lease).map_err(redis_error)?,
-                    None => false,
-                };
-                if !alive {
-                    let removed: i64 = self
-                        .connection
-                        .lrem(&list, 1, &payload)
-                        .map_err(redis_error)?;
-                    if removed == 1 {
-                        let () = self
-                            .connection
-                            .rpush(self.key("queue"), &payload)
-                            .map_err(redis_error)?;
-                        recovered += 1;
-                    }
-                }
-            }
+        for worker in workers.iter().filter(|w| **w != own) {
+            recovered += self.put_back(worker, false)?;
         }
         Ok(recovered)
     }
@@ -275,6 +287,7 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                         .queue
                         .enqueue(&job, self.debounce_seconds)
                         .map_err(Failure::Retry)?;
+                    self.retrainer.requested(&job);
                     info!(job = job.job_id.as_str(), queued = queued; "Retraining requested");
                 }
             }
@@ -283,11 +296,23 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
     }
 
     fn end_batch(&mut self, out: &mut Vec<Output>) -> Result<(), Failure> {
+        // Jobs of dead workers, and this worker's own from a failed batch, go back first.
+        let recovered = self.queue.recover().map_err(Failure::Retry)?;
+        if recovered > 0 {
+            info!(recovered = recovered; "Unfinished retraining jobs put back");
+        }
         while let Some(job) = self.queue.take().map_err(Failure::Retry)? {
-            let (outcome, publication) = self
-                .retrainer
-                .run(job.clone(), self.running_version)
-                .map_err(|e| Failure::Retry(e.to_string()))?;
+            let (outcome, publication, failed) =
+                match self.retrainer.run(job.clone(), self.running_version) {
+                    Ok((outcome, publication)) => (outcome, publication, false),
+                    // Training failed on its data: retrying would fail the same way, so the
+                    // job is recorded as failed and removed.
+                    Err(e) => (
+                        JobOutcome::failed(job.clone(), self.running_version, &e),
+                        None,
+                        true,
+                    ),
+                };
             if let Some(publication) = publication {
                 self.publisher
                     .store_snapshot(&publication.snapshot)
@@ -301,7 +326,9 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
             self.publisher
                 .record_job(&outcome)
                 .map_err(Failure::Retry)?;
-            let label = if outcome.published {
+            let label = if failed {
+                "failed"
+            } else if outcome.published {
                 "published"
             } else {
                 "kept"
@@ -318,6 +345,7 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                 "Retraining job done"
             );
             self.queue.complete(&job).map_err(Failure::Retry)?;
+            self.queue.renew().map_err(Failure::Retry)?;
         }
         Ok(())
     }

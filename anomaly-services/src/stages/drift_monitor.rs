@@ -1,10 +1,8 @@
 //! Scored events -> drift events: ADWIN on the score stream, DDM on the error stream.
 
 use anomaly_core::drift::{Adwin, Ddm, DriftDetector, DriftStatus, Outcome};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
-use crate::ids::uuid_from;
+use crate::ids::name_uuid;
 use crate::messages::{Alert, AlertKind, DriftEvent, DriftSource, ScoredEvent, Severity};
 
 /// Watches the scores and the prediction errors for drift.
@@ -13,7 +11,7 @@ use crate::messages::{Alert, AlertKind, DriftEvent, DriftSource, ScoredEvent, Se
 /// use anomaly_services::messages::ScoredEvent;
 /// use anomaly_services::stages::drift_monitor::DriftMonitor;
 ///
-/// let mut monitor = DriftMonitor::new(7, 0);
+/// let mut monitor = DriftMonitor::new(0);
 /// let event = |i: i64, score: f64| ScoredEvent {
 ///     event_id: format!("e{i}"), card_id: "c".into(), timestamp_ms: i, score,
 ///     is_anomaly: false, is_fraud: false, model_version: 1, amount: 1.0, phase: "p".into(),
@@ -23,25 +21,23 @@ use crate::messages::{Alert, AlertKind, DriftEvent, DriftSource, ScoredEvent, Se
 ///     .sum();
 /// assert!(drifts >= 1);
 /// ```
+#[derive(Clone, Debug)]
 pub struct DriftMonitor {
     adwin: Adwin,
     ddm: Ddm,
     seen: u64,
     warm_up: u64,
-    ids: ChaCha8Rng,
 }
 
 impl DriftMonitor {
     /// Detectors with River's default parameters; the first `warm_up` events (the model's
-    /// own warm-up, when its scores mean nothing yet) are counted but not watched; `seed`
-    /// draws the drift ids.
-    pub fn new(seed: u64, warm_up: u64) -> Self {
+    /// own warm-up, when its scores mean nothing yet) are counted but not watched.
+    pub fn new(warm_up: u64) -> Self {
         Self {
             adwin: Adwin::default(),
             ddm: Ddm::default(),
             seen: 0,
             warm_up,
-            ids: ChaCha8Rng::seed_from_u64(seed),
         }
     }
 
@@ -74,9 +70,10 @@ impl DriftMonitor {
         drifts
     }
 
-    fn drift(&mut self, detector: DriftSource, event: &ScoredEvent, detail: String) -> DriftEvent {
+    fn drift(&self, detector: DriftSource, event: &ScoredEvent, detail: String) -> DriftEvent {
         DriftEvent {
-            drift_id: uuid_from(self.ids.random()),
+            // One drift per detector and event at most: replays give the same id.
+            drift_id: name_uuid("drift", &format!("{}/{}", event.event_id, detector.name())),
             detector,
             timestamp_ms: event.timestamp_ms,
             event_id: event.event_id.clone(),
@@ -95,10 +92,10 @@ pub fn drift_severity(source: DriftSource) -> Severity {
     }
 }
 
-/// The alert announcing `drift`, with id `alert_id`.
-pub fn drift_alert(drift: &DriftEvent, alert_id: String) -> Alert {
+/// The alert announcing `drift` (its id derived from the drift's).
+pub fn drift_alert(drift: &DriftEvent) -> Alert {
     Alert {
-        alert_id,
+        alert_id: name_uuid("drift-alert", &drift.drift_id),
         kind: AlertKind::Drift,
         severity: drift_severity(drift.detector),
         timestamp_ms: drift.timestamp_ms,

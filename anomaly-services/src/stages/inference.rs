@@ -4,7 +4,7 @@ use anomaly_core::anomaly::{AnomalyDetector, AnomalyError, Ensemble};
 use anomaly_core::snapshot::{Model, Snapshot, SnapshotError};
 use thiserror::Error;
 
-use crate::ids::uuid_from;
+use crate::ids::name_uuid;
 use crate::messages::{Alert, AlertKind, FeatureVector, ScoredEvent, Severity};
 
 /// Severity of an anomaly alert from its score: below 0.93 LOW, then MEDIUM up to 0.96, HIGH
@@ -53,22 +53,20 @@ pub enum SwapError {
 }
 
 /// Scores every vector with the active model, then learns it.
+#[derive(Clone, Debug)]
 pub struct Inference {
     model: Ensemble,
     version: u64,
     threshold: f64,
-    alert_ids: rand_chacha::ChaCha8Rng,
 }
 
 impl Inference {
     /// A stage running `model` as `version`; scores `>= threshold` are anomalies.
-    pub fn new(model: Ensemble, version: u64, threshold: f64, seed: u64) -> Self {
-        use rand::SeedableRng;
+    pub fn new(model: Ensemble, version: u64, threshold: f64) -> Self {
         Self {
             model,
             version,
             threshold,
-            alert_ids: rand_chacha::ChaCha8Rng::seed_from_u64(seed),
         }
     }
 
@@ -105,7 +103,8 @@ impl Inference {
                 .collect::<Vec<_>>()
                 .join(", ");
             Alert {
-                alert_id: String::new(),
+                // One anomaly alert per event at most: replays give the same id.
+                alert_id: name_uuid("anomaly-alert", &vector.event_id),
                 kind: AlertKind::Anomaly,
                 severity,
                 timestamp_ms: vector.timestamp_ms,
@@ -127,11 +126,6 @@ impl Inference {
             }
         });
         scored.learn();
-        let alert = alert.map(|mut a| {
-            use rand::Rng;
-            a.alert_id = uuid_from(self.alert_ids.random());
-            a
-        });
         Ok((
             ScoredEvent {
                 event_id: vector.event_id.clone(),

@@ -4,11 +4,9 @@ use std::collections::VecDeque;
 
 use anomaly_core::anomaly::{AnomalyDetector, AnomalyError, Ensemble, EnsembleParams};
 use anomaly_core::snapshot::{Model, Snapshot};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::uuid_from;
+use crate::ids::name_uuid;
 use crate::messages::{DriftEvent, FeatureVector, ModelUpdate};
 use anomaly_core::metrics::roc_auc;
 
@@ -66,6 +64,22 @@ pub struct JobOutcome {
     pub decision: String,
 }
 
+impl JobOutcome {
+    /// The outcome of a job whose training failed with `error`: nothing trained, nothing
+    /// published.
+    pub fn failed(job: RetrainingJob, running_version: u64, error: &dyn std::fmt::Display) -> Self {
+        JobOutcome {
+            job,
+            previous_version: running_version,
+            candidate_version: None,
+            previous_auc: None,
+            candidate_auc: None,
+            published: false,
+            decision: format!("failed: {error}"),
+        }
+    }
+}
+
 /// A model to publish: its `model-updates` message and its snapshot bytes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Publication {
@@ -82,7 +96,6 @@ pub struct Retrainer {
     features: Vec<String>,
     recent: VecDeque<(FeatureVector, f64)>,
     last_request: Option<u64>,
-    ids: ChaCha8Rng,
 }
 
 impl Retrainer {
@@ -91,7 +104,6 @@ impl Retrainer {
         params: RetrainingParams,
         model_params: EnsembleParams,
         features: Vec<String>,
-        seed: u64,
     ) -> Self {
         Self {
             recent: VecDeque::with_capacity(params.history + params.holdout),
@@ -99,7 +111,6 @@ impl Retrainer {
             model_params,
             features,
             last_request: None,
-            ids: ChaCha8Rng::seed_from_u64(seed),
         }
     }
 
@@ -111,20 +122,27 @@ impl Retrainer {
         self.recent.push_back((vector, live_score));
     }
 
-    /// A job for `drift`, unless one was requested less than `debounce_events` ago.
-    pub fn request(&mut self, drift: &DriftEvent) -> Option<RetrainingJob> {
+    /// A job for `drift`, unless one was requested less than `debounce_events` ago. Nothing
+    /// is recorded until [`requested`](Self::requested) says the job was queued, so a job
+    /// that could not be queued is asked for again when its drift is replayed; the job id
+    /// derives from the drift's, so the replay asks for the same job.
+    pub fn request(&self, drift: &DriftEvent) -> Option<RetrainingJob> {
         if let Some(last) = self.last_request
             && drift.sequence < last + self.params.debounce_events
         {
             return None;
         }
-        self.last_request = Some(drift.sequence);
         Some(RetrainingJob {
-            job_id: uuid_from(self.ids.random()),
+            job_id: name_uuid("retraining-job", &drift.drift_id),
             reason: format!("{} drift: {}", drift.detector.name(), drift.detail),
             sequence: drift.sequence,
             timestamp_ms: drift.timestamp_ms,
         })
+    }
+
+    /// Records that `job` was queued: drifts within `debounce_events` of it ask for no other.
+    pub fn requested(&mut self, job: &RetrainingJob) {
+        self.last_request = Some(job.sequence);
     }
 
     /// Trains a candidate on the recent history, judges it against the running model on the
