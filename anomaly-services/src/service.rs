@@ -79,6 +79,13 @@ pub trait Handler {
         Ok(())
     }
 
+    /// Called once a batch's outputs are acknowledged, before its offsets are stored: where a
+    /// handler writes state that must not change unless the outputs went out. A `Retry`
+    /// makes the batch run again.
+    fn before_commit(&mut self) -> Result<(), Failure> {
+        Ok(())
+    }
+
     /// Called once a batch's outputs are acknowledged and its offsets stored: state that
     /// records learned from is now final (a handler keeps a copy to return to).
     fn batch_committed(&mut self) {}
@@ -155,7 +162,13 @@ pub fn run(
             Some(e) => Err(e),
             None => io
                 .send_all(&outputs, Duration::from_secs(30))
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    handler.before_commit().map_err(|failure| match failure {
+                        Failure::Retry(e) => e,
+                        Failure::Reject { error, .. } => error,
+                    })
+                }),
         };
         match outcome.and_then(|()| io.commit(&batch).map_err(|e| e.to_string())) {
             Ok(()) => {

@@ -221,12 +221,13 @@ fn redis_batches_match_record_by_record_updates() {
     // Batches of 100 with every card several times per batch.
     for batch in transactions.chunks(100) {
         let keys: Vec<&str> = batch.iter().map(|t| t.card_id.as_str()).collect();
-        let from_redis =
-            BatchCardStore::update_batch(&mut redis_store, &keys, |i, card| card.update(&batch[i]))
-                .unwrap();
-        let from_memory = memory
+        let from_redis = redis_store
             .update_batch(&keys, |i, card| card.update(&batch[i]))
             .unwrap();
+        let (from_memory, prepared) = memory
+            .prepare(&keys, |i, card| card.update(&batch[i]))
+            .unwrap();
+        assert!(memory.commit(prepared).unwrap());
         assert_eq!(from_redis, from_memory);
     }
     for card in ["card-000001", "card-000005"] {
@@ -239,8 +240,6 @@ fn redis_batches_match_record_by_record_updates() {
 /// it with a fresh state, overwrites the key, and hands back the old bytes for the dead letter.
 #[test]
 fn a_corrupt_card_state_is_replaced_and_reported_by_batch_updates() {
-    use anomaly_services::services::feature_engineer::BatchCardStore;
-
     let prefix = unique("test:corrupt") + ":";
     let mut store =
         RedisFeatureStore::connect(&redis_url(), &prefix, 600, CardState::default()).unwrap();
@@ -262,17 +261,73 @@ fn a_corrupt_card_state_is_replaced_and_reported_by_batch_updates() {
     .map(|tx| tx.transaction())
     .collect();
     let keys = ["card-broken", "card-fine"];
-    let results =
-        BatchCardStore::update_batch(&mut store, &keys, |i, card| card.update(&transactions[i]))
-            .unwrap();
+    let results = store
+        .update_batch(&keys, |i, card| card.update(&transactions[i]))
+        .unwrap();
     let mut fresh = CardState::default();
     assert_eq!(results[0], fresh.update(&transactions[0]));
-    let discarded = BatchCardStore::take_discarded(&mut store);
+    let discarded = store.take_discarded();
     assert_eq!(discarded.len(), 1);
     assert_eq!(discarded[0].key, format!("{prefix}card-broken"));
     assert_eq!(discarded[0].bytes, garbage);
-    assert!(BatchCardStore::take_discarded(&mut store).is_empty());
+    assert!(store.take_discarded().is_empty());
     // The key now holds a valid state: the next batch reads it without complaint.
     assert_eq!(store.load("card-broken").unwrap(), Some(fresh));
+    delete_redis_prefix(&prefix);
+}
+
+/// A prepared batch is written only by its commit, and not at all if another writer changed
+/// one of its cards in between (the batch is then computed again from the new state).
+#[test]
+fn prepared_batches_are_written_on_commit_unless_a_card_changed() {
+    let prefix = unique("test:prepared") + ":";
+    let mut store =
+        RedisFeatureStore::connect(&redis_url(), &prefix, 600, CardState::default()).unwrap();
+    let mut other =
+        RedisFeatureStore::connect(&redis_url(), &prefix, 600, CardState::default()).unwrap();
+    let transactions: Vec<_> = Generator::new(GeneratorParams {
+        events: 3,
+        cards: 1,
+        ..GeneratorParams::default()
+    })
+    .map(|tx| tx.transaction())
+    .collect();
+    let card = transactions[0].card_id.clone();
+    let keys = [card.as_str()];
+
+    // Prepared and given up: nothing stored.
+    let (_, prepared) = store
+        .prepare_batch(&keys, |_, state: &mut CardState| {
+            state.update(&transactions[0])
+        })
+        .unwrap();
+    assert_eq!(prepared.discarded().len(), 0);
+    store.abort_batch().unwrap();
+    assert_eq!(store.load(&card).unwrap(), None);
+
+    // Prepared, then another writer changes the card: the commit writes nothing.
+    let (_, prepared) = store
+        .prepare_batch(&keys, |_, state: &mut CardState| {
+            state.update(&transactions[0])
+        })
+        .unwrap();
+    other
+        .update(&card, |state| state.update(&transactions[1]))
+        .unwrap()
+        .unwrap();
+    assert!(!store.commit_batch(prepared).unwrap());
+    let mut expected = CardState::default();
+    expected.update(&transactions[1]).unwrap();
+    assert_eq!(store.load(&card).unwrap(), Some(expected.clone()));
+
+    // Prepared and committed: written.
+    let (_, prepared) = store
+        .prepare_batch(&keys, |_, state: &mut CardState| {
+            state.update(&transactions[2])
+        })
+        .unwrap();
+    assert!(store.commit_batch(prepared).unwrap());
+    expected.update(&transactions[2]).unwrap();
+    assert_eq!(store.load(&card).unwrap(), Some(expected));
     delete_redis_prefix(&prefix);
 }

@@ -127,11 +127,26 @@ impl<S: Compact + Clone> FeatureStore for RedisFeatureStore<S> {
     }
 }
 
+/// A batch's new states, computed from what Redis held and not written yet (see
+/// [`RedisFeatureStore::prepare_batch`]).
+#[derive(Debug)]
+pub struct PreparedBatch {
+    writes: Vec<(String, Vec<u8>)>,
+    discarded: Vec<DiscardedState>,
+}
+
+impl PreparedBatch {
+    /// Stored states that did not decode; the batch replaces them with fresh ones.
+    pub fn discarded(&self) -> &[DiscardedState] {
+        &self.discarded
+    }
+}
+
 impl<S: Compact + Clone> RedisFeatureStore<S> {
-    /// Updates the states of a whole batch in one optimistic transaction: one WATCH, one
-    /// MGET, then `f(i, state)` for every item in order (items sharing a key see each other's
-    /// updates), then one MULTI/EXEC writing the changed keys. Three round trips per batch
-    /// instead of four per item; retried from scratch if another writer got in between.
+    /// Updates the states of a whole batch in one optimistic transaction:
+    /// [`prepare_batch`](Self::prepare_batch) then [`commit_batch`](Self::commit_batch),
+    /// retried from scratch if another writer got in between. Three round trips per batch
+    /// instead of four per item.
     ///
     /// A stored state that does not decode is replaced by the template (and so overwritten);
     /// [`take_discarded`](Self::take_discarded) returns it, bytes included, for the caller to
@@ -141,9 +156,29 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
         keys: &[&str],
         mut f: impl FnMut(usize, &mut S) -> R,
     ) -> Result<Vec<R>, RedisStoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
+        for _ in 0..MAX_ATTEMPTS {
+            let (results, prepared) = self.prepare_batch(keys, &mut f)?;
+            let discarded = prepared.discarded.clone();
+            if self.commit_batch(prepared)? {
+                self.discarded.extend(discarded);
+                return Ok(results);
+            }
         }
+        Err(RedisStoreError::Contended {
+            key: keys.join(","),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Reads the states of a batch and computes their updates without writing them: one
+    /// WATCH, one MGET, then `f(i, state)` for every item in order (items sharing a key see
+    /// each other's updates). The keys stay watched until [`commit_batch`](Self::commit_batch)
+    /// or [`abort_batch`](Self::abort_batch), so a commit fails if another writer changed one.
+    pub fn prepare_batch<R>(
+        &mut self,
+        keys: &[&str],
+        mut f: impl FnMut(usize, &mut S) -> R,
+    ) -> Result<(Vec<R>, PreparedBatch), RedisStoreError> {
         let mut distinct: Vec<String> = Vec::new();
         let mut slot_of = Vec::with_capacity(keys.len());
         for key in keys {
@@ -157,64 +192,74 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
             };
             slot_of.push(slot);
         }
-        for _ in 0..MAX_ATTEMPTS {
-            redis::cmd("WATCH")
-                .arg(&distinct)
-                .exec(&mut self.connection)?;
-            let stored: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-                .arg(&distinct)
-                .query(&mut self.connection)?;
-            let mut states = Vec::with_capacity(distinct.len());
-            let mut discarded = Vec::new();
-            for (key, bytes) in distinct.iter().zip(&stored) {
-                let state = match bytes {
-                    Some(bytes) => S::decode(bytes).unwrap_or_else(|e| {
-                        discarded.push(DiscardedState {
-                            key: key.clone(),
-                            error: e.to_string(),
-                            bytes: bytes.clone(),
-                        });
-                        self.template.clone()
-                    }),
-                    None => self.template.clone(),
-                };
-                states.push(state);
-            }
-            let results: Vec<R> = slot_of
-                .iter()
-                .enumerate()
-                .map(|(i, &slot)| f(i, &mut states[slot]))
-                .collect();
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            let mut writes = 0;
-            for ((key, state), before) in distinct.iter().zip(&states).zip(&stored) {
-                let bytes = state.to_bytes();
-                let unchanged = match before {
-                    Some(before) => *before == bytes,
-                    None => self.template.to_bytes() == bytes,
-                };
-                // A discarded state is always rewritten, even if nothing was added to it.
-                let replaced = discarded.iter().any(|d| d.key == *key);
-                if !unchanged || replaced {
-                    pipe.set_ex(key, bytes, self.ttl_seconds).ignore();
-                    writes += 1;
-                }
-            }
-            if writes == 0 {
-                redis::cmd("UNWATCH").exec(&mut self.connection)?;
-                return Ok(results);
-            }
-            let committed: Option<()> = pipe.query(&mut self.connection)?;
-            if committed.is_some() {
-                self.discarded.extend(discarded);
-                return Ok(results);
+        let mut prepared = PreparedBatch {
+            writes: Vec::new(),
+            discarded: Vec::new(),
+        };
+        if distinct.is_empty() {
+            return Ok((Vec::new(), prepared));
+        }
+        redis::cmd("WATCH")
+            .arg(&distinct)
+            .exec(&mut self.connection)?;
+        let stored: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+            .arg(&distinct)
+            .query(&mut self.connection)?;
+        let mut states = Vec::with_capacity(distinct.len());
+        for (key, bytes) in distinct.iter().zip(&stored) {
+            let state = match bytes {
+                Some(bytes) => S::decode(bytes).unwrap_or_else(|e| {
+                    prepared.discarded.push(DiscardedState {
+                        key: key.clone(),
+                        error: e.to_string(),
+                        bytes: bytes.clone(),
+                    });
+                    self.template.clone()
+                }),
+                None => self.template.clone(),
+            };
+            states.push(state);
+        }
+        let results: Vec<R> = slot_of
+            .iter()
+            .enumerate()
+            .map(|(i, &slot)| f(i, &mut states[slot]))
+            .collect();
+        for ((key, state), before) in distinct.into_iter().zip(&states).zip(&stored) {
+            let bytes = state.to_bytes();
+            let unchanged = match before {
+                Some(before) => *before == bytes,
+                None => self.template.to_bytes() == bytes,
+            };
+            // A discarded state is always rewritten, even if nothing was added to it.
+            let replaced = prepared.discarded.iter().any(|d| d.key == key);
+            if !unchanged || replaced {
+                prepared.writes.push((key, bytes));
             }
         }
-        Err(RedisStoreError::Contended {
-            key: distinct.join(","),
-            attempts: MAX_ATTEMPTS,
-        })
+        Ok((results, prepared))
+    }
+
+    /// Writes a prepared batch in one MULTI/EXEC; `false` (nothing written) if another writer
+    /// changed one of its keys since [`prepare_batch`](Self::prepare_batch).
+    pub fn commit_batch(&mut self, prepared: PreparedBatch) -> Result<bool, RedisStoreError> {
+        if prepared.writes.is_empty() {
+            redis::cmd("UNWATCH").exec(&mut self.connection)?;
+            return Ok(true);
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (key, bytes) in &prepared.writes {
+            pipe.set_ex(key, bytes, self.ttl_seconds).ignore();
+        }
+        let committed: Option<()> = pipe.query(&mut self.connection)?;
+        Ok(committed.is_some())
+    }
+
+    /// Gives up a prepared batch (stops watching its keys).
+    pub fn abort_batch(&mut self) -> Result<(), RedisStoreError> {
+        redis::cmd("UNWATCH").exec(&mut self.connection)?;
+        Ok(())
     }
 }
 

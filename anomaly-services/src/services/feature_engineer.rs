@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anomaly_core::features::{CardState, FeatureStore, InMemoryStore};
 
 use crate::adapters::kafka::{Output, Record};
-use crate::adapters::redis::{DiscardedState, RedisFeatureStore};
+use crate::adapters::redis::{DiscardedState, PreparedBatch, RedisFeatureStore};
 use crate::messages::{DeadLetter, RawTransaction, decode_transaction};
 use crate::service::{DEAD_LETTERS, Failure, Handler, dead_letter_output, json_output, reject};
 use crate::stages::feature_engineering::feature_vector;
@@ -16,53 +16,104 @@ pub const SOURCE: &str = "raw-transactions";
 /// Topic it writes.
 pub const SINK: &str = "features";
 
-/// Card-state stores that can update a whole poll batch at once.
+/// Card-state stores that update a whole poll batch at once, in two steps: the new states
+/// are computed first and written only once the batch's features are acknowledged.
 pub trait BatchCardStore: FeatureStore<State = CardState> {
-    /// Runs `f(i, state of keys[i])` for every key in order, atomically for the batch.
-    fn update_batch<R>(
+    /// The computed, unwritten states of a batch.
+    type Prepared;
+
+    /// Runs `f(i, state of keys[i])` for every key in order (items sharing a key see each
+    /// other's updates) and keeps the new states for [`commit`](Self::commit), unwritten.
+    fn prepare<R>(
         &mut self,
         keys: &[&str],
         f: impl FnMut(usize, &mut CardState) -> R,
-    ) -> Result<Vec<R>, Self::Error>;
+    ) -> Result<(Vec<R>, Self::Prepared), Self::Error>;
 
-    /// Stored states that did not decode and were replaced by fresh ones since the last call.
-    fn take_discarded(&mut self) -> Vec<DiscardedState> {
-        Vec::new()
-    }
+    /// Stored states the batch found corrupt and replaces with fresh ones.
+    fn discarded(prepared: &Self::Prepared) -> &[DiscardedState];
+
+    /// Writes the prepared states, all or none; `false` if another writer changed one of
+    /// them since `prepare` (nothing is written then).
+    fn commit(&mut self, prepared: Self::Prepared) -> Result<bool, Self::Error>;
+
+    /// Gives up a prepared batch.
+    fn abort(&mut self) -> Result<(), Self::Error>;
 }
 
 impl BatchCardStore for RedisFeatureStore<CardState> {
-    fn update_batch<R>(
+    type Prepared = PreparedBatch;
+
+    fn prepare<R>(
         &mut self,
         keys: &[&str],
         f: impl FnMut(usize, &mut CardState) -> R,
-    ) -> Result<Vec<R>, Self::Error> {
-        RedisFeatureStore::update_batch(self, keys, f)
+    ) -> Result<(Vec<R>, PreparedBatch), Self::Error> {
+        self.prepare_batch(keys, f)
     }
 
-    fn take_discarded(&mut self) -> Vec<DiscardedState> {
-        RedisFeatureStore::take_discarded(self)
+    fn discarded(prepared: &PreparedBatch) -> &[DiscardedState] {
+        prepared.discarded()
+    }
+
+    fn commit(&mut self, prepared: PreparedBatch) -> Result<bool, Self::Error> {
+        self.commit_batch(prepared)
+    }
+
+    fn abort(&mut self) -> Result<(), Self::Error> {
+        self.abort_batch()
     }
 }
 
 impl BatchCardStore for InMemoryStore<CardState> {
-    fn update_batch<R>(
+    type Prepared = Vec<(String, CardState)>;
+
+    fn prepare<R>(
         &mut self,
         keys: &[&str],
         mut f: impl FnMut(usize, &mut CardState) -> R,
-    ) -> Result<Vec<R>, Self::Error> {
-        keys.iter()
-            .enumerate()
-            .map(|(i, key)| self.update(key, |state| f(i, state)))
-            .collect()
+    ) -> Result<(Vec<R>, Self::Prepared), Self::Error> {
+        let mut states: Vec<(String, CardState)> = Vec::new();
+        let mut results = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            let slot = match states.iter().position(|(k, _)| k == key) {
+                Some(slot) => slot,
+                None => {
+                    let state = self.get(key).unwrap_or(self.template()).clone();
+                    states.push(((*key).to_owned(), state));
+                    states.len() - 1
+                }
+            };
+            results.push(f(i, &mut states[slot].1));
+        }
+        Ok((results, states))
+    }
+
+    fn discarded(_: &Self::Prepared) -> &[DiscardedState] {
+        &[]
+    }
+
+    fn commit(&mut self, prepared: Self::Prepared) -> Result<bool, Self::Error> {
+        for (key, state) in prepared {
+            self.update(&key, |stored| *stored = state.clone())?;
+        }
+        Ok(true)
+    }
+
+    fn abort(&mut self) -> Result<(), Self::Error> {
+        Ok(())
     }
 }
 
 /// Decodes transactions as they come, then computes a batch's features with one store
-/// transaction (Redis round trips are per batch, not per record) and publishes them.
-pub struct FeatureEngineerService<S> {
+/// transaction (Redis round trips are per batch, not per record) and publishes them. The card
+/// states are written only after the features are acknowledged (before the offsets are
+/// stored): a batch whose features fail to go out is computed again from the same states,
+/// so its transactions never count twice in the windows.
+pub struct FeatureEngineerService<S: BatchCardStore> {
     store: S,
     pending: Vec<(Record, RawTransaction)>,
+    prepared: Option<S::Prepared>,
     status: Arc<Status>,
 }
 
@@ -72,6 +123,7 @@ impl<S: BatchCardStore> FeatureEngineerService<S> {
         Self {
             store,
             pending: Vec::new(),
+            prepared: None,
             status,
         }
     }
@@ -88,11 +140,11 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
         let pending = std::mem::take(&mut self.pending);
         let transactions: Vec<_> = pending.iter().map(|(_, tx)| tx.transaction()).collect();
         let keys: Vec<&str> = pending.iter().map(|(_, tx)| tx.card_id.as_str()).collect();
-        let results = self
+        let (results, prepared) = self
             .store
-            .update_batch(&keys, |i, card| card.update(&transactions[i]))
+            .prepare(&keys, |i, card| card.update(&transactions[i]))
             .map_err(|e| Failure::Retry(format!("feature store: {e}")))?;
-        for discarded in self.store.take_discarded() {
+        for discarded in S::discarded(&prepared) {
             // The card's windows restart empty; the old bytes are kept in the dead letter.
             let metrics = &self.status.metrics;
             metrics.errors.with_label_values(&["corrupt_state"]).inc();
@@ -101,9 +153,10 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
             out.push(json_output(
                 DEAD_LETTERS,
                 None,
-                &discarded_letter(&discarded),
+                &discarded_letter(discarded),
             ));
         }
+        self.prepared = Some(prepared);
         for ((record, tx), result) in pending.iter().zip(results) {
             match result {
                 Ok(features) => {
@@ -123,6 +176,28 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
             }
         }
         Ok(())
+    }
+
+    fn before_commit(&mut self) -> Result<(), Failure> {
+        let Some(prepared) = self.prepared.take() else {
+            return Ok(());
+        };
+        match self.store.commit(prepared) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Failure::Retry(
+                "card states changed while the batch was in flight".into(),
+            )),
+            Err(e) => Err(Failure::Retry(format!("feature store: {e}"))),
+        }
+    }
+
+    fn batch_failed(&mut self) {
+        self.pending.clear();
+        if self.prepared.take().is_some()
+            && let Err(e) = self.store.abort()
+        {
+            log::warn!(error = e.to_string().as_str(); "Could not give up a prepared batch");
+        }
     }
 }
 
@@ -169,15 +244,24 @@ mod tests {
     }
 
     impl BatchCardStore for OneCorrupt {
-        fn update_batch<R>(
+        type Prepared = (Vec<(String, CardState)>, Vec<DiscardedState>);
+
+        fn prepare<R>(
             &mut self,
             keys: &[&str],
             f: impl FnMut(usize, &mut CardState) -> R,
-        ) -> Result<Vec<R>, Self::Error> {
-            self.inner.update_batch(keys, f)
+        ) -> Result<(Vec<R>, Self::Prepared), Self::Error> {
+            let (results, states) = self.inner.prepare(keys, f)?;
+            Ok((results, (states, std::mem::take(&mut self.discarded))))
         }
-        fn take_discarded(&mut self) -> Vec<DiscardedState> {
-            std::mem::take(&mut self.discarded)
+        fn discarded(prepared: &Self::Prepared) -> &[DiscardedState] {
+            &prepared.1
+        }
+        fn commit(&mut self, prepared: Self::Prepared) -> Result<bool, Self::Error> {
+            self.inner.commit(prepared.0)
+        }
+        fn abort(&mut self) -> Result<(), Self::Error> {
+            Ok(())
         }
     }
 
@@ -221,5 +305,71 @@ mod tests {
             .with_label_values(&["corrupt_state"])
             .get();
         assert_eq!(corrupt, 1);
+    }
+}
+
+#[cfg(test)]
+mod replay_tests {
+    use super::*;
+    use crate::generator::{Generator, GeneratorParams};
+
+    fn records() -> Vec<Record> {
+        Generator::new(GeneratorParams {
+            events: 200,
+            cards: 5,
+            ..GeneratorParams::default()
+        })
+        .enumerate()
+        .map(|(i, tx)| Record {
+            topic: SOURCE.into(),
+            partition: 0,
+            offset: i as i64,
+            key: Some(tx.card_id.clone().into_bytes()),
+            payload: serde_json::to_vec(&tx).unwrap(),
+        })
+        .collect()
+    }
+
+    fn run(
+        service: &mut FeatureEngineerService<InMemoryStore<CardState>>,
+        batch: &[Record],
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        for record in batch {
+            service.handle(record, &mut out).unwrap();
+        }
+        service.end_batch(&mut out).unwrap();
+        out
+    }
+
+    /// A batch whose features were not acknowledged leaves the card states as they were, so
+    /// its replay computes the very same features.
+    #[test]
+    fn a_batch_that_failed_to_go_out_is_not_counted_twice() {
+        let status = Status::new("feature-engineer");
+        let new = || {
+            FeatureEngineerService::new(
+                InMemoryStore::new(CardState::default()),
+                Arc::clone(&status),
+            )
+        };
+        let (mut once, mut replayed) = (new(), new());
+        for batch in records().chunks(50) {
+            let expected = run(&mut once, batch);
+            once.before_commit().unwrap();
+            once.batch_committed();
+            // First attempt: produced nothing (the send failed).
+            run(&mut replayed, batch);
+            replayed.batch_failed();
+            assert_eq!(run(&mut replayed, batch), expected);
+            replayed.before_commit().unwrap();
+            replayed.batch_committed();
+        }
+        for card in ["card-000000", "card-000003"] {
+            assert_eq!(
+                once.store.load(card).unwrap(),
+                replayed.store.load(card).unwrap()
+            );
+        }
     }
 }
