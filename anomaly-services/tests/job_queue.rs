@@ -67,3 +67,48 @@ fn a_worker_puts_back_its_own_unfinished_job() {
     assert_eq!(a.take().unwrap(), None);
     delete_redis_prefix(&prefix);
 }
+
+/// A job that ran is remembered with the model it published, so that running it again after
+/// its batch failed is avoided and its announcement can be sent again.
+#[test]
+fn finished_jobs_are_remembered_with_their_model() {
+    use anomaly_services::messages::ModelUpdate;
+
+    let prefix = unique("test:jobs-done") + ":";
+    let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60).unwrap();
+    assert_eq!(a.done(&job("j1")).unwrap(), None);
+    a.mark_done(&job("j1"), None).unwrap();
+    assert_eq!(a.done(&job("j1")).unwrap(), Some(None));
+    let update = ModelUpdate {
+        model_version: 2,
+        timestamp_ms: 0,
+        reason: "ADWIN drift".into(),
+        previous_auc: Some(0.8),
+        auc: Some(0.9),
+    };
+    a.mark_done(&job("j2"), Some(&update)).unwrap();
+    assert_eq!(a.done(&job("j2")).unwrap(), Some(Some(update)));
+    delete_redis_prefix(&prefix);
+}
+
+/// In-progress lists of workers that are not in the set of workers (left by versions before
+/// per-worker leases) are put back at start-up.
+#[test]
+fn unlisted_in_progress_lists_are_adopted() {
+    let prefix = unique("test:jobs-unlisted") + ":";
+    let mut connection = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let payload = serde_json::to_string(&job("old")).unwrap();
+    let _: i64 = redis::cmd("LPUSH")
+        .arg(format!("{prefix}retrain:running:worker-1"))
+        .arg(payload)
+        .query(&mut connection)
+        .unwrap();
+    let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60).unwrap();
+    assert_eq!(a.adopt_unlisted().unwrap(), 1);
+    assert_eq!(a.take().unwrap(), Some(job("old")));
+    assert_eq!(a.adopt_unlisted().unwrap(), 0);
+    delete_redis_prefix(&prefix);
+}

@@ -185,19 +185,46 @@ fn the_binary_stops_cleanly_on_sigterm() {
     assert_eq!(last["service"], "feature-engineer");
 }
 
-/// A batch whose partitions cannot be moved back is reported, not silently skipped: the
-/// service loop stops on it (see `service::run`) so that a restart replays the batch.
+/// Records of a partition the consumer does not own (it moved to another member of the
+/// group mid-batch) are neither stored nor rewound: the new owner consumes them from the last
+/// committed offset. Owned partitions are rewound.
 #[test]
-fn rewinding_a_partition_the_consumer_does_not_own_is_an_error() {
+fn partitions_the_consumer_does_not_own_are_left_to_their_owner() {
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("owned", 1, 1).unwrap();
-    let io = KafkaIo::connect(&cluster.bootstrap_servers(), "g", &["owned"], "earliest").unwrap();
-    let record = |topic: &str| anomaly_services::adapters::kafka::Record {
-        topic: topic.into(),
+    let bootstrap = cluster.bootstrap_servers();
+    let writer = KafkaIo::connect(&bootstrap, "writer", &[], "earliest").unwrap();
+    let message = |i: u8| Output {
+        topic: "owned",
+        key: None,
+        payload: vec![i],
+    };
+    writer
+        .send_all(&[message(1), message(2)], Duration::from_secs(30))
+        .unwrap();
+    let io = KafkaIo::connect(&bootstrap, "g", &["owned"], "earliest").unwrap();
+    let mut first = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while first.len() < 2 && Instant::now() < deadline {
+        first.extend(io.poll_batch(10, Duration::from_millis(200)).records);
+    }
+    assert_eq!(first.len(), 2);
+    let elsewhere = anomaly_services::adapters::kafka::Record {
+        topic: "not-assigned".into(),
         partition: 0,
         offset: 0,
         key: None,
         payload: Vec::new(),
     };
-    assert!(io.rewind(&[record("not-assigned")]).is_err());
+    let mut batch = first.clone();
+    batch.push(elsewhere);
+    io.commit(&batch).unwrap();
+    io.rewind(&batch).unwrap();
+    // The owned partition was moved back to the batch's first record.
+    let mut again = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while again.len() < 2 && Instant::now() < deadline {
+        again.extend(io.poll_batch(10, Duration::from_millis(200)).records);
+    }
+    assert_eq!(again, first);
 }

@@ -179,10 +179,21 @@ impl KafkaIo {
     }
 
     /// Marks `records` processed: their offsets are committed with the next auto-commit.
+    ///
+    /// Records of partitions this consumer no longer owns (moved to another member of the
+    /// group during the batch) are left out: their new owner resumes from the last committed
+    /// offset, so they are consumed again there.
     pub fn commit(&self, records: &[Record]) -> KafkaResult<()> {
+        let owned = self.consumer.assignment()?;
         let mut offsets = TopicPartitionList::new();
         for r in records {
-            offsets.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.offset + 1))?;
+            if owned.find_partition(&r.topic, r.partition).is_some() {
+                offsets.add_partition_offset(
+                    &r.topic,
+                    r.partition,
+                    Offset::Offset(r.offset + 1),
+                )?;
+            }
         }
         if offsets.count() > 0 {
             self.consumer.store_offsets(&offsets)?;
@@ -192,10 +203,15 @@ impl KafkaIo {
 
     /// Moves each partition of `records` back to its first record, so an unprocessed batch is
     /// consumed again. Every partition is tried, each up to three times; the error is the
-    /// last one of a partition that could not be moved back.
+    /// last one of a partition that could not be moved back. Partitions this consumer no
+    /// longer owns are skipped: their new owner consumes them from the last committed offset.
     pub fn rewind(&self, records: &[Record]) -> KafkaResult<()> {
+        let owned = self.consumer.assignment()?;
         let mut first: Vec<(&str, i32, i64)> = Vec::new();
-        for r in records {
+        for r in records
+            .iter()
+            .filter(|r| owned.find_partition(&r.topic, r.partition).is_some())
+        {
             match first
                 .iter_mut()
                 .find(|(t, p, _)| *t == r.topic && *p == r.partition)

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             RedisJobQueue::connect(&redis_url, &config.redis_prefix, &worker, 600)
         })
         .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
-        let recovered = queue.recover()?;
+        let recovered = queue.adopt_unlisted()? + queue.recover()?;
         info!(recovered = recovered; "Jobs of crashed workers put back");
         let publisher = StorePublisher {
             models: retry_store("redis", || {

@@ -193,9 +193,9 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
 
     fn batch_failed(&mut self) {
         self.pending.clear();
-        if self.prepared.take().is_some()
-            && let Err(e) = self.store.abort()
-        {
+        self.prepared = None;
+        // Also when preparing failed half-way: its keys may still be watched.
+        if let Err(e) = self.store.abort() {
             log::warn!(error = e.to_string().as_str(); "Could not give up a prepared batch");
         }
     }

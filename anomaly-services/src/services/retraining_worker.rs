@@ -34,6 +34,15 @@ pub trait JobQueue {
     /// Puts back the jobs of workers that died mid-job (their lease expired) and the jobs
     /// this worker left unfinished (a failed batch); returns how many.
     fn recover(&mut self) -> Result<u64, String>;
+    /// Records for a day that `job` ran, with the model it published if it did: a job put
+    /// back after it ran (its batch failed later) is then not run twice.
+    fn mark_done(
+        &mut self,
+        job: &RetrainingJob,
+        update: Option<&ModelUpdate>,
+    ) -> Result<(), String>;
+    /// What [`mark_done`](Self::mark_done) recorded for `job`: `None` if it has not run.
+    fn done(&mut self, job: &RetrainingJob) -> Result<Option<Option<ModelUpdate>>, String>;
 }
 
 /// [`JobQueue`] in Redis: a pending list, one in-progress list and one lease per worker, and
@@ -94,6 +103,30 @@ impl RedisJobQueue {
 
     fn key(&self, name: &str) -> String {
         format!("{}retrain:{name}", self.prefix)
+    }
+
+    /// Puts back the jobs of in-progress lists whose worker is not in the set of workers:
+    /// lists left by versions before per-worker leases (their workers are gone once no old
+    /// version runs). Scans the keyspace: call once at start-up, not per batch.
+    pub fn adopt_unlisted(&mut self) -> Result<u64, String> {
+        let marker = self.key("running:");
+        let lists: Vec<String> = self
+            .connection
+            .scan_match(format!("{marker}*"))
+            .map_err(redis_error)?
+            .collect();
+        let listed: Vec<String> = self
+            .connection
+            .smembers(self.key("workers"))
+            .map_err(redis_error)?;
+        let mut adopted = 0;
+        for list in lists {
+            let worker = list[marker.len()..].to_owned();
+            if worker != self.worker && !listed.contains(&worker) {
+                adopted += self.put_back(&worker, false)?;
+            }
+        }
+        Ok(adopted)
     }
 
     fn put_back(&mut self, worker: &str, own: bool) -> Result<u64, String> {
@@ -171,6 +204,29 @@ impl JobQueue for RedisJobQueue {
             .set_ex(lease, &self.worker, self.lease_seconds.max(1))
             .map_err(redis_error)?;
         Ok(())
+    }
+
+    fn mark_done(
+        &mut self,
+        job: &RetrainingJob,
+        update: Option<&ModelUpdate>,
+    ) -> Result<(), String> {
+        let record = serde_json::to_string(&update).map_err(|e| e.to_string())?;
+        let () = self
+            .connection
+            .set_ex(self.key(&format!("done:{}", job.job_id)), record, 86_400)
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    fn done(&mut self, job: &RetrainingJob) -> Result<Option<Option<ModelUpdate>>, String> {
+        let record: Option<String> = self
+            .connection
+            .get(self.key(&format!("done:{}", job.job_id)))
+            .map_err(redis_error)?;
+        record
+            .map(|r| serde_json::from_str(&r).map_err(|e| format!("unreadable job record: {e}")))
+            .transpose()
     }
 
     fn recover(&mut self) -> Result<u64, String> {
@@ -270,8 +326,11 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                 {
                     self.vectors.remove(&oldest);
                 }
-                self.arrival.push_back(vector.event_id.clone());
-                self.vectors.insert(vector.event_id.clone(), vector);
+                // A replayed record replaces its vector without taking a second place.
+                let id = vector.event_id.clone();
+                if self.vectors.insert(id.clone(), vector).is_none() {
+                    self.arrival.push_back(id);
+                }
             }
             "scores" => {
                 let scored = decode_scored(&record.payload).map_err(reject)?;
@@ -302,6 +361,15 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
             info!(recovered = recovered; "Unfinished retraining jobs put back");
         }
         while let Some(job) = self.queue.take().map_err(Failure::Retry)? {
+            if let Some(update) = self.queue.done(&job).map_err(Failure::Retry)? {
+                // It ran, but the batch it ran in failed: its announcement was never sent.
+                if let Some(update) = update {
+                    self.running_version = self.running_version.max(update.model_version);
+                    out.push(json_output(MODEL_UPDATES, None, &update));
+                }
+                self.queue.complete(&job).map_err(Failure::Retry)?;
+                continue;
+            }
             let (outcome, publication, failed) =
                 match self.retrainer.run(job.clone(), self.running_version) {
                     Ok((outcome, publication)) => (outcome, publication, false),
@@ -313,7 +381,7 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                         true,
                     ),
                 };
-            if let Some(publication) = publication {
+            if let Some(publication) = &publication {
                 self.publisher
                     .store_snapshot(&publication.snapshot)
                     .map_err(Failure::Retry)?;
@@ -325,6 +393,9 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
             }
             self.publisher
                 .record_job(&outcome)
+                .map_err(Failure::Retry)?;
+            self.queue
+                .mark_done(&job, publication.as_ref().map(|p| &p.update))
                 .map_err(Failure::Retry)?;
             let label = if failed {
                 "failed"

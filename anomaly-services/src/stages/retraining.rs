@@ -1,6 +1,6 @@
 //! Drift events -> retraining jobs -> new model versions, published only if not worse.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use anomaly_core::anomaly::{AnomalyDetector, AnomalyError, Ensemble, EnsembleParams};
 use anomaly_core::snapshot::{Model, Snapshot};
@@ -95,6 +95,8 @@ pub struct Retrainer {
     model_params: EnsembleParams,
     features: Vec<String>,
     recent: VecDeque<(FeatureVector, f64)>,
+    /// Event ids in `recent`: a replayed event is kept once.
+    recent_ids: HashSet<String>,
     last_request: Option<u64>,
 }
 
@@ -107,6 +109,7 @@ impl Retrainer {
     ) -> Self {
         Self {
             recent: VecDeque::with_capacity(params.history + params.holdout),
+            recent_ids: HashSet::new(),
             params,
             model_params,
             features,
@@ -115,9 +118,15 @@ impl Retrainer {
     }
 
     /// Records a scored vector (with the score the running model gave it).
+    /// An event already kept (a replayed batch) is ignored.
     pub fn observe(&mut self, vector: FeatureVector, live_score: f64) {
-        if self.recent.len() == self.params.history + self.params.holdout {
-            self.recent.pop_front();
+        if !self.recent_ids.insert(vector.event_id.clone()) {
+            return;
+        }
+        if self.recent.len() == self.params.history + self.params.holdout
+            && let Some((oldest, _)) = self.recent.pop_front()
+        {
+            self.recent_ids.remove(&oldest.event_id);
         }
         self.recent.push_back((vector, live_score));
     }
@@ -138,6 +147,11 @@ impl Retrainer {
             sequence: drift.sequence,
             timestamp_ms: drift.timestamp_ms,
         })
+    }
+
+    /// Labelled events kept for the next job (history and holdout together).
+    pub fn recent_events(&self) -> usize {
+        self.recent.len()
     }
 
     /// Records that `job` was queued: drifts within `debounce_events` of it ask for no other.
@@ -217,5 +231,51 @@ impl Retrainer {
         };
         let snapshot = Snapshot::new(version, Model::Ensemble(candidate)).to_bytes();
         Ok((outcome, Some(Publication { update, snapshot })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::default_model;
+
+    fn vector(i: usize) -> FeatureVector {
+        FeatureVector {
+            event_id: format!("e{i}"),
+            card_id: "c".into(),
+            timestamp_ms: i as i64,
+            features: vec![0.5; 11],
+            amount: 1.0,
+            is_fraud: false,
+            phase: "p".into(),
+        }
+    }
+
+    /// A replayed batch observes its events again; each is kept once, and the bound holds.
+    #[test]
+    fn replayed_events_are_kept_once() {
+        let params = RetrainingParams {
+            history: 3,
+            holdout: 2,
+            ..RetrainingParams::default()
+        };
+        let mut retrainer = Retrainer::new(params, default_model(), Vec::new());
+        for _ in 0..2 {
+            for i in 0..4 {
+                retrainer.observe(vector(i), 0.1);
+            }
+        }
+        assert_eq!(retrainer.recent_events(), 4);
+        for i in 4..10 {
+            retrainer.observe(vector(i), 0.1);
+        }
+        assert_eq!(retrainer.recent_events(), 5);
+        // An event that fell out of the window counts as new again.
+        retrainer.observe(vector(0), 0.1);
+        assert_eq!(retrainer.recent_events(), 5);
+        assert_eq!(
+            retrainer.recent.back().map(|(v, _)| v.event_id.as_str()),
+            Some("e0")
+        );
     }
 }

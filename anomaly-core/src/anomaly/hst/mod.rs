@@ -56,7 +56,8 @@ impl Default for HstParams {
 
 /// Largest supported `height`: a tree of height 20 already has two million nodes.
 const MAX_HEIGHT: u32 = 20;
-/// Largest supported forest, in nodes (about 6 GB of node storage at 16 bytes per node).
+/// Largest supported forest, in nodes (about 3.6 GB of node storage with 16-bit counters,
+/// 7.2 GB with 32-bit ones).
 const MAX_NODES: u64 = 1 << 28;
 
 impl HstParams {
