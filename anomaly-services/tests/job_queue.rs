@@ -4,7 +4,7 @@ mod common;
 
 use anomaly_services::services::retraining_worker::{JobQueue, RedisJobQueue};
 use anomaly_services::stages::retraining::RetrainingJob;
-use common::{delete_redis_prefix, redis_url, unique};
+use common::{delete_redis_prefix, redis_connection, redis_url, unique};
 
 fn job(id: &str) -> RetrainingJob {
     RetrainingJob {
@@ -33,10 +33,7 @@ fn jobs_are_debounced_exclusive_and_survive_a_crash() {
     assert_eq!(b.recover().unwrap(), 0);
 
     // Worker a dies mid-job: once its lease is gone the job goes back and b runs it.
-    let mut connection = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut connection = redis_connection();
     let _: i64 = redis::cmd("DEL")
         .arg(format!("{prefix}retrain:lease:a"))
         .query(&mut connection)
@@ -96,10 +93,7 @@ fn finished_jobs_are_remembered_with_their_model() {
 #[test]
 fn unlisted_in_progress_lists_are_adopted() {
     let prefix = unique("test:jobs-unlisted") + ":";
-    let mut connection = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut connection = redis_connection();
     let payload = serde_json::to_string(&job("old")).unwrap();
     let _: i64 = redis::cmd("LPUSH")
         .arg(format!("{prefix}retrain:running:worker-1"))

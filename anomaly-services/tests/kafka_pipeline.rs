@@ -12,7 +12,9 @@ use std::time::Duration;
 
 mod common;
 
-use common::{database_url, delete_redis_prefix, drop_schema, redis_url, unique, wait_until};
+use common::{
+    database_url, delete_redis_prefix, drop_schema, redis_connection, redis_url, unique, wait_until,
+};
 
 use anomaly_core::anomaly::Ensemble;
 use anomaly_core::features::{CardState, TransactionFeatures};
@@ -472,10 +474,7 @@ fn ml_inference_hot_swaps_only_valid_newer_models() {
 
     shutdown.store(true, Ordering::Relaxed);
     service.join().unwrap();
-    let mut redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut redis = redis_connection();
     let _: i64 = redis::cmd("DEL")
         .arg(format!("{prefix}active_model"))
         .query(&mut redis)

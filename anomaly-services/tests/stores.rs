@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{database_url, delete_redis_prefix, drop_schema, redis_url, unique};
+use common::{database_url, delete_redis_prefix, drop_schema, redis_connection, redis_url, unique};
 
 use anomaly_core::features::{CardState, FeatureStore, InMemoryStore};
 use anomaly_services::adapters::postgres::{PgEventStore, Table};
@@ -116,10 +116,7 @@ fn redis_card_states_match_the_in_memory_store() {
     assert_eq!(from_redis, from_memory);
 
     // Keys expire.
-    let mut connection = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut connection = redis_connection();
     let ttl: i64 = redis::cmd("TTL")
         .arg(format!("{prefix}{card}"))
         .query(&mut connection)
@@ -208,16 +205,9 @@ fn redis_batches_match_record_by_record_updates() {
     use anomaly_services::services::feature_engineer::BatchCardStore;
 
     let prefix = unique("test:batch") + ":";
-    let mut redis_store =
-        RedisFeatureStore::connect(&redis_url(), &prefix, 600, CardState::default()).unwrap();
+    let mut redis_store = card_store(&prefix);
     let mut memory = InMemoryStore::new(CardState::default());
-    let transactions: Vec<_> = Generator::new(GeneratorParams {
-        events: 600,
-        cards: 8,
-        ..GeneratorParams::default()
-    })
-    .map(|tx| tx.transaction())
-    .collect();
+    let transactions = transactions(600, 8);
     // Batches of 100 with every card several times per batch.
     for batch in transactions.chunks(100) {
         let keys: Vec<&str> = batch.iter().map(|t| t.card_id.as_str()).collect();
@@ -241,25 +231,15 @@ fn redis_batches_match_record_by_record_updates() {
 #[test]
 fn a_corrupt_card_state_is_replaced_and_reported_by_batch_updates() {
     let prefix = unique("test:corrupt") + ":";
-    let mut store =
-        RedisFeatureStore::connect(&redis_url(), &prefix, 600, CardState::default()).unwrap();
-    let mut connection = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut store = card_store(&prefix);
+    let mut connection = redis_connection();
     let garbage = b"\x00garbage".as_slice();
     let _: () = redis::cmd("SET")
         .arg(format!("{prefix}card-broken"))
         .arg(garbage)
         .query(&mut connection)
         .unwrap();
-    let transactions: Vec<_> = Generator::new(GeneratorParams {
-        events: 2,
-        cards: 1,
-        ..GeneratorParams::default()
-    })
-    .map(|tx| tx.transaction())
-    .collect();
+    let transactions = transactions(2, 1);
     let keys = ["card-broken", "card-fine"];
     let results = store
         .update_batch(&keys, |i, card| card.update(&transactions[i]))
@@ -281,17 +261,9 @@ fn a_corrupt_card_state_is_replaced_and_reported_by_batch_updates() {
 #[test]
 fn prepared_batches_are_written_on_commit_unless_a_card_changed() {
     let prefix = unique("test:prepared") + ":";
-    let mut store =
-        RedisFeatureStore::connect(&redis_url(), &prefix, 600, CardState::default()).unwrap();
-    let mut other =
-        RedisFeatureStore::connect(&redis_url(), &prefix, 600, CardState::default()).unwrap();
-    let transactions: Vec<_> = Generator::new(GeneratorParams {
-        events: 3,
-        cards: 1,
-        ..GeneratorParams::default()
-    })
-    .map(|tx| tx.transaction())
-    .collect();
+    let mut store = card_store(&prefix);
+    let mut other = card_store(&prefix);
+    let transactions = transactions(3, 1);
     let card = transactions[0].card_id.clone();
     let keys = [card.as_str()];
 
@@ -330,4 +302,20 @@ fn prepared_batches_are_written_on_commit_unless_a_card_changed() {
     expected.update(&transactions[2]).unwrap();
     assert_eq!(store.load(&card).unwrap(), Some(expected));
     delete_redis_prefix(&prefix);
+}
+
+/// A card-state store under `prefix`, keys kept 10 minutes.
+fn card_store(prefix: &str) -> RedisFeatureStore<CardState> {
+    RedisFeatureStore::connect(&redis_url(), prefix, 600, CardState::default()).unwrap()
+}
+
+/// `events` synthetic transactions over `cards` cards.
+fn transactions(events: u64, cards: u32) -> Vec<anomaly_core::features::Transaction> {
+    Generator::new(GeneratorParams {
+        events,
+        cards,
+        ..GeneratorParams::default()
+    })
+    .map(|tx| tx.transaction())
+    .collect()
 }

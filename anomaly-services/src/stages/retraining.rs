@@ -68,6 +68,11 @@ impl JobOutcome {
     /// The outcome of a job whose training failed with `error`: nothing trained, nothing
     /// published.
     pub fn failed(job: RetrainingJob, running_version: u64, error: &dyn std::fmt::Display) -> Self {
+        Self::untrained(job, running_version, format!("failed: {error}"))
+    }
+
+    /// Nothing trained yet, `running_version` kept, for the reason `decision`.
+    fn untrained(job: RetrainingJob, running_version: u64, decision: String) -> Self {
         JobOutcome {
             job,
             previous_version: running_version,
@@ -75,7 +80,7 @@ impl JobOutcome {
             previous_auc: None,
             candidate_auc: None,
             published: false,
-            decision: format!("failed: {error}"),
+            decision,
         }
     }
 }
@@ -167,15 +172,7 @@ impl Retrainer {
         job: RetrainingJob,
         running_version: u64,
     ) -> Result<(JobOutcome, Option<Publication>), AnomalyError> {
-        let mut outcome = JobOutcome {
-            job,
-            previous_version: running_version,
-            candidate_version: None,
-            previous_auc: None,
-            candidate_auc: None,
-            published: false,
-            decision: String::new(),
-        };
+        let mut outcome = JobOutcome::untrained(job, running_version, String::new());
         if self.recent.len() < self.params.holdout + self.params.history / 2 {
             outcome.decision = format!(
                 "kept version {running_version}: only {} recent events, {} needed",

@@ -18,6 +18,13 @@ pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// A plain connection to the test Redis, for setting up and inspecting keys.
+pub fn redis_connection() -> redis::Connection {
+    redis::Client::open(redis_url())
+        .and_then(|client| client.get_connection())
+        .unwrap_or_else(|e| panic!("test Redis at {}: {e}", redis_url()))
+}
+
 /// A name (schema, key prefix) that no earlier or concurrent run uses.
 pub fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now()
@@ -37,10 +44,7 @@ pub fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 
 /// Deletes every Redis key starting with `prefix`.
 pub fn delete_redis_prefix(prefix: &str) {
-    let mut connection = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut connection = redis_connection();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query(&mut connection)

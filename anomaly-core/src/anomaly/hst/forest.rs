@@ -1000,6 +1000,18 @@ mod tests {
         out
     }
 
+    /// Three windows of `per_window + w` events each (`w` the window's index), event `i` of
+    /// a window being `row(i)`; ends on a pivot.
+    fn learn_windows(f: &mut Forest, per_window: u32, row: impl Fn(u32) -> [f64; 3]) {
+        let mut walks = [Walk::default(); TREES];
+        for window in 0..3 {
+            for i in 0..per_window + window {
+                walk(f, &Dense(&row(i)), &mut walks);
+            }
+            f.next_window();
+        }
+    }
+
     fn walk(f: &mut Forest, row: &impl Row, walks: &mut [Walk]) -> u64 {
         f.walk_all(row, 5.0, walks)
     }
@@ -1083,13 +1095,7 @@ mod tests {
     #[test]
     fn rebasing_window_numbers_changes_no_mass() {
         let mut f = forest(5);
-        let mut walks = [Walk::default(); TREES];
-        for window in 0..3 {
-            for _ in 0..10 + window {
-                walk(&mut f, &Dense(&[0.2, 0.4, 0.8]), &mut walks);
-            }
-            f.next_window();
-        }
+        learn_windows(&mut f, 10, |_| [0.2, 0.4, 0.8]);
         let before = all_masses(&f);
         let Forest::Narrow(Trees16(t)) = &mut f else {
             panic!("a window of 50 fits 16-bit counters")
@@ -1133,14 +1139,10 @@ mod tests {
     #[test]
     fn equality_ignores_window_numbering() {
         let mut f = forest(4);
-        let mut walks = [Walk::default(); TREES];
-        for window in 0..3 {
-            for i in 0..20 + window {
-                let x = f64::from(i % 5) / 5.0;
-                walk(&mut f, &Dense(&[x, 0.5, 1.0 - x]), &mut walks);
-            }
-            f.next_window();
-        }
+        learn_windows(&mut f, 20, |i| {
+            let x = f64::from(i % 5) / 5.0;
+            [x, 0.5, 1.0 - x]
+        });
         let before = f.clone();
         let Forest::Narrow(Trees16(t)) = &mut f else {
             panic!("a window of 50 fits 16-bit counters")
