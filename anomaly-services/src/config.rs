@@ -98,6 +98,9 @@ pub struct ServiceConfig {
     /// `KAFKA_OFFSET_RESET`: where a new consumer group starts, `latest` (default: live
     /// services) or `earliest` (replaying a topic from its start).
     pub kafka_offset_reset: String,
+    /// `KAFKA_BATCH_SIZE` (records per poll batch, default 1000), `KAFKA_LINGER_MS` (default
+    /// 2) and `KAFKA_COMMIT_INTERVAL_MS` (default 1000).
+    pub kafka_tuning: crate::adapters::kafka::KafkaTuning,
 }
 
 impl ServiceConfig {
@@ -185,7 +188,32 @@ impl ServiceConfig {
                 });
             }
         }
+        let defaults = crate::adapters::kafka::KafkaTuning::default();
+        let kafka_tuning = crate::adapters::kafka::KafkaTuning {
+            batch_size: whole(
+                "KAFKA_BATCH_SIZE",
+                &text("KAFKA_BATCH_SIZE", &defaults.batch_size.to_string()),
+                "a whole number from 1 to 100000",
+                1..=100_000,
+            )? as usize,
+            linger_ms: whole(
+                "KAFKA_LINGER_MS",
+                &text("KAFKA_LINGER_MS", &defaults.linger_ms.to_string()),
+                "a whole number of milliseconds from 0 to 1000",
+                0..=1_000,
+            )?,
+            commit_interval: std::time::Duration::from_millis(whole(
+                "KAFKA_COMMIT_INTERVAL_MS",
+                &text(
+                    "KAFKA_COMMIT_INTERVAL_MS",
+                    &defaults.commit_interval.as_millis().to_string(),
+                ),
+                "a whole number of milliseconds from 10 to 60000",
+                10..=60_000,
+            )?),
+        };
         Ok(Self {
+            kafka_tuning,
             kafka_bootstrap_servers: text("KAFKA_BOOTSTRAP_SERVERS", "kafka:29092"),
             redis_url: Secret::new(redis_url),
             timescale_url: Secret::new(timescale_url),
@@ -208,6 +236,23 @@ impl ServiceConfig {
             },
         })
     }
+}
+
+fn whole(
+    variable: &'static str,
+    text: &str,
+    expected: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|x| range.contains(x))
+        .ok_or_else(|| ConfigError {
+            variable,
+            value: text.to_owned(),
+            expected,
+        })
 }
 
 fn number(
@@ -282,6 +327,9 @@ mod tests {
             ("MIN_SLACK_SEVERITY", "urgent"),
             ("HTTP_PORT", "70000"),
             ("REDIS_URL", "localhost:6379"),
+            ("KAFKA_BATCH_SIZE", "0"),
+            ("KAFKA_LINGER_MS", "soon"),
+            ("KAFKA_COMMIT_INTERVAL_MS", "5"),
         ] {
             let err = load(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var);

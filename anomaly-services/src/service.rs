@@ -1,7 +1,8 @@
-//! The consume-process-produce loop every Kafka service runs: batches of up to 100 records;
-//! bad records are dead-lettered and counted, never fatal; a batch's offsets are stored only
-//! after all its outputs are acknowledged, so a crash replays it (at-least-once) instead of
-//! losing it. A failed batch is consumed again; if its partitions cannot be moved back to it,
+//! The consume-process-produce loop every Kafka service runs: batches of up to
+//! `KAFKA_BATCH_SIZE` records; bad records are dead-lettered and counted, never fatal; a
+//! batch's offsets are marked processed only after all its outputs are acknowledged, and
+//! committed per partition on an interval and at shutdown, so a crash replays at most the
+//! uncommitted interval (at-least-once) instead of losing it. A failed batch is consumed again; if its partitions cannot be moved back to it,
 //! the loop stops with an error (the process exits and its restart resumes from the last
 //! committed offsets), since going on would let later offsets skip it.
 
@@ -17,8 +18,6 @@ use crate::telemetry::http::Status;
 
 /// The dead-letter topic.
 pub const DEAD_LETTERS: &str = "dead-letters";
-/// Records per poll batch.
-pub const BATCH_SIZE: usize = 100;
 
 /// Why a record was not processed.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,12 +95,19 @@ pub trait Handler {
     fn batch_failed(&mut self) {}
 }
 
-/// A batch failed and the consumer could not be moved back to it.
+/// Why the loop stopped with an error.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "a failed batch could not be rewound ({0}); stopping so that a restart replays it from the last committed offset"
-)]
-pub struct RewindFailed(String);
+pub enum LoopError {
+    /// A batch failed and the consumer could not be moved back to it.
+    #[error(
+        "a failed batch could not be rewound ({0}); stopping so that a restart replays it from the last committed offset"
+    )]
+    RewindFailed(String),
+    /// The offsets of the last batches could not be committed at shutdown: the next start
+    /// replays them.
+    #[error("the final offset commit failed ({0}); the next start replays since the last commit")]
+    FinalCommit(String),
+}
 
 /// Runs `handler` on the subscribed topics until `shutdown` is set, then commits what was
 /// processed and leaves the group.
@@ -110,12 +116,13 @@ pub fn run(
     handler: &mut impl Handler,
     status: &Arc<Status>,
     shutdown: &AtomicBool,
-) -> Result<(), RewindFailed> {
+) -> Result<(), LoopError> {
     let metrics = &status.metrics;
     let mut backoff = Duration::from_millis(100);
     let mut stopped_by = Ok(());
     while !shutdown.load(Ordering::Relaxed) {
-        let polled = io.poll_batch(BATCH_SIZE, Duration::from_millis(200));
+        commit_if_due(io, status);
+        let polled = io.poll_batch(io.tuning().batch_size, Duration::from_millis(200));
         if let Some(e) = &polled.error {
             warn!(error = e.to_string().as_str(); "Kafka poll failed");
             metrics.errors.with_label_values(&["kafka_poll"]).inc();
@@ -170,7 +177,7 @@ pub fn run(
                     })
                 }),
         };
-        match outcome.and_then(|()| io.commit(&batch).map_err(|e| e.to_string())) {
+        match outcome.and_then(|()| io.mark_processed(&batch).map_err(|e| e.to_string())) {
             Ok(()) => {
                 handler.batch_committed();
                 metrics.events_out.inc_by(outputs.len() as u64);
@@ -185,7 +192,7 @@ pub fn run(
                 handler.batch_failed();
                 if let Err(e) = io.rewind(&batch) {
                     error!(error = e.to_string().as_str(); "Rewind failed");
-                    stopped_by = Err(RewindFailed(e.to_string()));
+                    stopped_by = Err(LoopError::RewindFailed(e.to_string()));
                     break;
                 }
                 std::thread::sleep(backoff);
@@ -193,11 +200,27 @@ pub fn run(
             }
         }
     }
-    // Only offsets of batches whose outputs were acknowledged were stored: committing them
+    // Only batches whose outputs were acknowledged were marked processed: committing them
     // is right even after a failed rewind.
-    if let Err(e) = io.close() {
-        warn!(error = e.to_string().as_str(); "Final commit failed");
-    }
+    let closed = io.close();
     info!("Consumer closed");
-    stopped_by
+    match (stopped_by, closed) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(LoopError::FinalCommit(e.to_string())),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+/// Commits the processed offsets when the commit interval has passed. A failed commit is
+/// counted and turns `/health` unhealthy; the positions stay pending for the next try.
+fn commit_if_due(io: &KafkaIo, status: &Status) {
+    if let Err(e) = io.commit_due() {
+        warn!(error = e.to_string().as_str(); "Offset commit failed; retrying at the next interval");
+        status
+            .metrics
+            .errors
+            .with_label_values(&["kafka_commit"])
+            .inc();
+        status.healthy.store(false, Ordering::Relaxed);
+    }
 }

@@ -11,11 +11,12 @@ mod common;
 
 use common::{http_get, redis_url, terminate};
 
-use anomaly_core::features::{CardState, InMemoryStore};
+use anomaly_core::features::InMemoryStore;
 use anomaly_services::adapters::kafka::{KafkaIo, Output};
 use anomaly_services::generator::{Generator, GeneratorParams};
 use anomaly_services::messages::{DeadLetter, FeatureVector, MAX_MESSAGE_BYTES};
 use anomaly_services::service::{self, DEAD_LETTERS};
+use anomaly_services::services::applied_card::AppliedCard;
 use anomaly_services::services::feature_engineer::{FeatureEngineerService, SINK, SOURCE};
 use anomaly_services::telemetry::http::Status;
 use rdkafka::mocking::MockCluster;
@@ -77,7 +78,7 @@ fn transactions_become_features_and_bad_input_becomes_dead_letters() {
             let io =
                 KafkaIo::connect(&bootstrap, "feature-engineer", &[SOURCE], "earliest").unwrap();
             let mut handler = FeatureEngineerService::new(
-                InMemoryStore::new(CardState::default()),
+                InMemoryStore::new(AppliedCard::default()),
                 Arc::clone(&status),
             );
             service::run(&io, &mut handler, &status, &shutdown).unwrap();
@@ -218,7 +219,7 @@ fn partitions_the_consumer_does_not_own_are_left_to_their_owner() {
     };
     let mut batch = first.clone();
     batch.push(elsewhere);
-    io.commit(&batch).unwrap();
+    io.mark_processed(&batch).unwrap();
     io.rewind(&batch).unwrap();
     // The owned partition was moved back to the batch's first record.
     let mut again = Vec::new();

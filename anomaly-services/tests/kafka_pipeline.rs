@@ -17,7 +17,7 @@ use common::{
 };
 
 use anomaly_core::anomaly::Ensemble;
-use anomaly_core::features::{CardState, TransactionFeatures};
+use anomaly_core::features::TransactionFeatures;
 use anomaly_services::adapters::kafka::{KafkaIo, Output};
 use anomaly_services::adapters::postgres::{PgEventStore, Table};
 use anomaly_services::adapters::redis::{RedisFeatureStore, RedisModelStore};
@@ -27,6 +27,7 @@ use anomaly_services::messages::Severity;
 use anomaly_services::pipeline::default_model;
 use anomaly_services::service::{self, Handler};
 use anomaly_services::services::alert_router::{AlertRouterService, SlackNotifier};
+use anomaly_services::services::applied_card::AppliedCard;
 use anomaly_services::services::drift_detector::DriftService;
 use anomaly_services::services::feature_engineer::FeatureEngineerService;
 use anomaly_services::services::ml_inference::InferenceService;
@@ -176,7 +177,7 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
                         &url,
                         &(prefix + "card:"),
                         600,
-                        CardState::default(),
+                        AppliedCard::default(),
                     )
                     .unwrap(),
                     fe_status,

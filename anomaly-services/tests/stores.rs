@@ -202,20 +202,22 @@ fn the_model_store_round_trips_snapshots() {
 
 #[test]
 fn redis_batches_match_record_by_record_updates() {
+    use anomaly_services::services::applied_card::AppliedCard;
     use anomaly_services::services::feature_engineer::BatchCardStore;
 
     let prefix = unique("test:batch") + ":";
-    let mut redis_store = card_store(&prefix);
-    let mut memory = InMemoryStore::new(CardState::default());
+    let mut redis_store =
+        RedisFeatureStore::connect(&redis_url(), &prefix, 600, AppliedCard::default()).unwrap();
+    let mut memory = InMemoryStore::new(AppliedCard::default());
     let transactions = transactions(600, 8);
     // Batches of 100 with every card several times per batch.
     for batch in transactions.chunks(100) {
         let keys: Vec<&str> = batch.iter().map(|t| t.card_id.as_str()).collect();
         let from_redis = redis_store
-            .update_batch(&keys, |i, card| card.update(&batch[i]))
+            .update_batch(&keys, |i, state| state.card.update(&batch[i]))
             .unwrap();
         let (from_memory, prepared) = memory
-            .prepare(&keys, |i, card| card.update(&batch[i]))
+            .prepare(&keys, |i, state| state.card.update(&batch[i]))
             .unwrap();
         assert!(memory.commit(prepared).unwrap());
         assert_eq!(from_redis, from_memory);

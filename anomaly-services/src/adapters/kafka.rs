@@ -1,14 +1,24 @@
-//! Kafka through librdkafka: batched polling, produce-and-confirm, and offsets stored only
-//! after a batch's outputs are acknowledged (at-least-once).
+//! Kafka through librdkafka: batched polling, produce-and-confirm, and per-partition offsets
+//! committed only after a batch's outputs are acknowledged (at-least-once).
+//!
+//! Offsets follow Kafka Connect's rule: for every partition, the committed offset is the next
+//! one to process, one entry per partition, never moved past a record whose effects are not
+//! durable. They are committed on an interval, synchronously at shutdown and before a partition
+//! is revoked; a partition the group has never committed is pinned to its starting offset as
+//! soon as it is assigned, so a crash before the first commit cannot skip what arrived in
+//! between (with `auto.offset.reset=latest`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::BTreeMap;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use log::{info, warn};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 
@@ -42,29 +52,282 @@ pub struct Output {
 #[derive(Debug, Error)]
 pub enum SendError {
     /// The broker rejected or lost messages.
-    #[error("{0} message(s) were not delivered")]
-    Undelivered(u64),
+    #[error("{count} message(s) were not delivered (first error: {first})")]
+    Undelivered {
+        /// How many.
+        count: usize,
+        /// The first delivery error.
+        first: String,
+    },
+    /// Delivery reports were still missing when the time ran out.
+    #[error("{0} message(s) still unacknowledged after the send timeout")]
+    TimedOut(usize),
     /// librdkafka failed.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
 }
 
-/// Counts failed deliveries.
+/// Where a consumer group with no committed offset for a partition starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The partition's first offset (replaying a topic from its start).
+    Earliest,
+    /// The partition's end (live services: what arrives from now on).
+    Latest,
+}
+
+impl StartFrom {
+    /// Reads `earliest` or `latest` (`KAFKA_OFFSET_RESET`).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "earliest" => Some(Self::Earliest),
+            "latest" => Some(Self::Latest),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Earliest => "earliest",
+            Self::Latest => "latest",
+        }
+    }
+}
+
+/// The Kafka settings that trade latency for throughput, chosen by `scripts/bench-services`
+/// (docs/BENCHMARKS.md).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KafkaTuning {
+    /// Most records per poll batch (`KAFKA_BATCH_SIZE`).
+    pub batch_size: usize,
+    /// How long the producer waits to fill a request (`KAFKA_LINGER_MS`).
+    pub linger_ms: u64,
+    /// How often processed offsets are committed (`KAFKA_COMMIT_INTERVAL_MS`).
+    pub commit_interval: Duration,
+}
+
+impl Default for KafkaTuning {
+    fn default() -> Self {
+        Self {
+            batch_size: 1000,
+            linger_ms: 2,
+            commit_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The delivery reports of the batch being sent. Reports are matched to their batch by an id
+/// carried as each message's opaque, so a late report of an abandoned batch cannot count
+/// toward the next one.
 #[derive(Default)]
 pub struct DeliveryTracker {
-    failures: AtomicU64,
+    batch: Mutex<BatchDeliveries>,
+    settled: Condvar,
+}
+
+#[derive(Default)]
+struct BatchDeliveries {
+    id: usize,
+    outstanding: usize,
+    failed: usize,
+    first_error: Option<String>,
+}
+
+impl DeliveryTracker {
+    fn lock(&self) -> MutexGuard<'_, BatchDeliveries> {
+        // The guarded data are counters: a panic elsewhere cannot leave them torn.
+        self.batch.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl ClientContext for DeliveryTracker {}
 
 impl ProducerContext for DeliveryTracker {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if result.is_err() {
-            self.failures.fetch_add(1, Ordering::Relaxed);
+    fn delivery(&self, result: &DeliveryResult<'_>, batch_id: usize) {
+        let mut batch = self.lock();
+        if batch.id != batch_id {
+            return;
+        }
+        batch.outstanding = batch.outstanding.saturating_sub(1);
+        if let Err((error, _)) = result {
+            batch.failed += 1;
+            batch.first_error.get_or_insert_with(|| error.to_string());
+        }
+        if batch.outstanding == 0 {
+            self.settled.notify_all();
         }
     }
+}
+
+/// Per partition: the next offset to process (everything before it is done and its outputs
+/// acknowledged) and the last offset committed to the group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Position {
+    processed: i64,
+    committed: i64,
+}
+
+/// The consumer's side of the group protocol: keeps the processed positions, commits a
+/// partition's position before it is revoked, pins new partitions' starting offsets.
+pub struct GroupContext {
+    start_from: StartFrom,
+    positions: Mutex<BTreeMap<(String, i32), Position>>,
+}
+
+impl GroupContext {
+    fn positions(&self) -> MutexGuard<'_, BTreeMap<(String, i32), Position>> {
+        // Plain offsets: a panic elsewhere cannot leave them torn.
+        self.positions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Gives every newly assigned partition an explicit starting offset: the group's committed
+    /// one, or, where there is none, the start `start_from` names, committed at once.
+    fn pin_start(&self, consumer: &BaseConsumer<Self>, assigned: &mut TopicPartitionList) {
+        let timeout = Duration::from_secs(10);
+        let committed = match consumer.committed_offsets(assigned.clone(), timeout) {
+            Ok(committed) => committed,
+            Err(e) => {
+                warn!(error = e.to_string().as_str(); "Could not read committed offsets; starting by auto.offset.reset");
+                return;
+            }
+        };
+        let mut pinned = TopicPartitionList::new();
+        let mut positions = self.positions();
+        for elem in committed.elements() {
+            let (topic, partition) = (elem.topic().to_owned(), elem.partition());
+            let start = match elem.offset() {
+                Offset::Offset(offset) => offset,
+                _ => match consumer.fetch_watermarks(&topic, partition, timeout) {
+                    Ok((low, high)) => {
+                        let start = match self.start_from {
+                            StartFrom::Earliest => low,
+                            StartFrom::Latest => high,
+                        };
+                        if pinned
+                            .add_partition_offset(&topic, partition, Offset::Offset(start))
+                            .is_err()
+                        {
+                            continue;
+                        }
+                        start
+                    }
+                    Err(e) => {
+                        warn!(topic = topic.as_str(), partition = partition, error = e.to_string().as_str(); "No watermarks; starting by auto.offset.reset");
+                        continue;
+                    }
+                },
+            };
+            if assigned
+                .set_partition_offset(&topic, partition, Offset::Offset(start))
+                .is_ok()
+            {
+                positions.insert(
+                    (topic, partition),
+                    Position {
+                        processed: start,
+                        committed: start,
+                    },
+                );
+            }
+        }
+        drop(positions);
+        if pinned.count() > 0
+            && let Err(e) = consumer.commit(&pinned, CommitMode::Sync)
+        {
+            warn!(error = e.to_string().as_str(); "Could not commit the starting offsets of new partitions");
+            let mut positions = self.positions();
+            for elem in pinned.elements() {
+                if let Some(p) = positions.get_mut(&(elem.topic().to_owned(), elem.partition())) {
+                    p.committed = -1;
+                }
+            }
+        }
+    }
+
+    /// Commits the processed positions of `revoked` (synchronously: their next owner starts
+    /// from there) and forgets them.
+    fn commit_revoked(&self, consumer: &BaseConsumer<Self>, revoked: &TopicPartitionList) {
+        let mut positions = self.positions();
+        let mut offsets = TopicPartitionList::new();
+        for elem in revoked.elements() {
+            let key = (elem.topic().to_owned(), elem.partition());
+            if let Some(p) = positions.remove(&key)
+                && p.processed > p.committed
+            {
+                let _ = offsets.add_partition_offset(&key.0, key.1, Offset::Offset(p.processed));
+            }
+        }
+        drop(positions);
+        if offsets.count() > 0 {
+            match consumer.commit(&offsets, CommitMode::Sync) {
+                Ok(()) => {
+                    info!(offsets = describe(&offsets).as_str(); "Committed revoked partitions")
+                }
+                Err(e) => {
+                    warn!(error = e.to_string().as_str(); "Could not commit revoked partitions; their next owner replays from the last commit")
+                }
+            }
+        }
+    }
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let applied = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.pin_start(consumer, partitions);
+                info!(partitions = describe(partitions).as_str(); "Partitions assigned");
+                if cooperative {
+                    consumer.incremental_assign(partitions)
+                } else {
+                    consumer.assign(partitions)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.commit_revoked(consumer, partitions);
+                if cooperative {
+                    consumer.incremental_unassign(partitions)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                warn!(error = RDKafkaErrorCode::from(other).to_string().as_str(); "Rebalance failed");
+                self.positions().clear();
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = applied {
+            warn!(error = e.to_string().as_str(); "Could not apply a rebalance");
+        }
+    }
+}
+
+/// `topic/partition@offset` for every element, for logs.
+fn describe(list: &TopicPartitionList) -> String {
+    list.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => format!("{}/{}@{o}", e.topic(), e.partition()),
+            _ => format!("{}/{}", e.topic(), e.partition()),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// What one poll returned: the records taken off the consumer, and the error that ended the
@@ -80,37 +343,77 @@ pub struct Polled {
 
 /// A service's Kafka side: one consumer (in a consumer group) and one producer.
 pub struct KafkaIo {
-    consumer: BaseConsumer,
-    producer: BaseProducer<DeliveryTracker>,
+    consumer: BaseConsumer<GroupContext>,
+    producer: ThreadedProducer<DeliveryTracker>,
+    tuning: KafkaTuning,
+    last_commit: Mutex<Instant>,
 }
 
 impl KafkaIo {
-    /// Connects to `bootstrap`, joins `group_id` and subscribes to `topics`; a new group starts
-    /// from `offset_reset` (`latest` for live services, `earliest` in tests).
+    /// Connects to `bootstrap`, joins `group_id` and subscribes to `topics`; a partition the
+    /// group never committed starts from `offset_reset` (`latest` for live services,
+    /// `earliest` in tests). Default [`KafkaTuning`].
     pub fn connect(
         bootstrap: &str,
         group_id: &str,
         topics: &[&str],
         offset_reset: &str,
     ) -> KafkaResult<Self> {
-        let consumer: BaseConsumer = ClientConfig::new()
+        Self::connect_tuned(
+            bootstrap,
+            group_id,
+            topics,
+            offset_reset,
+            KafkaTuning::default(),
+        )
+    }
+
+    /// [`connect`](Self::connect) with explicit tuning.
+    pub fn connect_tuned(
+        bootstrap: &str,
+        group_id: &str,
+        topics: &[&str],
+        offset_reset: &str,
+        tuning: KafkaTuning,
+    ) -> KafkaResult<Self> {
+        let start_from = StartFrom::parse(offset_reset).ok_or(KafkaError::ClientConfig(
+            rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            "expected `earliest` or `latest`".into(),
+            "auto.offset.reset".into(),
+            offset_reset.into(),
+        ))?;
+        let context = GroupContext {
+            start_from,
+            positions: Mutex::new(BTreeMap::new()),
+        };
+        let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", group_id)
-            .set("enable.auto.commit", "true")
-            // Offsets are stored by hand, after the outputs are acknowledged.
+            // Offsets are committed by hand: per partition, after the outputs are acknowledged.
+            .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", offset_reset)
+            .set("auto.offset.reset", start_from.name())
             .set("session.timeout.ms", "30000")
-            .create()?;
+            .create_with_context(context)?;
         if !topics.is_empty() {
             consumer.subscribe(topics)?;
         }
         let producer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
+            .set("linger.ms", tuning.linger_ms.to_string())
             .create_with_context(DeliveryTracker::default())?;
-        Ok(Self { consumer, producer })
+        Ok(Self {
+            consumer,
+            producer,
+            tuning,
+            last_commit: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// The tuning this client runs with.
+    pub fn tuning(&self) -> &KafkaTuning {
+        &self.tuning
     }
 
     /// Up to `max` records, waiting at most `wait` for the first one.
@@ -146,11 +449,24 @@ impl KafkaIo {
         }
     }
 
-    /// Produces every output and waits until all are acknowledged (or `timeout` passes).
+    /// Produces every output and waits for their delivery reports (or until `timeout`).
     pub fn send_all(&self, outputs: &[Output], timeout: Duration) -> Result<(), SendError> {
-        let before = self.producer.context().failures.load(Ordering::Relaxed);
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        let tracker = self.producer.context();
+        let batch_id = {
+            let mut batch = tracker.lock();
+            batch.id = batch.id.wrapping_add(1);
+            batch.outstanding = outputs.len();
+            batch.failed = 0;
+            batch.first_error = None;
+            batch.id
+        };
+        let deadline = Instant::now() + timeout;
         for output in outputs {
-            let mut record = BaseRecord::to(output.topic).payload(&output.payload);
+            let mut record =
+                BaseRecord::with_opaque_to(output.topic, batch_id).payload(&output.payload);
             if let Some(key) = &output.key {
                 record = record.key(key);
             }
@@ -158,47 +474,113 @@ impl KafkaIo {
             loop {
                 match self.producer.send(pending) {
                     Ok(()) => break,
-                    Err((
-                        KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
-                        back,
-                    )) => {
-                        // The local queue is full: let deliveries drain, then retry.
-                        self.producer.poll(Duration::from_millis(50));
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                        if Instant::now() < deadline =>
+                    {
+                        // The local queue is full: the polling thread drains it as reports come.
+                        std::thread::sleep(Duration::from_millis(1));
                         pending = back;
                     }
-                    Err((e, _)) => return Err(e.into()),
+                    Err((e, _)) => {
+                        // Abandon the batch: its later reports count for nothing.
+                        let mut batch = tracker.lock();
+                        batch.id = batch.id.wrapping_add(1);
+                        return Err(e.into());
+                    }
                 }
             }
         }
-        self.producer.flush(timeout)?;
-        let failed = self.producer.context().failures.load(Ordering::Relaxed) - before;
-        if failed > 0 {
-            return Err(SendError::Undelivered(failed));
+        let mut batch = tracker.lock();
+        while batch.outstanding > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let outstanding = batch.outstanding;
+                batch.id = batch.id.wrapping_add(1);
+                return Err(SendError::TimedOut(outstanding));
+            }
+            batch = tracker
+                .settled
+                .wait_timeout(batch, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        if batch.failed > 0 {
+            return Err(SendError::Undelivered {
+                count: batch.failed,
+                first: batch.first_error.take().unwrap_or_default(),
+            });
         }
         Ok(())
     }
 
-    /// Marks `records` processed: their offsets are committed with the next auto-commit.
+    /// Marks `records` processed (their outputs acknowledged): each partition's position moves
+    /// to its highest offset + 1; the positions are committed when the commit interval has
+    /// passed (see [`commit_due`](Self::commit_due)).
     ///
     /// Records of partitions this consumer no longer owns (moved to another member of the
     /// group during the batch) are left out: their new owner resumes from the last committed
     /// offset, so they are consumed again there.
-    pub fn commit(&self, records: &[Record]) -> KafkaResult<()> {
+    pub fn mark_processed(&self, records: &[Record]) -> KafkaResult<()> {
         let owned = self.consumer.assignment()?;
-        let mut offsets = TopicPartitionList::new();
+        let mut positions = self.consumer.context().positions();
         for r in records {
-            if owned.find_partition(&r.topic, r.partition).is_some() {
-                offsets.add_partition_offset(
-                    &r.topic,
-                    r.partition,
-                    Offset::Offset(r.offset + 1),
-                )?;
+            if owned.find_partition(&r.topic, r.partition).is_none() {
+                continue;
             }
-        }
-        if offsets.count() > 0 {
-            self.consumer.store_offsets(&offsets)?;
+            let next = r.offset + 1;
+            positions
+                .entry((r.topic.clone(), r.partition))
+                .and_modify(|p| p.processed = p.processed.max(next))
+                .or_insert(Position {
+                    processed: next,
+                    committed: -1,
+                });
         }
         Ok(())
+    }
+
+    /// Commits the processed positions if the commit interval has passed since the last
+    /// commit; returns whether it committed.
+    pub fn commit_due(&self) -> KafkaResult<bool> {
+        let mut last = self
+            .last_commit
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if last.elapsed() < self.tuning.commit_interval {
+            return Ok(false);
+        }
+        *last = Instant::now();
+        drop(last);
+        self.commit_processed().map(|_| true)
+    }
+
+    /// Commits, synchronously, every owned partition's processed position that moved since its
+    /// last commit; returns what it committed (`topic/partition@offset ...`).
+    pub fn commit_processed(&self) -> KafkaResult<String> {
+        let owned = self.consumer.assignment()?;
+        let mut offsets = TopicPartitionList::new();
+        {
+            let positions = self.consumer.context().positions();
+            for ((topic, partition), p) in positions.iter() {
+                if p.processed > p.committed && owned.find_partition(topic, *partition).is_some() {
+                    offsets.add_partition_offset(topic, *partition, Offset::Offset(p.processed))?;
+                }
+            }
+        }
+        if offsets.count() == 0 {
+            return Ok(String::new());
+        }
+        self.consumer.commit(&offsets, CommitMode::Sync)?;
+        let mut positions = self.consumer.context().positions();
+        for elem in offsets.elements() {
+            if let (Some(p), Offset::Offset(o)) = (
+                positions.get_mut(&(elem.topic().to_owned(), elem.partition())),
+                elem.offset(),
+            ) {
+                p.committed = p.committed.max(o);
+            }
+        }
+        Ok(describe(&offsets))
     }
 
     /// Moves each partition of `records` back to its first record, so an unprocessed batch is
@@ -240,14 +622,56 @@ impl KafkaIo {
         failed.map_or(Ok(()), Err)
     }
 
-    /// Commits what was stored and leaves the group (call on shutdown, after the last batch).
-    pub fn close(&self) -> KafkaResult<()> {
-        let committed = self.consumer.commit_consumer_state(CommitMode::Sync);
-        self.consumer.unsubscribe();
-        match committed {
-            // Nothing consumed yet: nothing to commit.
-            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => Ok(()),
-            other => other,
+    /// The group's committed offset of every partition of `topics`, read back from the
+    /// cluster (`None` where the group has committed none).
+    pub fn committed(
+        &self,
+        topics: &[&str],
+        timeout: Duration,
+    ) -> KafkaResult<BTreeMap<(String, i32), Option<i64>>> {
+        let mut list = TopicPartitionList::new();
+        for topic in topics {
+            let metadata = self.consumer.fetch_metadata(Some(topic), timeout)?;
+            for t in metadata.topics() {
+                for p in t.partitions() {
+                    list.add_partition(t.name(), p.id());
+                }
+            }
         }
+        let committed = self.consumer.committed_offsets(list, timeout)?;
+        Ok(committed
+            .elements()
+            .iter()
+            .map(|e| {
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                ((e.topic().to_owned(), e.partition()), offset)
+            })
+            .collect())
+    }
+
+    /// Commits what was processed, logs the committed positions and leaves the group (call on
+    /// shutdown, after the last batch). A failed commit is an error: the next start replays
+    /// from the previous commit.
+    pub fn close(&self) -> KafkaResult<()> {
+        let committed = self.commit_processed();
+        match &committed {
+            Ok(offsets) => {
+                let all = self
+                    .consumer
+                    .context()
+                    .positions()
+                    .iter()
+                    .map(|((t, p), pos)| format!("{t}/{p}@{}", pos.committed))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                info!(committed_now = offsets.as_str(), positions = all.as_str(); "Offsets committed at shutdown");
+            }
+            Err(e) => warn!(error = e.to_string().as_str(); "Final commit failed"),
+        }
+        self.consumer.unsubscribe();
+        committed.map(drop)
     }
 }

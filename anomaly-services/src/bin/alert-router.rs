@@ -3,11 +3,9 @@
 
 use std::process::ExitCode;
 
-use anomaly_services::adapters::kafka::KafkaIo;
 use anomaly_services::services::alert_router::{ALERTS, AlertRouterService, SlackNotifier};
-use anomaly_services::services::main::{connect_event_store, service_main};
+use anomaly_services::services::main::{connect_event_store, connect_kafka, service_main};
 use anomaly_services::stages::alert_routing::AlertRouter;
-use anomaly_services::startup::retry_kafka;
 use log::info;
 
 const HELP: &str = "\
@@ -22,15 +20,7 @@ fn main() -> ExitCode {
     service_main("alert-router", 8005, HELP, |ctx| {
         let config = &ctx.config;
         let store = connect_event_store(config)?;
-        let io = retry_kafka(|| {
-            KafkaIo::connect(
-                &config.kafka_bootstrap_servers,
-                "alert-router",
-                &[ALERTS],
-                &config.kafka_offset_reset,
-            )
-        })
-        .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;
+        let io = connect_kafka(config, "alert-router", &[ALERTS])?;
         let slack = config.slack_webhook_url.clone().map(SlackNotifier::new);
         info!(slack = slack.is_some(); "Service started");
         let router = AlertRouter::new(config.min_slack_severity, 60_000);

@@ -3,11 +3,9 @@
 
 use std::process::ExitCode;
 
-use anomaly_services::adapters::kafka::KafkaIo;
 use anomaly_services::pipeline::default_model;
 use anomaly_services::services::drift_detector::{DriftService, SCORES};
-use anomaly_services::services::main::{connect_event_store, service_main};
-use anomaly_services::startup::retry_kafka;
+use anomaly_services::services::main::{connect_event_store, connect_kafka, service_main};
 use log::info;
 
 const HELP: &str = "\
@@ -21,15 +19,7 @@ fn main() -> ExitCode {
     service_main("drift-detector", 8003, HELP, |ctx| {
         let config = &ctx.config;
         let store = connect_event_store(config)?;
-        let io = retry_kafka(|| {
-            KafkaIo::connect(
-                &config.kafka_bootstrap_servers,
-                "drift-detector",
-                &[SCORES],
-                &config.kafka_offset_reset,
-            )
-        })
-        .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;
+        let io = connect_kafka(config, "drift-detector", &[SCORES])?;
         let model = default_model();
         let warm_up = u64::from(model.hst.window_size) + u64::from(model.sad_grace_period);
         info!("Service started");

@@ -2,13 +2,12 @@
 
 use std::process::ExitCode;
 
-use anomaly_core::features::CardState;
-use anomaly_services::adapters::kafka::KafkaIo;
 use anomaly_services::adapters::redis::RedisFeatureStore;
 use anomaly_services::config::redact_url;
+use anomaly_services::services::applied_card::AppliedCard;
 use anomaly_services::services::feature_engineer::{FeatureEngineerService, SOURCE};
-use anomaly_services::services::main::service_main;
-use anomaly_services::startup::{retry_kafka, retry_store};
+use anomaly_services::services::main::{connect_kafka, service_main};
+use anomaly_services::startup::retry_store;
 use log::info;
 
 const HELP: &str = "\
@@ -27,18 +26,15 @@ fn main() -> ExitCode {
         let redis_url = config.redis_url.expose().to_owned();
         let prefix = format!("{}card:", config.redis_prefix);
         let store = retry_store("redis", || {
-            RedisFeatureStore::connect(&redis_url, &prefix, CARD_TTL_SECONDS, CardState::default())
-        })
-        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
-        let io = retry_kafka(|| {
-            KafkaIo::connect(
-                &config.kafka_bootstrap_servers,
-                "feature-engineer",
-                &[SOURCE],
-                &config.kafka_offset_reset,
+            RedisFeatureStore::connect(
+                &redis_url,
+                &prefix,
+                CARD_TTL_SECONDS,
+                AppliedCard::default(),
             )
         })
-        .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;
+        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
+        let io = connect_kafka(config, "feature-engineer", &[SOURCE])?;
         info!(topic = SOURCE; "Service started");
         let mut handler = FeatureEngineerService::new(store, ctx.status.clone());
         anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)

@@ -5,16 +5,15 @@ use std::process::ExitCode;
 
 use anomaly_core::anomaly::Ensemble;
 use anomaly_core::features::TransactionFeatures;
-use anomaly_services::adapters::kafka::KafkaIo;
 use anomaly_services::adapters::redis::RedisModelStore;
 use anomaly_services::config::redact_url;
 use anomaly_services::pipeline::default_model;
-use anomaly_services::services::main::service_main;
+use anomaly_services::services::main::{connect_kafka, service_main};
 use anomaly_services::services::ml_inference::{
     FEATURES, InferenceService, MODEL_UPDATES, ModelSource,
 };
 use anomaly_services::stages::inference::Inference;
-use anomaly_services::startup::{retry, retry_kafka, retry_store};
+use anomaly_services::startup::{retry, retry_store};
 use log::{info, warn};
 
 const HELP: &str = "\
@@ -58,15 +57,7 @@ fn main() -> ExitCode {
                 warn!(error = e.as_str(); "Starting with a fresh model, version 1")
             }
         }
-        let io = retry_kafka(|| {
-            KafkaIo::connect(
-                &config.kafka_bootstrap_servers,
-                "ml-inference",
-                &[FEATURES, MODEL_UPDATES],
-                &config.kafka_offset_reset,
-            )
-        })
-        .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;
+        let io = connect_kafka(config, "ml-inference", &[FEATURES, MODEL_UPDATES])?;
         info!("Service started");
         let mut handler = InferenceService::new(stage, models, ctx.status.clone());
         anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)

@@ -2,11 +2,9 @@
 
 use std::process::ExitCode;
 
-use anomaly_services::adapters::kafka::KafkaIo;
 use anomaly_services::generator::{Generator, GeneratorParams};
-use anomaly_services::services::main::service_main;
+use anomaly_services::services::main::{connect_kafka, service_main};
 use anomaly_services::services::producer::produce;
-use anomaly_services::startup::retry_kafka;
 use log::info;
 
 const HELP: &str = "\
@@ -35,9 +33,7 @@ fn main() -> ExitCode {
             cards: env_number("PRODUCER_CARDS", 2_000)?,
             ..GeneratorParams::default()
         };
-        let bootstrap = &ctx.config.kafka_bootstrap_servers;
-        let io = retry_kafka(|| KafkaIo::connect(bootstrap, "producer", &[], "latest"))
-            .map_err(|e| format!("Kafka at {bootstrap}: {e}"))?;
+        let io = connect_kafka(&ctx.config, "producer", &[])?;
         info!(events = params.events, seed = params.seed; "Service started");
         let sent = produce(
             &io,

@@ -3,16 +3,15 @@
 use std::process::ExitCode;
 
 use anomaly_core::features::TransactionFeatures;
-use anomaly_services::adapters::kafka::KafkaIo;
 use anomaly_services::adapters::redis::RedisModelStore;
 use anomaly_services::config::redact_url;
 use anomaly_services::pipeline::default_model;
-use anomaly_services::services::main::{connect_event_store, service_main};
+use anomaly_services::services::main::{connect_event_store, connect_kafka, service_main};
 use anomaly_services::services::retraining_worker::{
     JobQueue, RedisJobQueue, RetrainingService, SOURCES, StorePublisher,
 };
 use anomaly_services::stages::retraining::{Retrainer, RetrainingParams};
-use anomaly_services::startup::{retry_kafka, retry_store};
+use anomaly_services::startup::retry_store;
 use log::info;
 
 const HELP: &str = "\
@@ -44,15 +43,7 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string())?,
             events: connect_event_store(config)?,
         };
-        let io = retry_kafka(|| {
-            KafkaIo::connect(
-                &config.kafka_bootstrap_servers,
-                "retraining-worker",
-                &SOURCES,
-                &config.kafka_offset_reset,
-            )
-        })
-        .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))?;
+        let io = connect_kafka(config, "retraining-worker", &SOURCES)?;
         let names: Vec<String> = TransactionFeatures::NAMES
             .iter()
             .map(|s| s.to_string())

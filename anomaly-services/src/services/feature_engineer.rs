@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use anomaly_core::features::{CardState, FeatureStore, InMemoryStore};
+use anomaly_core::features::{FeatureStore, InMemoryStore, TransactionError, TransactionFeatures};
 
 use crate::adapters::kafka::{Output, Record};
 use crate::adapters::redis::{DiscardedState, PreparedBatch, RedisFeatureStore};
 use crate::messages::{DeadLetter, RawTransaction, decode_transaction};
 use crate::service::{DEAD_LETTERS, Failure, Handler, dead_letter_output, json_output, reject};
+use crate::services::applied_card::{AppliedCard, SourcePosition};
 use crate::stages::feature_engineering::feature_vector;
 use crate::telemetry::http::Status;
 
@@ -18,7 +19,7 @@ pub const SINK: &str = "features";
 
 /// Card-state stores that update a whole poll batch at once, in two steps: the new states
 /// are computed first and written only once the batch's features are acknowledged.
-pub trait BatchCardStore: FeatureStore<State = CardState> {
+pub trait BatchCardStore: FeatureStore<State = AppliedCard> {
     /// The computed, unwritten states of a batch.
     type Prepared;
 
@@ -27,7 +28,7 @@ pub trait BatchCardStore: FeatureStore<State = CardState> {
     fn prepare<R>(
         &mut self,
         keys: &[&str],
-        f: impl FnMut(usize, &mut CardState) -> R,
+        f: impl FnMut(usize, &mut AppliedCard) -> R,
     ) -> Result<(Vec<R>, Self::Prepared), Self::Error>;
 
     /// Stored states the batch found corrupt and replaces with fresh ones.
@@ -41,13 +42,13 @@ pub trait BatchCardStore: FeatureStore<State = CardState> {
     fn abort(&mut self) -> Result<(), Self::Error>;
 }
 
-impl BatchCardStore for RedisFeatureStore<CardState> {
+impl BatchCardStore for RedisFeatureStore<AppliedCard> {
     type Prepared = PreparedBatch;
 
     fn prepare<R>(
         &mut self,
         keys: &[&str],
-        f: impl FnMut(usize, &mut CardState) -> R,
+        f: impl FnMut(usize, &mut AppliedCard) -> R,
     ) -> Result<(Vec<R>, PreparedBatch), Self::Error> {
         self.prepare_batch(keys, f)
     }
@@ -65,15 +66,15 @@ impl BatchCardStore for RedisFeatureStore<CardState> {
     }
 }
 
-impl BatchCardStore for InMemoryStore<CardState> {
-    type Prepared = Vec<(String, CardState)>;
+impl BatchCardStore for InMemoryStore<AppliedCard> {
+    type Prepared = Vec<(String, AppliedCard)>;
 
     fn prepare<R>(
         &mut self,
         keys: &[&str],
-        mut f: impl FnMut(usize, &mut CardState) -> R,
+        mut f: impl FnMut(usize, &mut AppliedCard) -> R,
     ) -> Result<(Vec<R>, Self::Prepared), Self::Error> {
-        let mut states: Vec<(String, CardState)> = Vec::new();
+        let mut states: Vec<(String, AppliedCard)> = Vec::new();
         let mut results = Vec::with_capacity(keys.len());
         for (i, key) in keys.iter().enumerate() {
             let slot = match states.iter().position(|(k, _)| k == key) {
@@ -105,11 +106,23 @@ impl BatchCardStore for InMemoryStore<CardState> {
     }
 }
 
+/// What applying one record to its card gave.
+enum Applied {
+    /// The features after the transaction.
+    Features(TransactionFeatures),
+    /// The transaction's values were rejected (or it came too late): the windows are unchanged.
+    Rejected(TransactionError),
+    /// The card's state already holds this record: it was consumed again after a crash.
+    AlreadyHeld,
+}
+
 /// Decodes transactions as they come, then computes a batch's features with one store
 /// transaction (Redis round trips are per batch, not per record) and publishes them. The card
 /// states are written only after the features are acknowledged (before the offsets are
-/// stored): a batch whose features fail to go out is computed again from the same states,
-/// so its transactions never count twice in the windows.
+/// committed): a batch whose features fail to go out is computed again from the same states.
+/// Each state remembers the last record applied to it, so a record consumed again after a
+/// crash (its offset not committed yet) is skipped: transactions count exactly once in the
+/// windows, and replays are not mistaken for late transactions.
 pub struct FeatureEngineerService<S: BatchCardStore> {
     store: S,
     pending: Vec<(Record, RawTransaction)>,
@@ -140,9 +153,25 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
         let pending = std::mem::take(&mut self.pending);
         let transactions: Vec<_> = pending.iter().map(|(_, tx)| tx.transaction()).collect();
         let keys: Vec<&str> = pending.iter().map(|(_, tx)| tx.card_id.as_str()).collect();
+        let positions: Vec<SourcePosition> = pending
+            .iter()
+            .map(|(record, _)| SourcePosition {
+                partition: record.partition,
+                offset: record.offset,
+            })
+            .collect();
         let (results, prepared) = self
             .store
-            .prepare(&keys, |i, card| card.update(&transactions[i]))
+            .prepare(&keys, |i, state| {
+                if state.holds(positions[i]) {
+                    return Applied::AlreadyHeld;
+                }
+                state.mark(positions[i]);
+                match state.card.update(&transactions[i]) {
+                    Ok(features) => Applied::Features(features),
+                    Err(e) => Applied::Rejected(e),
+                }
+            })
             .map_err(|e| Failure::Retry(format!("feature store: {e}")))?;
         for discarded in S::discarded(&prepared) {
             // The card's windows restart empty; the old bytes are kept in the dead letter.
@@ -159,14 +188,16 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
         self.prepared = Some(prepared);
         for ((record, tx), result) in pending.iter().zip(results) {
             match result {
-                Ok(features) => {
+                Applied::Features(features) => {
                     out.push(json_output(
                         SINK,
                         Some(tx.card_id.clone()),
                         &feature_vector(tx, &features),
                     ));
                 }
-                Err(e) => {
+                // Its features went out before the crash that made it come again.
+                Applied::AlreadyHeld => self.status.metrics.replays_skipped.inc(),
+                Applied::Rejected(e) => {
                     // Rejected values (or too late): the card's state is unchanged.
                     let metrics = &self.status.metrics;
                     metrics.errors.with_label_values(&["invalid"]).inc();
@@ -224,32 +255,32 @@ mod tests {
 
     /// An in-memory store that reports one corrupt state on its first batch.
     struct OneCorrupt {
-        inner: InMemoryStore<CardState>,
+        inner: InMemoryStore<AppliedCard>,
         discarded: Vec<DiscardedState>,
     }
 
     impl FeatureStore for OneCorrupt {
-        type State = CardState;
+        type State = AppliedCard;
         type Error = std::convert::Infallible;
         fn update<R>(
             &mut self,
             key: &str,
-            f: impl FnMut(&mut CardState) -> R,
+            f: impl FnMut(&mut AppliedCard) -> R,
         ) -> Result<R, Self::Error> {
             self.inner.update(key, f)
         }
-        fn load(&mut self, key: &str) -> Result<Option<CardState>, Self::Error> {
+        fn load(&mut self, key: &str) -> Result<Option<AppliedCard>, Self::Error> {
             self.inner.load(key)
         }
     }
 
     impl BatchCardStore for OneCorrupt {
-        type Prepared = (Vec<(String, CardState)>, Vec<DiscardedState>);
+        type Prepared = (Vec<(String, AppliedCard)>, Vec<DiscardedState>);
 
         fn prepare<R>(
             &mut self,
             keys: &[&str],
-            f: impl FnMut(usize, &mut CardState) -> R,
+            f: impl FnMut(usize, &mut AppliedCard) -> R,
         ) -> Result<(Vec<R>, Self::Prepared), Self::Error> {
             let (results, states) = self.inner.prepare(keys, f)?;
             Ok((results, (states, std::mem::take(&mut self.discarded))))
@@ -269,7 +300,7 @@ mod tests {
     fn a_replaced_corrupt_state_becomes_a_dead_letter_and_a_metric() {
         let status = Status::new("feature-engineer");
         let store = OneCorrupt {
-            inner: InMemoryStore::new(CardState::default()),
+            inner: InMemoryStore::new(AppliedCard::default()),
             discarded: vec![DiscardedState {
                 key: "cards:c1".into(),
                 error: "truncated".into(),
@@ -331,7 +362,7 @@ mod replay_tests {
     }
 
     fn run(
-        service: &mut FeatureEngineerService<InMemoryStore<CardState>>,
+        service: &mut FeatureEngineerService<InMemoryStore<AppliedCard>>,
         batch: &[Record],
     ) -> Vec<Output> {
         let mut out = Vec::new();
@@ -342,6 +373,69 @@ mod replay_tests {
         out
     }
 
+    /// Records consumed again after their states were written (a crash before the offsets
+    /// were committed) are skipped: no second feature vector, no "too late" dead letter, the
+    /// windows unchanged; a later record of the same card is applied as usual.
+    #[test]
+    fn records_the_states_already_hold_are_skipped_on_replay() {
+        let status = Status::new("feature-engineer");
+        let mut service = FeatureEngineerService::new(
+            InMemoryStore::new(AppliedCard::default()),
+            Arc::clone(&status),
+        );
+        let records = records();
+        let (first, rest) = records.split_at(120);
+        run(&mut service, first);
+        service.before_commit().unwrap();
+        service.batch_committed();
+        let card = first[0]
+            .key
+            .clone()
+            .map(String::from_utf8)
+            .unwrap()
+            .unwrap();
+        let before = service.store.load(&card).unwrap();
+
+        // The last 70 records of the first batch come again, with the next 80.
+        let replay: Vec<Record> = first[50..].iter().chain(&rest[..80]).cloned().collect();
+        let out = run(&mut service, &replay);
+        service.before_commit().unwrap();
+        assert_eq!(status.metrics.replays_skipped.get(), 70);
+        assert_eq!(status.metrics.dead_letters.get(), 0);
+        let fresh: Vec<String> = rest[..80]
+            .iter()
+            .map(|r| {
+                serde_json::from_slice::<RawTransaction>(&r.payload)
+                    .unwrap()
+                    .event_id
+            })
+            .collect();
+        let emitted: Vec<String> = out
+            .iter()
+            .map(|o| {
+                serde_json::from_slice::<crate::messages::FeatureVector>(&o.payload)
+                    .unwrap()
+                    .event_id
+            })
+            .collect();
+        assert_eq!(emitted, fresh);
+
+        // The same sequence without the replay gives the same states.
+        let mut once = FeatureEngineerService::new(
+            InMemoryStore::new(AppliedCard::default()),
+            Status::new("feature-engineer"),
+        );
+        run(&mut once, &records[..200]);
+        once.before_commit().unwrap();
+        for card in ["card-000000", "card-000003"] {
+            assert_eq!(
+                service.store.load(card).unwrap(),
+                once.store.load(card).unwrap()
+            );
+        }
+        assert_ne!(service.store.load(&card).unwrap(), before);
+    }
+
     /// A batch whose features were not acknowledged leaves the card states as they were, so
     /// its replay computes the very same features.
     #[test]
@@ -349,7 +443,7 @@ mod replay_tests {
         let status = Status::new("feature-engineer");
         let new = || {
             FeatureEngineerService::new(
-                InMemoryStore::new(CardState::default()),
+                InMemoryStore::new(AppliedCard::default()),
                 Arc::clone(&status),
             )
         };

@@ -70,3 +70,22 @@ pub fn connect_event_store(
     })
     .map_err(|e| format!("database at {}: {e}", crate::config::redact_url(url)))
 }
+
+/// The service's Kafka client in consumer group `group`, subscribed to `topics` (none for a
+/// producer), with the configured tuning and the start-up retries.
+pub fn connect_kafka(
+    config: &ServiceConfig,
+    group: &str,
+    topics: &[&str],
+) -> Result<crate::adapters::kafka::KafkaIo, String> {
+    crate::startup::retry_kafka(|| {
+        crate::adapters::kafka::KafkaIo::connect_tuned(
+            &config.kafka_bootstrap_servers,
+            group,
+            topics,
+            &config.kafka_offset_reset,
+            config.kafka_tuning.clone(),
+        )
+    })
+    .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))
+}

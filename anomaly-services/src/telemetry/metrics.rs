@@ -44,6 +44,8 @@ pub struct Metrics {
     pub last_event_time: Gauge,
     /// Retraining jobs run, by outcome (`published` or `kept`).
     pub retraining_jobs: IntCounterVec,
+    /// Records consumed again after a restart whose effects the state already held, skipped.
+    pub replays_skipped: IntCounter,
 }
 
 impl Metrics {
@@ -83,6 +85,10 @@ impl Metrics {
             )
             .expect("constant name"),
             retraining_jobs: counter_vec("retraining_jobs_total", "Retraining jobs run", "outcome"),
+            replays_skipped: counter(
+                "replays_skipped_total",
+                "Records consumed again whose effects the state already held",
+            ),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -99,6 +105,7 @@ impl Metrics {
             Box::new(metrics.batch_flush_seconds.clone()),
             Box::new(metrics.last_event_time.clone()),
             Box::new(metrics.retraining_jobs.clone()),
+            Box::new(metrics.replays_skipped.clone()),
         ];
         for collector in collectors {
             metrics
