@@ -99,7 +99,8 @@ pub struct ServiceConfig {
     /// services) or `earliest` (replaying a topic from its start).
     pub kafka_offset_reset: String,
     /// `KAFKA_BATCH_SIZE` (records per poll batch, default 1000), `KAFKA_LINGER_MS` (default
-    /// 2) and `KAFKA_COMMIT_INTERVAL_MS` (default 1000).
+    /// 2), `KAFKA_COMMIT_INTERVAL_MS` (default 1000) and `KAFKA_SESSION_TIMEOUT_MS` (default
+    /// 30000).
     pub kafka_tuning: crate::adapters::kafka::KafkaTuning,
 }
 
@@ -210,6 +211,15 @@ impl ServiceConfig {
                 ),
                 "a whole number of milliseconds from 10 to 60000",
                 10..=60_000,
+            )?),
+            session_timeout: std::time::Duration::from_millis(whole(
+                "KAFKA_SESSION_TIMEOUT_MS",
+                &text(
+                    "KAFKA_SESSION_TIMEOUT_MS",
+                    &defaults.session_timeout.as_millis().to_string(),
+                ),
+                "a whole number of milliseconds from 1000 to 3600000",
+                1_000..=3_600_000,
             )?),
         };
         Ok(Self {

@@ -104,6 +104,10 @@ pub struct KafkaTuning {
     pub linger_ms: u64,
     /// How often processed offsets are committed (`KAFKA_COMMIT_INTERVAL_MS`).
     pub commit_interval: Duration,
+    /// How long the group waits for a silent member before moving its partitions
+    /// (`KAFKA_SESSION_TIMEOUT_MS`): a crashed instance's partitions stay unconsumed that
+    /// long.
+    pub session_timeout: Duration,
 }
 
 impl Default for KafkaTuning {
@@ -112,6 +116,7 @@ impl Default for KafkaTuning {
             batch_size: 1000,
             linger_ms: 2,
             commit_interval: Duration::from_secs(1),
+            session_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -393,7 +398,10 @@ impl KafkaIo {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", start_from.name())
-            .set("session.timeout.ms", "30000")
+            .set(
+                "session.timeout.ms",
+                tuning.session_timeout.as_millis().to_string(),
+            )
             .create_with_context(context)?;
         if !topics.is_empty() {
             consumer.subscribe(topics)?;
