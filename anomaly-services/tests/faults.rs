@@ -25,6 +25,8 @@ fn start(bootstrap: &str, schema: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_drift-detector"))
         .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
         .env("KAFKA_OFFSET_RESET", "earliest")
+        // The mock cluster hands a killed member's partitions over only when its session expires.
+        .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
         .env("TIMESCALE_URL", database_url())
         .env("TIMESCALE_SCHEMA", schema)
         .env("HTTP_PORT", port.to_string())

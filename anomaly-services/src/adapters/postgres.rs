@@ -42,37 +42,39 @@ impl PgEventStore {
         Ok(Self { client })
     }
 
-    /// Inserts scored events in one transaction; returns how many were new.
+    /// Inserts scored events in one statement (one round trip whatever the batch size);
+    /// returns how many were new.
     pub fn write_scored(&mut self, events: &[ScoredEvent]) -> Result<u64, StoreError> {
-        self.in_transaction(|tx| {
-            let statement = tx.prepare(
-                "INSERT INTO scored_events (event_id, ts, card_id, score, is_anomaly, is_fraud, model_version, amount, phase) \
-                 VALUES ($1, to_timestamp($2::BIGINT / 1000.0), $3, $4, $5, $6, $7, $8, $9) \
-                 ON CONFLICT (event_id, ts) DO NOTHING",
-            )?;
-            let mut inserted = 0;
-            for e in events {
-                inserted += tx.execute(
-                    &statement,
-                    &[
-                        &e.event_id,
-                        &e.timestamp_ms,
-                        &e.card_id,
-                        &e.score,
-                        &e.is_anomaly,
-                        &e.is_fraud,
-                        &(e.model_version as i64),
-                        &e.amount,
-                        &e.phase,
-                    ],
-                )?;
-            }
-            Ok(inserted)
-        })
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let column = |f: fn(&ScoredEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
+        let ids = column(|e| e.event_id.clone());
+        let cards = column(|e| e.card_id.clone());
+        let phases = column(|e| e.phase.clone());
+        let ts: Vec<i64> = events.iter().map(|e| e.timestamp_ms).collect();
+        let scores: Vec<f64> = events.iter().map(|e| e.score).collect();
+        let anomalies: Vec<bool> = events.iter().map(|e| e.is_anomaly).collect();
+        let frauds: Vec<bool> = events.iter().map(|e| e.is_fraud).collect();
+        let versions: Vec<i64> = events.iter().map(|e| e.model_version as i64).collect();
+        let amounts: Vec<f64> = events.iter().map(|e| e.amount).collect();
+        Ok(self.client.execute(
+            "INSERT INTO scored_events (event_id, ts, card_id, score, is_anomaly, is_fraud, model_version, amount, phase) \
+             SELECT id, to_timestamp(ms / 1000.0), card, score, anomaly, fraud, version, amount, phase \
+             FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::FLOAT8[], $5::BOOL[], $6::BOOL[], $7::BIGINT[], $8::FLOAT8[], $9::TEXT[]) \
+                  AS t(id, ms, card, score, anomaly, fraud, version, amount, phase) \
+             ON CONFLICT (event_id, ts) DO NOTHING",
+            &[
+                &ids, &ts, &cards, &scores, &anomalies, &frauds, &versions, &amounts, &phases,
+            ],
+        )?)
     }
 
     /// Inserts drift events; returns how many were new.
     pub fn write_drifts(&mut self, drifts: &[DriftEvent]) -> Result<u64, StoreError> {
+        if drifts.is_empty() {
+            return Ok(0);
+        }
         self.in_transaction(|tx| {
             let statement = tx.prepare(
                 "INSERT INTO drift_events (drift_id, ts, detector, event_id, sequence, model_version, detail) \
@@ -98,38 +100,41 @@ impl PgEventStore {
         })
     }
 
-    /// Inserts alerts; returns how many were new.
+    /// Inserts alerts in one statement; returns how many were new.
     pub fn write_alerts(&mut self, alerts: &[Alert]) -> Result<u64, StoreError> {
-        self.in_transaction(|tx| {
-            let statement = tx.prepare(
-                "INSERT INTO alerts (alert_id, ts, kind, severity, event_id, card_id, score, message, top_features) \
-                 VALUES ($1, to_timestamp($2::BIGINT / 1000.0), $3, $4, $5, $6, $7, $8, $9::TEXT::JSONB) \
-                 ON CONFLICT (alert_id, ts) DO NOTHING",
-            )?;
-            let mut inserted = 0;
-            for a in alerts {
-                let kind = serde_json::to_value(a.kind)
+        if alerts.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<&str> = alerts.iter().map(|a| a.alert_id.as_str()).collect();
+        let ts: Vec<i64> = alerts.iter().map(|a| a.timestamp_ms).collect();
+        let kinds: Vec<String> = alerts
+            .iter()
+            .map(|a| {
+                serde_json::to_value(a.kind)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                let features = serde_json::to_string(&a.top_features).unwrap_or_else(|_| "[]".into());
-                inserted += tx.execute(
-                    &statement,
-                    &[
-                        &a.alert_id,
-                        &a.timestamp_ms,
-                        &kind,
-                        &a.severity.name(),
-                        &a.event_id,
-                        &a.card_id,
-                        &a.score,
-                        &a.message,
-                        &features,
-                    ],
-                )?;
-            }
-            Ok(inserted)
-        })
+                    .unwrap_or_default()
+            })
+            .collect();
+        let severities: Vec<&str> = alerts.iter().map(|a| a.severity.name()).collect();
+        let events: Vec<&str> = alerts.iter().map(|a| a.event_id.as_str()).collect();
+        let cards: Vec<Option<&str>> = alerts.iter().map(|a| a.card_id.as_deref()).collect();
+        let scores: Vec<Option<f64>> = alerts.iter().map(|a| a.score).collect();
+        let messages: Vec<&str> = alerts.iter().map(|a| a.message.as_str()).collect();
+        let features: Vec<String> = alerts
+            .iter()
+            .map(|a| serde_json::to_string(&a.top_features).unwrap_or_else(|_| "[]".into()))
+            .collect();
+        Ok(self.client.execute(
+            "INSERT INTO alerts (alert_id, ts, kind, severity, event_id, card_id, score, message, top_features) \
+             SELECT id, to_timestamp(ms / 1000.0), kind, severity, event, card, score, message, features::JSONB \
+             FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::FLOAT8[], $8::TEXT[], $9::TEXT[]) \
+                  AS t(id, ms, kind, severity, event, card, score, message, features) \
+             ON CONFLICT (alert_id, ts) DO NOTHING",
+            &[
+                &ids, &ts, &kinds, &severities, &events, &cards, &scores, &messages, &features,
+            ],
+        )?)
     }
 
     /// Records a published model version; returns whether it was new.
