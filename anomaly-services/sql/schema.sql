@@ -3,23 +3,32 @@
 -- extension is available. Each table's timestamp column `ts` is the partition key, so
 -- uniqueness is always (id, ts): TimescaleDB rejects UNIQUE indexes without it.
 
+-- Ids are compared byte by byte (COLLATE "C"): they are opaque, and locale-aware comparison
+-- made the unique indexes most of PostgreSQL's cost per inserted row (docs/BENCHMARKS.md).
 CREATE TABLE IF NOT EXISTS scored_events (
-    event_id      TEXT             NOT NULL,
+    event_id      TEXT COLLATE "C" NOT NULL,
     ts            TIMESTAMPTZ      NOT NULL,
-    card_id       TEXT             NOT NULL,
+    card_id       TEXT COLLATE "C" NOT NULL,
     score         DOUBLE PRECISION NOT NULL,
     is_anomaly    BOOLEAN          NOT NULL,
     is_fraud      BOOLEAN          NOT NULL,
     model_version BIGINT           NOT NULL,
     amount        DOUBLE PRECISION NOT NULL,
     phase         TEXT             NOT NULL,
+    -- When the row was written: ingested_at - the producer's send time is the pipeline's
+    -- end-to-end latency (scripts/bench-services measures it).
+    ingested_at   TIMESTAMPTZ      NOT NULL DEFAULT now(),
     UNIQUE (event_id, ts)
 );
-CREATE INDEX IF NOT EXISTS scored_events_event_id_ts ON scored_events (event_id, ts DESC);
+-- Tables created before the column existed.
+ALTER TABLE scored_events ADD COLUMN IF NOT EXISTS ingested_at TIMESTAMPTZ NOT NULL DEFAULT now();
+-- The unique index on (event_id, ts) serves look-ups by event; a second index on the same
+-- columns (created by earlier versions) only cost every insert.
+DROP INDEX IF EXISTS scored_events_event_id_ts;
 CREATE INDEX IF NOT EXISTS scored_events_card_ts ON scored_events (card_id, ts DESC);
 
 CREATE TABLE IF NOT EXISTS drift_events (
-    drift_id      TEXT        NOT NULL,
+    drift_id      TEXT COLLATE "C" NOT NULL,
     ts            TIMESTAMPTZ NOT NULL,
     detector      TEXT        NOT NULL,
     event_id      TEXT        NOT NULL,
@@ -30,7 +39,7 @@ CREATE TABLE IF NOT EXISTS drift_events (
 );
 
 CREATE TABLE IF NOT EXISTS alerts (
-    alert_id     TEXT             NOT NULL,
+    alert_id     TEXT COLLATE "C" NOT NULL,
     ts           TIMESTAMPTZ      NOT NULL,
     kind         TEXT             NOT NULL,
     severity     TEXT             NOT NULL,
@@ -54,7 +63,7 @@ CREATE TABLE IF NOT EXISTS model_versions (
 
 -- Every retraining job, published or not, with both models' figures and the decision.
 CREATE TABLE IF NOT EXISTS retraining_jobs (
-    job_id            TEXT             NOT NULL,
+    job_id            TEXT COLLATE "C" NOT NULL,
     ts                TIMESTAMPTZ      NOT NULL,
     reason            TEXT             NOT NULL,
     previous_version  BIGINT           NOT NULL,
@@ -65,6 +74,29 @@ CREATE TABLE IF NOT EXISTS retraining_jobs (
     decision          TEXT             NOT NULL,
     UNIQUE (job_id, ts)
 );
+
+-- Tables created before the ids were COLLATE "C": convert them once (this rebuilds their
+-- indexes), and never again.
+DO $$
+DECLARE
+    id_column RECORD;
+BEGIN
+    FOR id_column IN
+        SELECT c.relname AS table_name, a.attname AS column_name
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid
+        JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = current_schema()
+          AND (c.relname, a.attname) IN (('scored_events', 'event_id'), ('scored_events', 'card_id'),
+                                         ('drift_events', 'drift_id'), ('alerts', 'alert_id'),
+                                         ('retraining_jobs', 'job_id'))
+          AND a.attcollation <> (SELECT oid FROM pg_collation WHERE collname = 'C' LIMIT 1)
+    LOOP
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN %I TYPE TEXT COLLATE "C"',
+                       id_column.table_name, id_column.column_name);
+    END LOOP;
+END
+$$;
 
 DO $$
 BEGIN

@@ -191,6 +191,7 @@ impl ServiceConfig {
         }
         let defaults = crate::adapters::kafka::KafkaTuning::default();
         let kafka_tuning = crate::adapters::kafka::KafkaTuning {
+            fetch_wait_ms: defaults.fetch_wait_ms,
             batch_size: whole(
                 "KAFKA_BATCH_SIZE",
                 &text("KAFKA_BATCH_SIZE", &defaults.batch_size.to_string()),

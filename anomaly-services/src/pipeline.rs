@@ -141,6 +141,7 @@ pub fn run(
         u64::from(model_params.hst.window_size) + u64::from(model_params.sad_grace_period);
     let mut monitor = DriftMonitor::new(warm_up);
     let mut retrainer = Retrainer::new(config.retraining.clone(), model_params, features);
+    let mut waiting_job = None;
     let mut router = AlertRouter::new(config.min_notify_severity, 60_000);
     let total = config.generator.events;
     out.scored.reserve(total as usize);
@@ -170,18 +171,23 @@ pub fn run(
         let mut new_alerts: Vec<Alert> = anomaly_alert.into_iter().collect();
         for drift in monitor.process(&scored) {
             new_alerts.push(drift_alert(&drift));
-            if let Some(job) = retrainer.request(&drift) {
-                retrainer.requested(&job);
-                let (outcome, publish) = retrainer.run(job, inference.version())?;
-                if let Some(publication) = publish {
-                    // The published bytes go through the same validation as in the services.
-                    if inference.swap(&publication.snapshot).is_ok() {
-                        out.model_updates.push(publication.update);
-                    }
-                }
-                out.jobs.push(outcome);
+            if waiting_job.is_none() {
+                waiting_job = retrainer.request(&drift);
             }
             out.drifts.push(drift);
+        }
+        // As in the services, a job waits until there is enough data to train on.
+        if retrainer.ready()
+            && let Some(job) = waiting_job.take()
+        {
+            let (outcome, publish) = retrainer.run(job, inference.version())?;
+            if let Some(publication) = publish {
+                // The published bytes go through the same validation as in the services.
+                if inference.swap(&publication.snapshot).is_ok() {
+                    out.model_updates.push(publication.update);
+                }
+            }
+            out.jobs.push(outcome);
         }
         for alert in new_alerts {
             match router.route(&alert) {

@@ -18,12 +18,12 @@ fn job(id: &str) -> RetrainingJob {
 #[test]
 fn jobs_are_debounced_exclusive_and_survive_a_crash() {
     let prefix = unique("test:jobs") + ":";
-    let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60).unwrap();
-    let mut b = RedisJobQueue::connect(&redis_url(), &prefix, "b", 60).unwrap();
+    let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60, 60).unwrap();
+    let mut b = RedisJobQueue::connect(&redis_url(), &prefix, "b", 60, 60).unwrap();
 
     // A drift storm makes one job.
-    assert!(a.enqueue(&job("j1"), 60).unwrap());
-    assert!(!b.enqueue(&job("j2"), 60).unwrap());
+    assert!(a.enqueue(&job("j1")).unwrap());
+    assert!(!b.enqueue(&job("j2")).unwrap());
 
     // One worker takes it; the other gets nothing.
     assert_eq!(a.take().unwrap(), Some(job("j1")));
@@ -52,8 +52,8 @@ fn jobs_are_debounced_exclusive_and_survive_a_crash() {
 #[test]
 fn a_worker_puts_back_its_own_unfinished_job() {
     let prefix = unique("test:jobs-own") + ":";
-    let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60).unwrap();
-    assert!(a.enqueue(&job("j1"), 60).unwrap());
+    let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60, 60).unwrap();
+    assert!(a.enqueue(&job("j1")).unwrap());
     assert_eq!(a.take().unwrap(), Some(job("j1")));
     // The batch failed before `complete`: the next batch starts with `recover`.
     assert_eq!(a.recover().unwrap(), 1);
@@ -72,7 +72,7 @@ fn finished_jobs_are_remembered_with_their_model() {
     use anomaly_services::messages::ModelUpdate;
 
     let prefix = unique("test:jobs-done") + ":";
-    let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60).unwrap();
+    let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60, 60).unwrap();
     assert_eq!(a.done(&job("j1")).unwrap(), None);
     a.mark_done(&job("j1"), None).unwrap();
     assert_eq!(a.done(&job("j1")).unwrap(), Some(None));
@@ -100,9 +100,207 @@ fn unlisted_in_progress_lists_are_adopted() {
         .arg(payload)
         .query(&mut connection)
         .unwrap();
-    let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60).unwrap();
+    let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60, 60).unwrap();
     assert_eq!(a.adopt_unlisted().unwrap(), 1);
     assert_eq!(a.take().unwrap(), Some(job("old")));
     assert_eq!(a.adopt_unlisted().unwrap(), 0);
     delete_redis_prefix(&prefix);
+}
+
+fn key_exists(key: &str) -> bool {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query::<i64>(&mut redis_connection())
+        .unwrap()
+        == 1
+}
+
+/// A waiting job keeps further drifts from enqueueing others but starts no debounce; the
+/// debounce starts when a job ran, and once it is over the next drift enqueues a job again.
+#[test]
+fn only_a_job_that_ran_starts_the_debounce() {
+    let prefix = unique("test:jobs-debounce") + ":";
+    let debounce = format!("{prefix}retrain:debounce");
+    let mut a = RedisJobQueue::connect(&redis_url(), &prefix, "a", 60, 600).unwrap();
+    assert!(a.enqueue(&job("j1")).unwrap());
+    assert!(!a.enqueue(&job("j2")).unwrap(), "one job waits at a time");
+    assert!(!key_exists(&debounce), "waiting starts no debounce");
+
+    assert_eq!(a.take().unwrap(), Some(job("j1")));
+    a.mark_done(&job("j1"), None).unwrap();
+    a.complete(&job("j1")).unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&debounce)
+        .query(&mut redis_connection())
+        .unwrap();
+    assert!((1..=600).contains(&ttl), "debounce ttl {ttl}");
+    assert!(!a.enqueue(&job("j3")).unwrap(), "within the debounce");
+
+    // The debounce expires.
+    let _: i64 = redis::cmd("DEL")
+        .arg(&debounce)
+        .query(&mut redis_connection())
+        .unwrap();
+    assert!(a.enqueue(&job("j4")).unwrap());
+    assert_eq!(a.take().unwrap(), Some(job("j4")));
+    delete_redis_prefix(&prefix);
+}
+
+mod worker {
+    use super::*;
+    use anomaly_services::adapters::kafka::Record;
+    use anomaly_services::messages::{
+        DriftEvent, DriftSource, FeatureVector, ModelUpdate, ScoredEvent,
+    };
+    use anomaly_services::pipeline::default_model;
+    use anomaly_services::service::Handler;
+    use anomaly_services::services::retraining_worker::{ModelPublisher, RetrainingService};
+    use anomaly_services::stages::retraining::{JobOutcome, Retrainer, RetrainingParams};
+    use anomaly_services::telemetry::http::Status;
+
+    /// Keeps what would be published.
+    #[derive(Default)]
+    struct Published {
+        jobs: Vec<JobOutcome>,
+    }
+
+    impl ModelPublisher for Published {
+        fn store_snapshot(&mut self, _: &[u8]) -> Result<(), String> {
+            Ok(())
+        }
+        fn record_version(&mut self, _: &ModelUpdate) -> Result<(), String> {
+            Ok(())
+        }
+        fn record_job(&mut self, outcome: &JobOutcome) -> Result<(), String> {
+            self.jobs.push(outcome.clone());
+            Ok(())
+        }
+    }
+
+    fn record(topic: &str, offset: i64, payload: Vec<u8>) -> Record {
+        Record {
+            topic: topic.into(),
+            partition: 0,
+            offset,
+            key: None,
+            payload,
+        }
+    }
+
+    fn labelled(i: i64) -> [Record; 2] {
+        let vector = FeatureVector {
+            event_id: format!("e{i}"),
+            card_id: "c".into(),
+            timestamp_ms: i,
+            features: vec![((i * 7919) % 101) as f64 / 101.0; 11],
+            amount: 1.0,
+            is_fraud: i % 10 == 0,
+            phase: "p".into(),
+        };
+        let scored = ScoredEvent {
+            event_id: vector.event_id.clone(),
+            card_id: "c".into(),
+            timestamp_ms: i,
+            score: if vector.is_fraud { 0.6 } else { 0.4 },
+            is_anomaly: false,
+            is_fraud: vector.is_fraud,
+            model_version: 1,
+            amount: 1.0,
+            phase: "p".into(),
+        };
+        [
+            record("features", i, serde_json::to_vec(&vector).unwrap()),
+            record("scores", i, serde_json::to_vec(&scored).unwrap()),
+        ]
+    }
+
+    fn drift(sequence: u64) -> Record {
+        let event = DriftEvent {
+            drift_id: format!("d{sequence}"),
+            detector: DriftSource::Adwin,
+            timestamp_ms: sequence as i64,
+            event_id: format!("e{sequence}"),
+            sequence,
+            model_version: 1,
+            detail: "width 100".into(),
+        };
+        record(
+            "drift-events",
+            sequence as i64,
+            serde_json::to_vec(&event).unwrap(),
+        )
+    }
+
+    /// The id of the job the drift of `sequence` asks for.
+    fn job_id(sequence: u64) -> String {
+        let drift: DriftEvent = serde_json::from_slice(&drift(sequence).payload).unwrap();
+        Retrainer::new(RetrainingParams::default(), default_model(), Vec::new())
+            .request(&drift)
+            .unwrap()
+            .job_id
+    }
+
+    fn batch<H: Handler>(service: &mut H, records: &[Record]) {
+        let mut out = Vec::new();
+        for r in records {
+            service.handle(r, &mut out).unwrap();
+        }
+        service.end_batch(&mut out).unwrap();
+        service.before_commit().unwrap();
+        service.batch_committed();
+    }
+
+    /// A drift that comes before the worker has enough labelled events leaves its job waiting
+    /// in the queue (no "only N events" outcome, no debounce); the job runs once the data is
+    /// there.
+    #[test]
+    fn a_job_waits_for_its_data_instead_of_being_rejected() {
+        let prefix = unique("test:jobs-wait") + ":";
+        let params = RetrainingParams {
+            history: 400,
+            holdout: 200,
+            debounce_events: 10_000,
+        };
+        let names = anomaly_core::features::TransactionFeatures::NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let retrainer = Retrainer::new(params, default_model(), names);
+        let queue = RedisJobQueue::connect(&redis_url(), &prefix, "w", 60, 600).unwrap();
+        let mut service = RetrainingService::new(
+            retrainer,
+            queue,
+            Published::default(),
+            Status::new("retraining-worker"),
+        );
+        let queued = format!("{prefix}retrain:queue");
+        let queue_length = || -> i64 {
+            redis::cmd("LLEN")
+                .arg(&queued)
+                .query(&mut redis_connection())
+                .unwrap()
+        };
+
+        let early: Vec<Record> = (0..100).flat_map(labelled).chain([drift(100)]).collect();
+        batch(&mut service, &early);
+        assert_eq!(queue_length(), 1, "the job waits in the queue");
+        assert!(!key_exists(&format!("{prefix}retrain:debounce")));
+
+        // A second drift while the job waits adds no job.
+        let more: Vec<Record> = (100..300).flat_map(labelled).chain([drift(300)]).collect();
+        batch(&mut service, &more);
+        assert_eq!(queue_length(), 1);
+
+        // Enough data: the waiting job runs, and only now does the debounce start.
+        let rest: Vec<Record> = (300..700).flat_map(labelled).collect();
+        batch(&mut service, &rest);
+        assert_eq!(queue_length(), 0);
+        assert!(key_exists(&format!("{prefix}retrain:debounce")));
+        let done: Option<String> = redis::cmd("GET")
+            .arg(format!("{prefix}retrain:done:{}", job_id(100)))
+            .query(&mut redis_connection())
+            .unwrap();
+        assert!(done.is_some(), "the first drift's job ran");
+        delete_redis_prefix(&prefix);
+    }
 }

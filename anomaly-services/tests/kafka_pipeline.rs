@@ -269,12 +269,12 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
                     holdout: 400,
                 };
                 let retrainer = Retrainer::new(params, default_model(), names);
-                let queue = RedisJobQueue::connect(&url, &prefix, "worker-1", 60).unwrap();
+                let queue = RedisJobQueue::connect(&url, &prefix, "worker-1", 60, 1).unwrap();
                 let publisher = StorePublisher {
                     models: RedisModelStore::connect(&url, &prefix).unwrap(),
                     events: PgEventStore::connect(&database_url(), &schema).unwrap(),
                 };
-                RetrainingService::new(retrainer, queue, publisher, 1, status)
+                RetrainingService::new(retrainer, queue, publisher, status)
             },
             statuses[4].clone(),
             shutdown.clone(),

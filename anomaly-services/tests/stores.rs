@@ -90,6 +90,59 @@ fn postgres_writes_are_idempotent_and_the_schema_reapplies() {
     drop_schema(&schema);
 }
 
+/// Tables made by earlier versions (locale-collated ids, a redundant index) are converted
+/// once at start-up, rows kept; the schema then reapplies without touching them again.
+#[test]
+fn tables_of_earlier_versions_get_byte_collated_ids_and_lose_the_redundant_index() {
+    let schema = unique("test_upgrade");
+    let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\";
+             CREATE TABLE scored_events (event_id TEXT NOT NULL, ts TIMESTAMPTZ NOT NULL,
+                 card_id TEXT NOT NULL, score DOUBLE PRECISION NOT NULL, is_anomaly BOOLEAN NOT NULL,
+                 is_fraud BOOLEAN NOT NULL, model_version BIGINT NOT NULL,
+                 amount DOUBLE PRECISION NOT NULL, phase TEXT NOT NULL, UNIQUE (event_id, ts));
+             CREATE INDEX scored_events_event_id_ts ON scored_events (event_id, ts DESC);
+             INSERT INTO scored_events VALUES ('old', now(), 'c', 0.5, false, false, 1, 1.0, 'p');"
+        ))
+        .unwrap();
+    let columns = |admin: &mut postgres::Client| -> Vec<(String, String)> {
+        admin
+            .query(
+                "SELECT a.attname::TEXT, co.collname::TEXT FROM pg_attribute a
+                 JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_collation co ON co.oid = a.attcollation
+                 WHERE n.nspname = $1 AND c.relname = 'scored_events'
+                   AND a.attname IN ('event_id', 'card_id') ORDER BY 1",
+                &[&schema],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    };
+    let mut store = PgEventStore::connect(&database_url(), &schema).unwrap();
+    let expected = vec![
+        ("card_id".to_owned(), "C".to_owned()),
+        ("event_id".into(), "C".into()),
+    ];
+    assert_eq!(columns(&mut admin), expected);
+    let indexes: i64 = admin
+        .query_one(
+            "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = $1 AND indexname = 'scored_events_event_id_ts'",
+            &[&schema],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(indexes, 0);
+    assert_eq!(store.count(Table::ScoredEvents).unwrap(), 1);
+    assert_eq!(store.write_scored(&[scored(1)]).unwrap(), 1);
+    PgEventStore::connect(&database_url(), &schema).unwrap();
+    assert_eq!(columns(&mut admin), expected);
+    drop_schema(&schema);
+}
+
 #[test]
 fn redis_card_states_match_the_in_memory_store() {
     let prefix = unique("test:cards") + ":";

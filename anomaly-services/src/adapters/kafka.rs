@@ -104,6 +104,8 @@ pub struct KafkaTuning {
     pub linger_ms: u64,
     /// How often processed offsets are committed (`KAFKA_COMMIT_INTERVAL_MS`).
     pub commit_interval: Duration,
+    /// Longest time a broker holds a fetch that has no data yet (`KAFKA_FETCH_WAIT_MS`).
+    pub fetch_wait_ms: u64,
     /// How long the group waits for a silent member before moving its partitions
     /// (`KAFKA_SESSION_TIMEOUT_MS`): a crashed instance's partitions stay unconsumed that
     /// long.
@@ -117,6 +119,10 @@ impl Default for KafkaTuning {
             linger_ms: 2,
             commit_interval: Duration::from_secs(1),
             session_timeout: Duration::from_secs(30),
+            fetch_wait_ms: std::env::var("KAFKA_FETCH_WAIT_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(50),
         }
     }
 }
@@ -398,6 +404,7 @@ impl KafkaIo {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", start_from.name())
+            .set("fetch.wait.max.ms", tuning.fetch_wait_ms.to_string())
             .set(
                 "session.timeout.ms",
                 tuning.session_timeout.as_millis().to_string(),

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         // Unique among running workers even where every container's process id is 1.
         let worker = format!("worker-{:016x}", rand::random::<u64>());
         let mut queue = retry_store("redis", || {
-            RedisJobQueue::connect(&redis_url, &config.redis_prefix, &worker, 600)
+            RedisJobQueue::connect(&redis_url, &config.redis_prefix, &worker, 600, 600)
         })
         .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
         let recovered = queue.adopt_unlisted()? + queue.recover()?;
@@ -50,8 +50,7 @@ fn main() -> ExitCode {
             .collect();
         let retrainer = Retrainer::new(RetrainingParams::default(), default_model(), names);
         info!("Service started");
-        let mut handler =
-            RetrainingService::new(retrainer, queue, publisher, 600, ctx.status.clone());
+        let mut handler = RetrainingService::new(retrainer, queue, publisher, ctx.status.clone());
         anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
             .map_err(|e| e.to_string())
     })

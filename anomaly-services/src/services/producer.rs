@@ -15,7 +15,7 @@ use crate::telemetry::http::Status;
 /// Topic it writes.
 pub const SINK: &str = "raw-transactions";
 
-/// Sends the whole stream (or until `shutdown`), in acknowledged batches of 100; returns how
+/// Sends the whole stream (or until `shutdown`), in acknowledged batches of `KAFKA_BATCH_SIZE`; returns how
 /// many transactions were delivered.
 pub fn produce(
     io: &KafkaIo,
@@ -27,7 +27,8 @@ pub fn produce(
     let boundaries = generator.boundaries().to_vec();
     let start = Instant::now();
     let mut first_ms = None;
-    let mut batch: Vec<Output> = Vec::with_capacity(100);
+    let batch_size = io.tuning().batch_size;
+    let mut batch: Vec<Output> = Vec::with_capacity(batch_size);
     let mut delivered = 0;
     for (index, tx) in generator.enumerate() {
         if shutdown.load(Ordering::Relaxed) {
@@ -41,7 +42,7 @@ pub fn produce(
             pace(start, tx.timestamp_ms - origin, replay_speed);
         }
         batch.push(json_output(SINK, Some(tx.card_id.clone()), &tx));
-        if batch.len() == 100 {
+        if batch.len() == batch_size {
             delivered += send(io, &mut batch, status, shutdown);
         }
     }

@@ -21,9 +21,11 @@ pub const MODEL_UPDATES: &str = "model-updates";
 
 /// A queue of retraining jobs shared by the workers.
 pub trait JobQueue {
-    /// Enqueues `job` unless a job was enqueued less than `debounce_seconds` ago (drift storms
-    /// make one job); returns whether it was enqueued. Both happen or neither.
-    fn enqueue(&mut self, job: &RetrainingJob, debounce_seconds: u64) -> Result<bool, String>;
+    /// Enqueues `job` unless a job is already waiting (a drift storm makes one job) or a job
+    /// ran less than the debounce ago (see [`mark_done`](Self::mark_done)); returns whether it
+    /// was enqueued. A job that waits because no worker has enough data yet does not start the
+    /// debounce: only a job that ran does.
+    fn enqueue(&mut self, job: &RetrainingJob) -> Result<bool, String>;
     /// Takes the next job, leasing it to this worker; no other worker can take it while the
     /// lease holds.
     fn take(&mut self) -> Result<Option<RetrainingJob>, String>;
@@ -34,8 +36,9 @@ pub trait JobQueue {
     /// Puts back the jobs of workers that died mid-job (their lease expired) and the jobs
     /// this worker left unfinished (a failed batch); returns how many.
     fn recover(&mut self) -> Result<u64, String>;
-    /// Records for a day that `job` ran, with the model it published if it did: a job put
-    /// back after it ran (its batch failed later) is then not run twice.
+    /// Records for a day that `job` ran, with the model it published if it did (a job put
+    /// back after it ran, its batch failed later, is then not run twice); starts the debounce
+    /// and lets the next drift after it enqueue a job.
     fn mark_done(
         &mut self,
         job: &RetrainingJob,
@@ -46,22 +49,36 @@ pub trait JobQueue {
 }
 
 /// [`JobQueue`] in Redis: a pending list, one in-progress list and one lease per worker, and
-/// the set of workers. Every step that touches two keys is one Lua script, so a crash between
-/// them cannot lose or duplicate a job.
+/// the set of workers; a `waiting` key naming the job enqueued and not finished yet, and a
+/// `debounce` key set for `debounce_seconds` when a job ran. Every step that touches two keys
+/// is one Lua script, so a crash between them cannot lose or duplicate a job.
 pub struct RedisJobQueue {
     connection: Connection,
     prefix: String,
     worker: String,
     lease_seconds: u64,
+    debounce_seconds: u64,
 }
 
-/// Sets the debounce key and pushes the job, or does nothing if the key exists.
+/// How long a job may wait for its data before a new drift can enqueue another (a safety
+/// net: a job is normally finished, and its `waiting` key removed, long before).
+const WAITING_SECONDS: u64 = 86_400;
+
+/// Pushes the job unless a job ran recently (KEYS[1]) or one is waiting (KEYS[3]).
 const ENQUEUE: &str = r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then
-  redis.call('LPUSH', KEYS[2], ARGV[3])
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', ARGV[3]) then
+  redis.call('LPUSH', KEYS[2], ARGV[2])
   return 1
 end
 return 0";
+
+/// Records that a job ran: its outcome for a day, the debounce, and no job waiting.
+const MARK_DONE: &str = r"
+redis.call('SET', KEYS[1], ARGV[1], 'EX', 86400)
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+if redis.call('GET', KEYS[3]) == ARGV[2] then redis.call('DEL', KEYS[3]) end
+return 1";
 
 /// Moves the oldest pending job to the worker's list and (re)sets its lease.
 const TAKE: &str = r"
@@ -83,12 +100,14 @@ return moved";
 
 impl RedisJobQueue {
     /// A queue under `prefix` for worker `worker` (unique among the running workers), whose
-    /// jobs are reclaimable `lease_seconds` after its last take or renewal.
+    /// jobs are reclaimable `lease_seconds` after its last take or renewal; after a job ran,
+    /// drifts enqueue no other for `debounce_seconds`.
     pub fn connect(
         url: &str,
         prefix: &str,
         worker: &str,
         lease_seconds: u64,
+        debounce_seconds: u64,
     ) -> Result<Self, String> {
         let connection = redis::Client::open(url)
             .and_then(|c| c.get_connection())
@@ -98,6 +117,7 @@ impl RedisJobQueue {
             prefix: prefix.to_owned(),
             worker: worker.to_owned(),
             lease_seconds,
+            debounce_seconds,
         })
     }
 
@@ -147,14 +167,15 @@ fn redis_error(e: redis::RedisError) -> String {
 }
 
 impl JobQueue for RedisJobQueue {
-    fn enqueue(&mut self, job: &RetrainingJob, debounce_seconds: u64) -> Result<bool, String> {
+    fn enqueue(&mut self, job: &RetrainingJob) -> Result<bool, String> {
         let payload = serde_json::to_string(job).map_err(|e| e.to_string())?;
         let queued: i64 = redis::Script::new(ENQUEUE)
             .key(self.key("debounce"))
             .key(self.key("queue"))
+            .key(self.key("waiting"))
             .arg(&job.job_id)
-            .arg(debounce_seconds.max(1))
             .arg(payload)
+            .arg(WAITING_SECONDS)
             .invoke(&mut self.connection)
             .map_err(redis_error)?;
         Ok(queued == 1)
@@ -212,9 +233,14 @@ impl JobQueue for RedisJobQueue {
         update: Option<&ModelUpdate>,
     ) -> Result<(), String> {
         let record = serde_json::to_string(&update).map_err(|e| e.to_string())?;
-        let () = self
-            .connection
-            .set_ex(self.key(&format!("done:{}", job.job_id)), record, 86_400)
+        let _: i64 = redis::Script::new(MARK_DONE)
+            .key(self.key(&format!("done:{}", job.job_id)))
+            .key(self.key("debounce"))
+            .key(self.key("waiting"))
+            .arg(record)
+            .arg(&job.job_id)
+            .arg(self.debounce_seconds.max(1))
+            .invoke(&mut self.connection)
             .map_err(redis_error)?;
         Ok(())
     }
@@ -288,19 +314,17 @@ pub struct RetrainingService<Q, P> {
     retrainer: Retrainer,
     queue: Q,
     publisher: P,
-    debounce_seconds: u64,
     vectors: HashMap<String, FeatureVector>,
     arrival: VecDeque<String>,
     running_version: u64,
 }
 
 impl<Q: JobQueue, P: ModelPublisher> RetrainingService<Q, P> {
-    /// A handler; jobs requested within `debounce_seconds` of the previous one are dropped.
+    /// A handler; the queue debounces jobs (see [`JobQueue::enqueue`]).
     pub fn new(
         retrainer: Retrainer,
         queue: Q,
         publisher: P,
-        debounce_seconds: u64,
         status: std::sync::Arc<crate::telemetry::http::Status>,
     ) -> Self {
         Self {
@@ -308,7 +332,6 @@ impl<Q: JobQueue, P: ModelPublisher> RetrainingService<Q, P> {
             retrainer,
             queue,
             publisher,
-            debounce_seconds,
             vectors: HashMap::new(),
             arrival: VecDeque::new(),
             running_version: 1,
@@ -342,11 +365,7 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
             _ => {
                 let drift: DriftEvent = decode(&record.payload).map_err(reject)?;
                 if let Some(job) = self.retrainer.request(&drift) {
-                    let queued = self
-                        .queue
-                        .enqueue(&job, self.debounce_seconds)
-                        .map_err(Failure::Retry)?;
-                    self.retrainer.requested(&job);
+                    let queued = self.queue.enqueue(&job).map_err(Failure::Retry)?;
                     info!(job = job.job_id.as_str(), queued = queued; "Retraining requested");
                 }
             }
@@ -359,6 +378,12 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
         let recovered = self.queue.recover().map_err(Failure::Retry)?;
         if recovered > 0 {
             info!(recovered = recovered; "Unfinished retraining jobs put back");
+        }
+        // Jobs wait in the queue until this worker has enough data to train on (or another
+        // worker takes them): a job rejected for lack of data would start the debounce and
+        // make every drift until its end ignored.
+        if !self.retrainer.ready() {
+            return Ok(());
         }
         while let Some(job) = self.queue.take().map_err(Failure::Retry)? {
             if let Some(update) = self.queue.done(&job).map_err(Failure::Retry)? {

@@ -102,6 +102,7 @@ pub struct Retrainer {
     recent: VecDeque<(FeatureVector, f64)>,
     /// Event ids in `recent`: a replayed event is kept once.
     recent_ids: HashSet<String>,
+    /// Sequence of the drift of the last job that trained.
     last_request: Option<u64>,
 }
 
@@ -136,10 +137,9 @@ impl Retrainer {
         self.recent.push_back((vector, live_score));
     }
 
-    /// A job for `drift`, unless one was requested less than `debounce_events` ago. Nothing
-    /// is recorded until [`requested`](Self::requested) says the job was queued, so a job
-    /// that could not be queued is asked for again when its drift is replayed; the job id
-    /// derives from the drift's, so the replay asks for the same job.
+    /// A job for `drift`, unless a job ran (trained a candidate) less than `debounce_events`
+    /// before it. A job that could not run for lack of data starts no debounce. The job id
+    /// derives from the drift's, so a replayed drift asks for the same job.
     pub fn request(&self, drift: &DriftEvent) -> Option<RetrainingJob> {
         if let Some(last) = self.last_request
             && drift.sequence < last + self.params.debounce_events
@@ -159,28 +159,36 @@ impl Retrainer {
         self.recent.len()
     }
 
-    /// Records that `job` was queued: drifts within `debounce_events` of it ask for no other.
-    pub fn requested(&mut self, job: &RetrainingJob) {
-        self.last_request = Some(job.sequence);
+    /// Labelled events a job needs: the holdout and half the history.
+    pub fn needed_events(&self) -> usize {
+        self.params.holdout + self.params.history / 2
+    }
+
+    /// Whether a job would train now (enough recent labelled events); until then a job waits.
+    pub fn ready(&self) -> bool {
+        self.recent.len() >= self.needed_events()
     }
 
     /// Trains a candidate on the recent history, judges it against the running model on the
     /// holdout, and returns the snapshot to publish (as `running_version + 1`) if the
-    /// candidate is not worse.
+    /// candidate is not worse. A job that trained starts the debounce (see
+    /// [`request`](Self::request)); one without enough data (see [`ready`](Self::ready))
+    /// trains nothing and starts none.
     pub fn run(
         &mut self,
         job: RetrainingJob,
         running_version: u64,
     ) -> Result<(JobOutcome, Option<Publication>), AnomalyError> {
         let mut outcome = JobOutcome::untrained(job, running_version, String::new());
-        if self.recent.len() < self.params.holdout + self.params.history / 2 {
+        if !self.ready() {
             outcome.decision = format!(
                 "kept version {running_version}: only {} recent events, {} needed",
                 self.recent.len(),
-                self.params.holdout + self.params.history / 2
+                self.needed_events()
             );
             return Ok((outcome, None));
         }
+        self.last_request = Some(outcome.job.sequence);
         let split = self.recent.len() - self.params.holdout;
         let train: Vec<&[f64]> = self
             .recent
@@ -246,6 +254,51 @@ mod tests {
             is_fraud: false,
             phase: "p".into(),
         }
+    }
+
+    fn drift(sequence: u64) -> DriftEvent {
+        DriftEvent {
+            drift_id: format!("d{sequence}"),
+            detector: crate::messages::DriftSource::Adwin,
+            timestamp_ms: sequence as i64,
+            event_id: format!("e{sequence}"),
+            sequence,
+            model_version: 1,
+            detail: String::new(),
+        }
+    }
+
+    /// A job without enough data trains nothing and starts no debounce: the next drift asks
+    /// for a job again. A job that trained debounces the drifts that follow it.
+    #[test]
+    fn only_a_job_that_trained_debounces() {
+        let params = RetrainingParams {
+            history: 40,
+            holdout: 20,
+            debounce_events: 1_000,
+        };
+        let names: Vec<String> = anomaly_core::features::TransactionFeatures::NAMES
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mut retrainer = Retrainer::new(params, default_model(), names);
+        let job = retrainer.request(&drift(10)).unwrap();
+        assert!(!retrainer.ready());
+        let (outcome, _) = retrainer.run(job, 1).unwrap();
+        assert_eq!(outcome.candidate_version, None);
+        assert!(retrainer.request(&drift(20)).is_some(), "no debounce yet");
+
+        for i in 0..40 {
+            let mut v = vector(i);
+            v.is_fraud = i % 4 == 0;
+            retrainer.observe(v, 0.5);
+        }
+        assert!(retrainer.ready());
+        let job = retrainer.request(&drift(30)).unwrap();
+        let (outcome, _) = retrainer.run(job, 1).unwrap();
+        assert_eq!(outcome.candidate_version, Some(2));
+        assert!(retrainer.request(&drift(500)).is_none(), "debounced");
+        assert!(retrainer.request(&drift(1_030)).is_some(), "debounce over");
     }
 
     /// A replayed batch observes its events again; each is kept once, and the bound holds.
