@@ -99,8 +99,8 @@ pub struct ServiceConfig {
     /// services) or `earliest` (replaying a topic from its start).
     pub kafka_offset_reset: String,
     /// `KAFKA_BATCH_SIZE` (records per poll batch, default 1000), `KAFKA_LINGER_MS` (default
-    /// 2), `KAFKA_COMMIT_INTERVAL_MS` (default 1000) and `KAFKA_SESSION_TIMEOUT_MS` (default
-    /// 30000).
+    /// 2), `KAFKA_COMMIT_INTERVAL_MS` (default 1000), `KAFKA_SESSION_TIMEOUT_MS` (default
+    /// 30000) and `KAFKA_FETCH_WAIT_MS` (default 50).
     pub kafka_tuning: crate::adapters::kafka::KafkaTuning,
 }
 
@@ -191,7 +191,12 @@ impl ServiceConfig {
         }
         let defaults = crate::adapters::kafka::KafkaTuning::default();
         let kafka_tuning = crate::adapters::kafka::KafkaTuning {
-            fetch_wait_ms: defaults.fetch_wait_ms,
+            fetch_wait_ms: whole(
+                "KAFKA_FETCH_WAIT_MS",
+                &text("KAFKA_FETCH_WAIT_MS", &defaults.fetch_wait_ms.to_string()),
+                "a whole number of milliseconds from 1 to 10000",
+                1..=10_000,
+            )?,
             batch_size: whole(
                 "KAFKA_BATCH_SIZE",
                 &text("KAFKA_BATCH_SIZE", &defaults.batch_size.to_string()),

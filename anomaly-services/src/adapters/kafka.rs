@@ -105,6 +105,9 @@ pub struct KafkaTuning {
     /// How often processed offsets are committed (`KAFKA_COMMIT_INTERVAL_MS`).
     pub commit_interval: Duration,
     /// Longest time a broker holds a fetch that has no data yet (`KAFKA_FETCH_WAIT_MS`).
+    /// Apache Kafka answers as soon as data arrives, so this only paces idle fetches; the
+    /// mock cluster (and some other brokers) answer only when it expires, so it bounds
+    /// every hop's latency there.
     pub fetch_wait_ms: u64,
     /// How long the group waits for a silent member before moving its partitions
     /// (`KAFKA_SESSION_TIMEOUT_MS`): a crashed instance's partitions stay unconsumed that
