@@ -346,7 +346,7 @@ fn measure(args: &Args, bench: &Bench, mock_pid: Option<u32>, ticks: f64) -> Res
     for (name, _) in CONSUMERS {
         services.push(bench.spawn(name, &[])?);
     }
-    let outcome = measure_with(args, bench, &mut services, mock_pid, ticks);
+    let outcome = measure_with(args, bench, &services, mock_pid, ticks);
     for process in &mut services {
         stop(process);
     }
@@ -356,7 +356,7 @@ fn measure(args: &Args, bench: &Bench, mock_pid: Option<u32>, ticks: f64) -> Res
 fn measure_with(
     args: &Args,
     bench: &Bench,
-    services: &mut Vec<Process>,
+    services: &[Process],
     mock_pid: Option<u32>,
     ticks: f64,
 ) -> Result<(), Error> {
