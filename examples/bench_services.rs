@@ -477,8 +477,8 @@ fn measure_with(
         println!("| producer: all sent and acknowledged | {s:.2} s |");
     }
     println!();
-    println!("| process | CPU s | CPU s per wall s | records in |");
-    println!("| --- | --- | --- | --- |");
+    println!("| process | CPU s | CPU s per wall s | records in | records per batch |");
+    println!("| --- | --- | --- | --- | --- |");
     println!(
         "| producer | {producer_cpu:.2} | {:.2} | |",
         producer_cpu / wall
@@ -489,10 +489,15 @@ fn measure_with(
             .port
             .and_then(|p| metric(p, "anomaly_events_in_total"))
             .unwrap_or(f64::NAN);
+        let batches = process
+            .port
+            .and_then(|p| metric(p, "anomaly_batch_records_count"))
+            .unwrap_or(f64::NAN);
         println!(
-            "| {} | {used:.2} | {:.2} | {records:.0} |",
+            "| {} | {used:.2} | {:.2} | {records:.0} | {:.0} |",
             process.name,
-            used / wall
+            used / wall,
+            records / batches
         );
     }
     if mock_pid.is_some() {

@@ -136,6 +136,7 @@ pub fn run(
             }
             continue;
         }
+        metrics.batch_records.observe(batch.len() as f64);
         let mut outputs = Vec::with_capacity(batch.len());
         let mut retry = None;
         for record in &batch {

@@ -180,16 +180,14 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
         mut f: impl FnMut(usize, &mut S) -> R,
     ) -> Result<(Vec<R>, PreparedBatch), RedisStoreError> {
         let mut distinct: Vec<String> = Vec::new();
+        let mut slots: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::with_capacity(keys.len());
         let mut slot_of = Vec::with_capacity(keys.len());
         for key in keys {
-            let full = format!("{}{key}", self.prefix);
-            let slot = match distinct.iter().position(|k| *k == full) {
-                Some(slot) => slot,
-                None => {
-                    distinct.push(full);
-                    distinct.len() - 1
-                }
-            };
+            let slot = *slots.entry(key).or_insert_with(|| {
+                distinct.push(format!("{}{key}", self.prefix));
+                distinct.len() - 1
+            });
             slot_of.push(slot);
         }
         let mut prepared = PreparedBatch {
@@ -225,11 +223,14 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
             .enumerate()
             .map(|(i, &slot)| f(i, &mut states[slot]))
             .collect();
+        let template = self.template.to_bytes();
         for ((key, state), before) in distinct.into_iter().zip(&states).zip(&stored) {
-            let bytes = state.to_bytes();
+            // Sized for the stored state and a few more events: no reallocation while encoding.
+            let mut bytes = Vec::with_capacity(before.as_ref().map_or(0, Vec::len) + 256);
+            state.encode(&mut bytes);
             let unchanged = match before {
                 Some(before) => *before == bytes,
-                None => self.template.to_bytes() == bytes,
+                None => template == bytes,
             };
             // A discarded state is always rewritten, even if nothing was added to it.
             let replaced = prepared.discarded.iter().any(|d| d.key == key);

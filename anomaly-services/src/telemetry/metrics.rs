@@ -46,6 +46,8 @@ pub struct Metrics {
     pub retraining_jobs: IntCounterVec,
     /// Records consumed again after a restart whose effects the state already held, skipped.
     pub replays_skipped: IntCounter,
+    /// Records per poll batch (how well the per-batch costs are shared).
+    pub batch_records: Histogram,
 }
 
 impl Metrics {
@@ -89,6 +91,12 @@ impl Metrics {
                 "replays_skipped_total",
                 "Records consumed again whose effects the state already held",
             ),
+            batch_records: Histogram::with_opts(
+                HistogramOpts::new("batch_records", "Records per poll batch").buckets(vec![
+                    1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0,
+                ]),
+            )
+            .expect("constant name"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -106,6 +114,7 @@ impl Metrics {
             Box::new(metrics.last_event_time.clone()),
             Box::new(metrics.retraining_jobs.clone()),
             Box::new(metrics.replays_skipped.clone()),
+            Box::new(metrics.batch_records.clone()),
         ];
         for collector in collectors {
             metrics
