@@ -16,6 +16,10 @@
 //!    `--latency-seconds`, and reads back when each one's row was written (`ingested_at`):
 //!    p50, p99 and max from send to row.
 //!
+//! `--producer-modes` measures only how a batch's outputs are best confirmed, on the mock
+//! cluster: the services' way (idempotent producer, wait for the batch's delivery reports)
+//! against one Kafka transaction per batch.
+//!
 //! Settings such as `KAFKA_BATCH_SIZE` or `KAFKA_LINGER_MS` are passed on to the services from
 //! this program's environment. Logs of every process go to `target/bench-services/`.
 
@@ -37,6 +41,7 @@ struct Args {
     brokers: u32,
     partitions: u32,
     bootstrap: Option<String>,
+    producer_modes: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -47,9 +52,14 @@ fn parse_args() -> Result<Args, String> {
         brokers: 3,
         partitions: 6,
         bootstrap: None,
+        producer_modes: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--producer-modes" {
+            args.producer_modes = true;
+            continue;
+        }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         let number = || {
             value
@@ -332,7 +342,11 @@ fn run(args: &Args) -> Result<(), Error> {
         schema: format!("bench_{id}"),
         prefix: format!("bench:{id}:"),
     };
-    let outcome = measure(args, &bench, mock.as_ref().map(Child::id), ticks);
+    let outcome = if args.producer_modes {
+        producer_modes(&bench.bootstrap, args.events as usize)
+    } else {
+        measure(args, &bench, mock.as_ref().map(Child::id), ticks)
+    };
     bench.cleanup();
     if let Some(mut mock) = mock {
         drop(mock.stdin.take());
@@ -585,6 +599,64 @@ fn measure_with(
         percentile(&latencies, 99.0),
         latencies.last().copied().unwrap_or(f64::NAN)
     );
+    Ok(())
+}
+
+/// Events/s of `events` transactions sent in batches of `KAFKA_BATCH_SIZE`-like sizes, each
+/// batch confirmed before the next: by delivery reports, and by a transaction per batch.
+fn producer_modes(bootstrap: &str, events: usize) -> Result<(), Error> {
+    use rdkafka::config::ClientConfig;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+    let outputs: Vec<Output> = Generator::new(GeneratorParams {
+        events: events as u64,
+        ..GeneratorParams::default()
+    })
+    .map(|tx| Output {
+        topic: "raw-transactions",
+        key: Some(tx.card_id.clone()),
+        payload: serde_json::to_vec(&tx).unwrap_or_default(),
+    })
+    .collect();
+    println!("| batch | delivery reports | one transaction per batch |");
+    println!("| --- | --- | --- |");
+    for batch in [100, 1_000, 5_000] {
+        let io = KafkaIo::connect(bootstrap, "bench-acks", &[], "earliest")?;
+        let started = Instant::now();
+        for chunk in outputs.chunks(batch) {
+            io.send_all(chunk, Duration::from_secs(30))?;
+        }
+        let acked = events as f64 / started.elapsed().as_secs_f64();
+
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("transactional.id", format!("bench-tx-{batch}"))
+            .set("linger.ms", "2")
+            .create()?;
+        producer.init_transactions(Duration::from_secs(30))?;
+        let started = Instant::now();
+        for chunk in outputs.chunks(batch) {
+            producer.begin_transaction()?;
+            for output in chunk {
+                let mut record = BaseRecord::to(output.topic).payload(&output.payload);
+                if let Some(key) = &output.key {
+                    record = record.key(key);
+                }
+                while let Err((e, back)) = producer.send(record) {
+                    if !matches!(e, rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull
+                    )) {
+                        return Err(e.into());
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                    record = back;
+                }
+            }
+            producer.commit_transaction(Duration::from_secs(30))?;
+        }
+        let transactional = events as f64 / started.elapsed().as_secs_f64();
+        println!("| {batch} | {acked:.0} events/s | {transactional:.0} events/s |");
+    }
     Ok(())
 }
 
