@@ -643,9 +643,12 @@ fn producer_modes(bootstrap: &str, events: usize) -> Result<(), Error> {
                     record = record.key(key);
                 }
                 while let Err((e, back)) = producer.send(record) {
-                    if !matches!(e, rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull
-                    )) {
+                    if !matches!(
+                        e,
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull
+                        )
+                    ) {
                         return Err(e.into());
                     }
                     std::thread::sleep(Duration::from_millis(1));

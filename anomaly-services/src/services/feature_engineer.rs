@@ -150,7 +150,8 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
     }
 
     fn end_batch(&mut self, out: &mut Vec<Output>) -> Result<(), Failure> {
-        let pending = std::mem::take(&mut self.pending);
+        // Taken with its capacity, and given back cleared below: no regrowth per batch.
+        let mut pending = std::mem::take(&mut self.pending);
         let transactions: Vec<_> = pending.iter().map(|(_, tx)| tx.transaction()).collect();
         let keys: Vec<&str> = pending.iter().map(|(_, tx)| tx.card_id.as_str()).collect();
         let positions: Vec<SourcePosition> = pending
@@ -206,6 +207,9 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
                 }
             }
         }
+        drop(keys);
+        pending.clear();
+        self.pending = pending;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ pub struct Metrics {
     pub events_in: IntCounter,
     /// Messages produced.
     pub events_out: IntCounter,
-    /// Time to process one message, seconds.
+    /// Time to process one message, seconds: its share of its batch's processing time.
     pub processing_seconds: Histogram,
     /// Errors by kind (`bad_json`, `invalid`, `too_large`, `store`, ...).
     pub errors: IntCounterVec,
@@ -72,7 +72,10 @@ impl Metrics {
         let metrics = Self {
             events_in: counter("events_in_total", "Messages consumed"),
             events_out: counter("events_out_total", "Messages produced"),
-            processing_seconds: histogram("processing_seconds", "Time to process one message"),
+            processing_seconds: histogram(
+                "processing_seconds",
+                "Time to process one message (its share of its batch's time)",
+            ),
             errors: counter_vec("errors_total", "Errors by kind", "kind"),
             dead_letters: counter("dead_letters_total", "Messages sent to dead-letters"),
             anomalies: counter("anomalies_total", "Anomalies flagged"),
