@@ -211,3 +211,35 @@ fn a_new_group_on_latest_loses_nothing_across_a_crash_before_its_first_commit() 
     assert_eq!(status.metrics.events_in.get(), 400);
     assert_eq!(committed(&bootstrap, "live", "in"), ends(&bootstrap, "in"));
 }
+
+/// A partition leaving a member (here: the member leaves the group without `close`) is
+/// committed in the revocation callback, long before the commit interval, so its next owner
+/// starts where this one stopped.
+///
+/// The mock cluster rejects commits while a join is in progress (REBALANCE_IN_PROGRESS), so a
+/// rebalance caused by a joining member cannot show this here; Apache Kafka accepts a commit
+/// of the current generation while it prepares the rebalance.
+#[test]
+fn a_revoked_partition_is_committed_before_it_moves() {
+    let cluster = cluster(&["in"]);
+    let bootstrap = cluster.bootstrap_servers();
+    send(&bootstrap, "in", 0, 1_000);
+    let patient = KafkaTuning {
+        commit_interval: Duration::from_secs(3_600),
+        ..KafkaTuning::default()
+    };
+    let first = KafkaIo::connect_tuned(&bootstrap, "moving", &["in"], "earliest", patient).unwrap();
+    let records = poll_until(&first, 1_000);
+    first.mark_processed(&records).unwrap();
+    assert!(!first.commit_due().unwrap(), "the interval has not passed");
+    let pinned: BTreeMap<(String, i32), Option<i64>> = (0..PARTITIONS)
+        .map(|p| (("in".to_owned(), p), Some(0)))
+        .collect();
+    assert_eq!(committed(&bootstrap, "moving", "in"), pinned);
+
+    drop(first);
+    assert_eq!(
+        committed(&bootstrap, "moving", "in"),
+        ends(&bootstrap, "in")
+    );
+}
