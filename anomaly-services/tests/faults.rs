@@ -90,6 +90,10 @@ fn drift_detector_killed_mid_stream_loses_and_duplicates_nothing() {
     first.kill().unwrap();
     first.wait().unwrap();
     let after_kill = db.count(Table::ScoredEvents).unwrap();
+    let from_committed: i64 = committed_and_end(&bootstrap, "drift-detector", "scores")
+        .iter()
+        .map(|(committed, end)| end - committed.max(&0))
+        .sum();
     assert!(
         after_kill < events.len() as u64,
         "the kill came too late to test anything"
@@ -106,6 +110,11 @@ fn drift_detector_killed_mid_stream_loses_and_duplicates_nothing() {
         "the restarted service to be healthy",
         Duration::from_secs(30),
         || http_get(port, "/health").is_some_and(|r| r.starts_with("HTTP/1.1 200")),
+    );
+    // The restart resumed from the committed offsets, not from the start of the topic.
+    assert_eq!(
+        metric(port, "anomaly_events_in_total"),
+        from_committed as u64
     );
     // SIGTERM: a clean exit within a few seconds.
     let status = terminate(&mut second, Duration::from_secs(10));
@@ -153,24 +162,25 @@ fn start_feature_engineer(bootstrap: &str, prefix: &str, reset: &str, port: u16)
         .unwrap()
 }
 
-/// Per partition of `raw-transactions`: (committed offset read from the cluster, end offset).
-fn committed_and_end(bootstrap: &str) -> Vec<(i64, i64)> {
+/// Per partition of `topic`: (the group's committed offset read from the cluster, -1 if none;
+/// the end offset).
+fn committed_and_end(bootstrap: &str, group: &str, topic: &str) -> Vec<(i64, i64)> {
     use rdkafka::consumer::Consumer;
-    let committed = KafkaIo::connect(bootstrap, "feature-engineer", &[], "earliest")
+    let committed = KafkaIo::connect(bootstrap, group, &[], "earliest")
         .unwrap()
-        .committed(&[RAW], Duration::from_secs(10))
+        .committed(&[topic], Duration::from_secs(10))
         .unwrap();
     let reader: rdkafka::consumer::BaseConsumer = rdkafka::config::ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .create()
         .unwrap();
-    (0..4)
-        .map(|p| {
+    committed
+        .iter()
+        .map(|((_, p), committed)| {
             let (_, end) = reader
-                .fetch_watermarks(RAW, p, Duration::from_secs(10))
+                .fetch_watermarks(topic, *p, Duration::from_secs(10))
                 .unwrap();
-            let committed = committed[&(RAW.to_owned(), p)].unwrap_or(-1);
-            (committed, end)
+            (committed.unwrap_or(-1), end)
         })
         .collect()
 }
@@ -223,7 +233,11 @@ fn feature_engineer_killed_and_restarted(reset: &str) {
     wait_until(
         "the partitions to be pinned",
         Duration::from_secs(60),
-        || committed_and_end(&bootstrap).iter().all(|(c, _)| *c >= 0),
+        || {
+            committed_and_end(&bootstrap, "feature-engineer", RAW)
+                .iter()
+                .all(|(c, _)| *c >= 0)
+        },
     );
     // The stream arrives over about three seconds, while the service runs, is killed and
     // comes back.
@@ -250,7 +264,7 @@ fn feature_engineer_killed_and_restarted(reset: &str) {
         "a committed quarter of the stream",
         Duration::from_secs(60),
         || {
-            committed_and_end(&bootstrap)
+            committed_and_end(&bootstrap, "feature-engineer", RAW)
                 .iter()
                 .map(|(c, _)| c)
                 .sum::<i64>()
@@ -260,7 +274,7 @@ fn feature_engineer_killed_and_restarted(reset: &str) {
     first.kill().unwrap();
     first.wait().unwrap();
 
-    let at_kill = committed_and_end(&bootstrap);
+    let at_kill = committed_and_end(&bootstrap, "feature-engineer", RAW);
     let states = card_states(&prefix);
     // Per partition, the first record the stored states do not hold.
     let mut applied_end = [0i64; 4];
@@ -298,7 +312,7 @@ fn feature_engineer_killed_and_restarted(reset: &str) {
         "skipped exactly what the states held"
     );
     assert_eq!(dead_letters, 0);
-    for (committed, end) in committed_and_end(&bootstrap) {
+    for (committed, end) in committed_and_end(&bootstrap, "feature-engineer", RAW) {
         assert_eq!(committed, end, "committed to the end at SIGTERM");
     }
 
