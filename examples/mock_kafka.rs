@@ -11,18 +11,8 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
+use anomaly_services::services::TOPICS;
 use rdkafka::mocking::MockCluster;
-
-/// The topics the six services read and write.
-const TOPICS: [&str; 7] = [
-    "raw-transactions",
-    "features",
-    "scores",
-    "alerts",
-    "model-updates",
-    "drift-events",
-    "dead-letters",
-];
 
 fn main() -> ExitCode {
     let mut brokers = 3;

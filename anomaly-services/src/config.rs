@@ -190,43 +190,46 @@ impl ServiceConfig {
             }
         }
         let defaults = crate::adapters::kafka::KafkaTuning::default();
+        let setting = |variable: &'static str, default: u64, expected, range| {
+            whole(
+                variable,
+                &text(variable, &default.to_string()),
+                expected,
+                range,
+            )
+        };
+        let millis = |d: std::time::Duration| d.as_millis() as u64;
         let kafka_tuning = crate::adapters::kafka::KafkaTuning {
-            fetch_wait_ms: whole(
-                "KAFKA_FETCH_WAIT_MS",
-                &text("KAFKA_FETCH_WAIT_MS", &defaults.fetch_wait_ms.to_string()),
-                "a whole number of milliseconds from 1 to 10000",
-                1..=10_000,
-            )?,
-            batch_size: whole(
+            batch_size: setting(
                 "KAFKA_BATCH_SIZE",
-                &text("KAFKA_BATCH_SIZE", &defaults.batch_size.to_string()),
+                defaults.batch_size as u64,
                 "a whole number from 1 to 100000",
                 1..=100_000,
             )? as usize,
-            linger_ms: whole(
+            linger_ms: setting(
                 "KAFKA_LINGER_MS",
-                &text("KAFKA_LINGER_MS", &defaults.linger_ms.to_string()),
+                defaults.linger_ms,
                 "a whole number of milliseconds from 0 to 1000",
                 0..=1_000,
             )?,
-            commit_interval: std::time::Duration::from_millis(whole(
+            commit_interval: std::time::Duration::from_millis(setting(
                 "KAFKA_COMMIT_INTERVAL_MS",
-                &text(
-                    "KAFKA_COMMIT_INTERVAL_MS",
-                    &defaults.commit_interval.as_millis().to_string(),
-                ),
+                millis(defaults.commit_interval),
                 "a whole number of milliseconds from 10 to 60000",
                 10..=60_000,
             )?),
-            session_timeout: std::time::Duration::from_millis(whole(
+            session_timeout: std::time::Duration::from_millis(setting(
                 "KAFKA_SESSION_TIMEOUT_MS",
-                &text(
-                    "KAFKA_SESSION_TIMEOUT_MS",
-                    &defaults.session_timeout.as_millis().to_string(),
-                ),
+                millis(defaults.session_timeout),
                 "a whole number of milliseconds from 1000 to 3600000",
                 1_000..=3_600_000,
             )?),
+            fetch_wait_ms: setting(
+                "KAFKA_FETCH_WAIT_MS",
+                defaults.fetch_wait_ms,
+                "a whole number of milliseconds from 1 to 10000",
+                1..=10_000,
+            )?,
         };
         Ok(Self {
             kafka_tuning,

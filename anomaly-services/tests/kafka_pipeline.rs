@@ -26,6 +26,7 @@ use anomaly_services::generator::{Generator, GeneratorParams};
 use anomaly_services::messages::Severity;
 use anomaly_services::pipeline::default_model;
 use anomaly_services::service::{self, Handler};
+use anomaly_services::services::TOPICS;
 use anomaly_services::services::alert_router::{AlertRouterService, SlackNotifier};
 use anomaly_services::services::applied_card::AppliedCard;
 use anomaly_services::services::drift_detector::DriftService;
@@ -40,16 +41,6 @@ use anomaly_services::stages::inference::Inference;
 use anomaly_services::stages::retraining::{Retrainer, RetrainingParams};
 use anomaly_services::telemetry::http::Status;
 use rdkafka::mocking::MockCluster;
-
-const TOPICS: [&str; 7] = [
-    "raw-transactions",
-    "features",
-    "scores",
-    "alerts",
-    "model-updates",
-    "drift-events",
-    "dead-letters",
-];
 
 /// A stand-in for Slack: answers 429 (Retry-After: 1) to its first request, 200 after.
 fn fake_slack() -> (String, Arc<Mutex<Vec<String>>>) {

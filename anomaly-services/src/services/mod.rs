@@ -8,3 +8,14 @@ pub mod main;
 pub mod ml_inference;
 pub mod producer;
 pub mod retraining_worker;
+
+/// Every topic the services read or write (docs/MESSAGES.md), for tools that create them.
+pub const TOPICS: [&str; 7] = [
+    "raw-transactions",
+    "features",
+    "scores",
+    "alerts",
+    "model-updates",
+    "drift-events",
+    "dead-letters",
+];
