@@ -78,6 +78,13 @@ pub enum StartFrom {
 
 impl StartFrom {
     /// Reads `earliest` or `latest` (`KAFKA_OFFSET_RESET`).
+    ///
+    /// ```
+    /// use anomaly_services::adapters::kafka::StartFrom;
+    ///
+    /// assert_eq!(StartFrom::parse("latest"), Some(StartFrom::Latest));
+    /// assert_eq!(StartFrom::parse("newest"), None);
+    /// ```
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "earliest" => Some(Self::Earliest),
@@ -356,6 +363,31 @@ pub struct Polled {
 }
 
 /// A service's Kafka side: one consumer (in a consumer group) and one producer.
+///
+/// The loop every service runs ([`crate::service::run`] does this, with dead letters,
+/// retries and metrics):
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use anomaly_services::adapters::kafka::{KafkaIo, KafkaTuning, Output};
+///
+/// let tuning = KafkaTuning { batch_size: 500, ..KafkaTuning::default() };
+/// let io = KafkaIo::connect_tuned("127.0.0.1:9092", "my-group", &["in"], "latest", tuning)?;
+/// loop {
+///     let batch = io.poll_batch(io.tuning().batch_size, Duration::from_millis(200)).records;
+///     let outputs: Vec<Output> = batch
+///         .iter()
+///         .map(|r| Output { topic: "out", key: None, payload: r.payload.clone() })
+///         .collect();
+///     // Offsets move only once the outputs are acknowledged.
+///     io.send_all(&outputs, Duration::from_secs(30))?;
+///     io.mark_processed(&batch)?;
+///     io.commit_due()?;
+///     # break;
+/// }
+/// io.close()?; // commits what was processed, then leaves the group
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct KafkaIo {
     consumer: BaseConsumer<GroupContext>,
     producer: ThreadedProducer<DeliveryTracker>,
