@@ -221,8 +221,9 @@ impl ServiceConfig {
             session_timeout: std::time::Duration::from_millis(setting(
                 "KAFKA_SESSION_TIMEOUT_MS",
                 millis(defaults.session_timeout),
-                "a whole number of milliseconds from 1000 to 3600000",
-                1_000..=3_600_000,
+                // Brokers refuse sessions under group.min.session.timeout.ms (6 s by default).
+                "a whole number of milliseconds from 6000 to 1800000",
+                6_000..=1_800_000,
             )?),
             fetch_wait_ms: setting(
                 "KAFKA_FETCH_WAIT_MS",

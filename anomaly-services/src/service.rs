@@ -120,8 +120,9 @@ pub fn run(
     let metrics = &status.metrics;
     let mut backoff = Duration::from_millis(100);
     let mut stopped_by = Ok(());
+    let mut commits_failing = false;
     while !shutdown.load(Ordering::Relaxed) {
-        commit_if_due(io, status);
+        commits_failing = commit_if_due(io, status).unwrap_or(commits_failing);
         let polled = io.poll_batch(io.tuning().batch_size, Duration::from_millis(200));
         if let Some(e) = &polled.error {
             warn!(error = e.to_string().as_str(); "Kafka poll failed");
@@ -172,7 +173,10 @@ pub fn run(
         let outcome = match retry {
             Some(e) => Err(e),
             None => io
-                .send_all(&outputs, Duration::from_secs(30))
+                .send_all(
+                    &outputs,
+                    Duration::from_millis(crate::adapters::kafka::SEND_TIMEOUT_MS),
+                )
                 .map_err(|e| e.to_string())
                 .and_then(|()| {
                     handler.before_commit().map_err(|failure| match failure {
@@ -185,7 +189,9 @@ pub fn run(
             Ok(()) => {
                 handler.batch_committed();
                 metrics.events_out.inc_by(outputs.len() as u64);
-                status.healthy.store(true, Ordering::Relaxed);
+                // Healthy again unless offsets cannot be committed: a service that processes
+                // but never commits would replay everything after a restart.
+                status.healthy.store(!commits_failing, Ordering::Relaxed);
                 backoff = Duration::from_millis(100);
             }
             Err(e) => {
@@ -215,16 +221,22 @@ pub fn run(
     }
 }
 
-/// Commits the processed offsets when the commit interval has passed. A failed commit is
-/// counted and turns `/health` unhealthy; the positions stay pending for the next try.
-fn commit_if_due(io: &KafkaIo, status: &Status) {
-    if let Err(e) = io.commit_due() {
-        warn!(error = e.to_string().as_str(); "Offset commit failed; retrying at the next interval");
-        status
-            .metrics
-            .errors
-            .with_label_values(&["kafka_commit"])
-            .inc();
-        status.healthy.store(false, Ordering::Relaxed);
+/// Commits the processed offsets when the commit interval has passed: `Some(true)` if that
+/// failed (counted; `/health` unhealthy until a commit succeeds; the positions stay pending for
+/// the next try), `Some(false)` if it committed, `None` if it was not due.
+fn commit_if_due(io: &KafkaIo, status: &Status) -> Option<bool> {
+    match io.commit_due() {
+        Ok(true) => Some(false),
+        Ok(false) => None,
+        Err(e) => {
+            warn!(error = e.to_string().as_str(); "Offset commit failed; retrying at the next interval");
+            status
+                .metrics
+                .errors
+                .with_label_values(&["kafka_commit"])
+                .inc();
+            status.healthy.store(false, Ordering::Relaxed);
+            Some(true)
+        }
     }
 }

@@ -141,6 +141,9 @@ fn only_a_job_that_ran_starts_the_debounce() {
         .arg(&debounce)
         .query(&mut redis_connection())
         .unwrap();
+    // A drift replayed after the debounce asks for a job that already ran: not queued again
+    // (it would take the `waiting` slot for nothing).
+    assert!(!a.enqueue(&job("j1")).unwrap());
     assert!(a.enqueue(&job("j4")).unwrap());
     assert_eq!(a.take().unwrap(), Some(job("j4")));
     delete_redis_prefix(&prefix);
@@ -158,10 +161,10 @@ mod worker {
     use anomaly_services::stages::retraining::{JobOutcome, Retrainer, RetrainingParams};
     use anomaly_services::telemetry::http::Status;
 
-    /// Keeps what would be published.
-    #[derive(Default)]
+    /// Keeps the outcomes of the jobs that ran, shared with the test.
+    #[derive(Clone, Default)]
     struct Published {
-        jobs: Vec<JobOutcome>,
+        jobs: std::sync::Arc<std::sync::Mutex<Vec<JobOutcome>>>,
     }
 
     impl ModelPublisher for Published {
@@ -172,7 +175,7 @@ mod worker {
             Ok(())
         }
         fn record_job(&mut self, outcome: &JobOutcome) -> Result<(), String> {
-            self.jobs.push(outcome.clone());
+            self.jobs.lock().unwrap().push(outcome.clone());
             Ok(())
         }
     }
@@ -267,10 +270,11 @@ mod worker {
             .collect();
         let retrainer = Retrainer::new(params, default_model(), names);
         let queue = RedisJobQueue::connect(&redis_url(), &prefix, "w", 60, 600).unwrap();
+        let published = Published::default();
         let mut service = RetrainingService::new(
             retrainer,
             queue,
-            Published::default(),
+            published.clone(),
             Status::new("retraining-worker"),
         );
         let queued = format!("{prefix}retrain:queue");
@@ -284,6 +288,10 @@ mod worker {
         let early: Vec<Record> = (0..100).flat_map(labelled).chain([drift(100)]).collect();
         batch(&mut service, &early);
         assert_eq!(queue_length(), 1, "the job waits in the queue");
+        assert!(
+            published.jobs.lock().unwrap().is_empty(),
+            "not rejected for lack of data"
+        );
         assert!(!key_exists(&format!("{prefix}retrain:debounce")));
 
         // A second drift while the job waits adds no job.
@@ -301,6 +309,9 @@ mod worker {
             .query(&mut redis_connection())
             .unwrap();
         assert!(done.is_some(), "the first drift's job ran");
+        let jobs = published.jobs.lock().unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].candidate_version, Some(2), "{}", jobs[0].decision);
         delete_redis_prefix(&prefix);
     }
 }

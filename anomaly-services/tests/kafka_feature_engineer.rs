@@ -220,6 +220,8 @@ fn partitions_the_consumer_does_not_own_are_left_to_their_owner() {
     let mut batch = first.clone();
     batch.push(elsewhere);
     io.mark_processed(&batch).unwrap();
+    // Only the owned partition's position is committed.
+    assert_eq!(io.commit_processed().unwrap(), "owned/0@2");
     io.rewind(&batch).unwrap();
     // The owned partition was moved back to the batch's first record.
     let mut again = Vec::new();

@@ -181,8 +181,8 @@ fn the_service_loop_commits_on_its_interval_and_at_shutdown() {
 
 /// With `latest`, a new group's partitions are pinned to their end at assignment and the
 /// position is committed at once: records sent after that are consumed even if the first
-/// member dies before it commits anything (no graceful shutdown), and a restarted member
-/// resumes exactly there.
+/// member goes before it processed anything, and the next member resumes exactly there
+/// (without the pin it would start at the end again and skip them).
 #[test]
 fn a_new_group_on_latest_loses_nothing_across_a_crash_before_its_first_commit() {
     let cluster = cluster(&["in", "out"]);
@@ -197,7 +197,8 @@ fn a_new_group_on_latest_loses_nothing_across_a_crash_before_its_first_commit() 
             committed(&bootstrap, "live", "in") == before
         });
         send(&bootstrap, "in", 300, 400);
-        // Consumed, never marked processed, then the member vanishes without closing.
+        // Consumed, never marked processed, then the member goes (its revocation commits
+        // nothing: nothing was processed).
         poll_until(&io, 400);
     }
     let (shutdown, status, thread) = run_echo(&bootstrap, "live", "latest");

@@ -22,6 +22,9 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 
+/// How long the services wait for a batch's delivery reports, milliseconds.
+pub const SEND_TIMEOUT_MS: u64 = 30_000;
+
 /// One consumed record, owned.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Record {
@@ -129,10 +132,7 @@ impl Default for KafkaTuning {
             linger_ms: 2,
             commit_interval: Duration::from_secs(1),
             session_timeout: Duration::from_secs(30),
-            fetch_wait_ms: std::env::var("KAFKA_FETCH_WAIT_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(50),
+            fetch_wait_ms: 50,
         }
     }
 }
@@ -220,6 +220,11 @@ impl GroupContext {
         let mut positions = self.positions();
         for elem in committed.elements() {
             let (topic, partition) = (elem.topic().to_owned(), elem.partition());
+            if let Err(e) = elem.error() {
+                // Unknown, not absent: pinning it could overwrite a real commit.
+                warn!(topic = topic.as_str(), partition = partition, error = e.to_string().as_str(); "Committed offset unreadable; starting from the group's commit as librdkafka finds it");
+                continue;
+            }
             let start = match elem.offset() {
                 Offset::Offset(offset) => offset,
                 _ => match consumer.fetch_watermarks(&topic, partition, timeout) {
@@ -256,9 +261,18 @@ impl GroupContext {
             }
         }
         drop(positions);
-        if pinned.count() > 0
-            && let Err(e) = consumer.commit(&pinned, CommitMode::Sync)
-        {
+        if pinned.count() == 0 {
+            return;
+        }
+        let mut attempt = 0;
+        while let Err(e) = consumer.commit(&pinned, CommitMode::Sync) {
+            attempt += 1;
+            if attempt < 3 {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            // The first batch's commit covers them; until then a crash starts these
+            // partitions by auto.offset.reset again.
             warn!(error = e.to_string().as_str(); "Could not commit the starting offsets of new partitions");
             let mut positions = self.positions();
             for elem in pinned.elements() {
@@ -266,6 +280,7 @@ impl GroupContext {
                     p.committed = -1;
                 }
             }
+            break;
         }
     }
 
@@ -444,6 +459,13 @@ impl KafkaIo {
                 "session.timeout.ms",
                 tuning.session_timeout.as_millis().to_string(),
             )
+            // A third of the session, as Kafka advises, and never more than librdkafka's 3 s.
+            .set(
+                "heartbeat.interval.ms",
+                (tuning.session_timeout.as_millis() / 3)
+                    .min(3_000)
+                    .to_string(),
+            )
             .create_with_context(context)?;
         if !topics.is_empty() {
             consumer.subscribe(topics)?;
@@ -451,6 +473,9 @@ impl KafkaIo {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("enable.idempotence", "true")
+            // librdkafka gives up on a message when `send_all` does (its default is 5 min), so
+            // a batch retried after a timeout is not also delivered late.
+            .set("message.timeout.ms", SEND_TIMEOUT_MS.to_string())
             .set("linger.ms", tuning.linger_ms.to_string())
             .create_with_context(DeliveryTracker::default())?;
         Ok(Self {

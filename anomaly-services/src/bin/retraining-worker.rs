@@ -24,6 +24,11 @@ events, and publishes it (Redis active_model, `model-updates`, `model_versions`)
 not worse. Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, REDIS_PREFIX,
 TIMESCALE_URL, TIMESCALE_SCHEMA, HTTP_PORT (default 8004), HTTP_BIND, RUST_LOG.";
 
+/// A worker's jobs are put back this long after its last sign of life (a job takes seconds).
+const LEASE_SECONDS: u64 = 600;
+/// After a job ran, drifts start no other job for this long (drift storms make one job).
+const DEBOUNCE_SECONDS: u64 = 600;
+
 fn main() -> ExitCode {
     service_main("retraining-worker", 8004, HELP, |ctx| {
         let config = &ctx.config;
@@ -31,7 +36,13 @@ fn main() -> ExitCode {
         // Unique among running workers even where every container's process id is 1.
         let worker = format!("worker-{:016x}", rand::random::<u64>());
         let mut queue = retry_store("redis", || {
-            RedisJobQueue::connect(&redis_url, &config.redis_prefix, &worker, 600, 600)
+            RedisJobQueue::connect(
+                &redis_url,
+                &config.redis_prefix,
+                &worker,
+                LEASE_SECONDS,
+                DEBOUNCE_SECONDS,
+            )
         })
         .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
         let recovered = queue.adopt_unlisted()? + queue.recover()?;

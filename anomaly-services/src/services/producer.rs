@@ -53,7 +53,10 @@ pub fn produce(
 fn send(io: &KafkaIo, batch: &mut Vec<Output>, status: &Status, shutdown: &AtomicBool) -> u64 {
     let mut backoff = Duration::from_millis(100);
     while !batch.is_empty() {
-        match io.send_all(batch, Duration::from_secs(30)) {
+        match io.send_all(
+            batch,
+            Duration::from_millis(crate::adapters::kafka::SEND_TIMEOUT_MS),
+        ) {
             Ok(()) => {
                 let n = batch.len() as u64;
                 status.metrics.events_out.inc_by(n);

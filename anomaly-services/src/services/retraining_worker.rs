@@ -64,9 +64,10 @@ pub struct RedisJobQueue {
 /// net: a job is normally finished, and its `waiting` key removed, long before).
 const WAITING_SECONDS: u64 = 86_400;
 
-/// Pushes the job unless a job ran recently (KEYS[1]) or one is waiting (KEYS[3]).
+/// Pushes the job unless a job ran recently (KEYS[1]), one is waiting (KEYS[3]), or this very
+/// job already ran (KEYS[4]: its drift was replayed after the debounce ended).
 const ENQUEUE: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
 if redis.call('SET', KEYS[3], ARGV[1], 'NX', 'EX', ARGV[3]) then
   redis.call('LPUSH', KEYS[2], ARGV[2])
   return 1
@@ -173,6 +174,7 @@ impl JobQueue for RedisJobQueue {
             .key(self.key("debounce"))
             .key(self.key("queue"))
             .key(self.key("waiting"))
+            .key(self.key(&format!("done:{}", job.job_id)))
             .arg(&job.job_id)
             .arg(payload)
             .arg(WAITING_SECONDS)
