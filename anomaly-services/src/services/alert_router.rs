@@ -152,6 +152,10 @@ impl<W: AlertWriter, N: Notifier> Handler for AlertRouterService<W, N> {
                 .inc();
             warn!(error = e.as_str(), alert = alert.alert_id.as_str(); "Alert not delivered");
         }
+        self.status
+            .metrics
+            .dedupe_keys
+            .set(self.router.remembered_keys() as i64);
         self.pending.push(alert);
         Ok(())
     }
@@ -167,6 +171,61 @@ impl<W: AlertWriter, N: Notifier> Handler for AlertRouterService<W, N> {
 mod tests {
     use super::*;
     use crate::messages::{AlertKind, Severity};
+
+    struct Discard;
+
+    impl AlertWriter for Discard {
+        fn write_alerts(&mut self, _: &[Alert]) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    impl Notifier for Discard {
+        fn notify(&mut self, _: &Alert) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    /// Alerts for 200,000 distinct cards, 10 ms of event time apart: the gauge of remembered
+    /// keys stays at about two minutes' worth, not one per card.
+    #[test]
+    fn the_remembered_keys_gauge_stays_bounded_over_many_cards() {
+        let status = Status::new("alert-router");
+        let mut service = AlertRouterService::new(
+            AlertRouter::new(Severity::Low, 60_000),
+            Discard,
+            Some(Discard),
+            std::sync::Arc::clone(&status),
+        );
+        let mut out = Vec::new();
+        let mut most = 0;
+        for i in 0..200_000i64 {
+            let alert = Alert {
+                alert_id: format!("a{i}"),
+                kind: AlertKind::Anomaly,
+                severity: Severity::High,
+                timestamp_ms: i * 10,
+                event_id: format!("e{i}"),
+                card_id: Some(format!("card-{i}")),
+                score: Some(0.9),
+                message: "m".into(),
+                top_features: vec![],
+            };
+            let record = Record {
+                topic: ALERTS.into(),
+                partition: 0,
+                offset: i,
+                key: None,
+                payload: serde_json::to_vec(&alert).unwrap(),
+            };
+            service.handle(&record, &mut out).unwrap();
+            if i % 1_000 == 999 {
+                service.end_batch(&mut out).unwrap();
+            }
+            most = most.max(status.metrics.dedupe_keys.get());
+        }
+        assert!((6_000..=12_002).contains(&most), "{most} keys remembered");
+    }
 
     #[test]
     fn delivery_errors_never_show_the_webhook_url() {

@@ -37,18 +37,51 @@ pub struct AlertRouter {
     min_severity: Severity,
     dedupe_window_ms: i64,
     last_notified: HashMap<(AlertKind, String, Severity), i64>,
+    /// Newest event time notified.
+    newest_ms: i64,
+    /// Remembered keys at which the next pruning runs.
+    prune_at: usize,
 }
+
+/// Most alert keys remembered for de-duplication. Past it the oldest are forgotten (their
+/// next alert is notified again): memory stays bounded whatever the number of cards.
+pub const MAX_DEDUPE_KEYS: usize = 100_000;
 
 impl AlertRouter {
     /// Notifies alerts at or above `min_severity`; the same kind of alert for the same card
     /// (or the same drift detector) at the same severity is sent at most once per
-    /// `dedupe_window_ms` of event time.
+    /// `dedupe_window_ms` of event time. Keys are forgotten once their window is over (an
+    /// alert more than a window older than the newest one may be notified again), and beyond
+    /// [`MAX_DEDUPE_KEYS`].
     pub fn new(min_severity: Severity, dedupe_window_ms: i64) -> Self {
         Self {
             min_severity,
             dedupe_window_ms,
             last_notified: HashMap::new(),
+            newest_ms: i64::MIN,
+            prune_at: 1_024,
         }
+    }
+
+    /// Alert keys remembered for de-duplication (at most [`MAX_DEDUPE_KEYS`]).
+    pub fn remembered_keys(&self) -> usize {
+        self.last_notified.len()
+    }
+
+    /// Forgets the keys whose window ended before the newest notified alert, then, if more
+    /// than nine tenths of [`MAX_DEDUPE_KEYS`] are left, the oldest of them. Runs when the map
+    /// has doubled since the last pruning, so its cost is constant per alert.
+    fn prune(&mut self) {
+        let horizon = self.newest_ms.saturating_sub(self.dedupe_window_ms);
+        self.last_notified.retain(|_, last| *last > horizon);
+        let keep = MAX_DEDUPE_KEYS / 10 * 9;
+        if self.last_notified.len() > keep {
+            let mut times: Vec<i64> = self.last_notified.values().copied().collect();
+            let cut = times.len() - keep;
+            let (_, &mut oldest_kept, _) = times.select_nth_unstable(cut);
+            self.last_notified.retain(|_, last| *last >= oldest_kept);
+        }
+        self.prune_at = (self.last_notified.len() * 2).clamp(1_024, MAX_DEDUPE_KEYS);
     }
 
     /// Routes one alert.
@@ -65,8 +98,68 @@ impl AlertRouter {
             Some(&last) if alert.timestamp_ms - last < self.dedupe_window_ms => Routing::Duplicate,
             _ => {
                 self.last_notified.insert(key, alert.timestamp_ms);
+                self.newest_ms = self.newest_ms.max(alert.timestamp_ms);
+                if self.last_notified.len() >= self.prune_at {
+                    self.prune();
+                }
                 Routing::Notify
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(card: u64, t: i64) -> Alert {
+        Alert {
+            alert_id: format!("a{card}-{t}"),
+            kind: AlertKind::Anomaly,
+            severity: Severity::High,
+            timestamp_ms: t,
+            event_id: "e".into(),
+            card_id: Some(format!("card-{card}")),
+            score: Some(0.9),
+            message: String::new(),
+            top_features: vec![],
+        }
+    }
+
+    /// A million distinct cards, 10 ms apart: only the last minute's keys are kept.
+    #[test]
+    fn keys_whose_window_is_over_are_forgotten() {
+        let mut router = AlertRouter::new(Severity::Low, 60_000);
+        let mut most = 0;
+        for card in 0..1_000_000u64 {
+            assert_eq!(
+                router.route(&alert(card, card as i64 * 10)),
+                Routing::Notify
+            );
+            most = most.max(router.remembered_keys());
+        }
+        // 6,000 keys per window, and the map may double before it is pruned.
+        assert!(most <= 12_002, "{most} keys remembered");
+        // De-duplication still works for the recent ones.
+        assert_eq!(
+            router.route(&alert(999_999, 10_000_000)),
+            Routing::Duplicate
+        );
+    }
+
+    /// With a window that never ends, the number of keys is capped: the oldest go first.
+    #[test]
+    fn keys_are_capped_even_within_the_window() {
+        let mut router = AlertRouter::new(Severity::Low, i64::MAX / 4);
+        for card in 0..1_000_000u64 {
+            router.route(&alert(card, card as i64));
+            assert!(router.remembered_keys() <= MAX_DEDUPE_KEYS);
+        }
+        assert_eq!(router.route(&alert(999_999, 1_000_000)), Routing::Duplicate);
+        assert_eq!(
+            router.route(&alert(0, 1_000_000)),
+            Routing::Notify,
+            "forgotten"
+        );
     }
 }

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub replays_skipped: IntCounter,
     /// Records per poll batch (how well the per-batch costs are shared).
     pub batch_records: Histogram,
+    /// Alert keys the alert router remembers for de-duplication (bounded).
+    pub dedupe_keys: IntGauge,
 }
 
 impl Metrics {
@@ -100,6 +102,7 @@ impl Metrics {
                 ]),
             )
             .expect("constant name"),
+            dedupe_keys: gauge("dedupe_keys", "Alert keys remembered for de-duplication"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -118,6 +121,7 @@ impl Metrics {
             Box::new(metrics.retraining_jobs.clone()),
             Box::new(metrics.replays_skipped.clone()),
             Box::new(metrics.batch_records.clone()),
+            Box::new(metrics.dedupe_keys.clone()),
         ];
         for collector in collectors {
             metrics
