@@ -188,6 +188,9 @@ pub fn run(
         match outcome.and_then(|()| io.mark_processed(&batch).map_err(|e| e.to_string())) {
             Ok(()) => {
                 handler.batch_committed();
+                if let Some(newest) = batch.iter().filter_map(|r| r.timestamp_ms).max() {
+                    metrics.last_event_time.set(newest as f64 / 1000.0);
+                }
                 metrics.events_out.inc_by(outputs.len() as u64);
                 // Healthy again unless offsets cannot be committed: a service that processes
                 // but never commits would replay everything after a restart.

@@ -187,6 +187,7 @@ mod worker {
             offset,
             key: None,
             payload,
+            timestamp_ms: None,
         }
     }
 

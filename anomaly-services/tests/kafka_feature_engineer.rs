@@ -216,6 +216,7 @@ fn partitions_the_consumer_does_not_own_are_left_to_their_owner() {
         offset: 0,
         key: None,
         payload: Vec::new(),
+        timestamp_ms: None,
     };
     let mut batch = first.clone();
     batch.push(elsewhere);

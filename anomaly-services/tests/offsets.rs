@@ -167,6 +167,16 @@ fn the_service_loop_commits_on_its_interval_and_at_shutdown() {
         || committed(&bootstrap, "echo", "in") == end,
     );
     assert_eq!(status.metrics.events_in.get(), 2_000);
+    // Freshness: the newest processed record was produced moments ago.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let newest = status.metrics.last_event_time.get();
+    assert!(
+        (now - 120.0..=now + 1.0).contains(&newest),
+        "{newest} vs {now}"
+    );
 
     // More input, then a shutdown before the next interval would have passed: the final,
     // synchronous commit covers it.

@@ -38,6 +38,8 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     /// Its payload (empty if none).
     pub payload: Vec<u8>,
+    /// Its Kafka timestamp, Unix milliseconds (the producer's send time unless it set one).
+    pub timestamp_ms: Option<i64>,
 }
 
 /// A record to produce.
@@ -508,6 +510,7 @@ impl KafkaIo {
                     offset: message.offset(),
                     key: message.key().map(<[u8]>::to_vec),
                     payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    timestamp_ms: message.timestamp().to_millis(),
                 }),
                 Some(Err(e)) => {
                     return Polled {

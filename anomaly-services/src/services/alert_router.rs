@@ -217,6 +217,7 @@ mod tests {
                 offset: i,
                 key: None,
                 payload: serde_json::to_vec(&alert).unwrap(),
+                timestamp_ms: None,
             };
             service.handle(&record, &mut out).unwrap();
             if i % 1_000 == 999 {

@@ -167,6 +167,7 @@ mod tests {
                     offset: i,
                     key: None,
                     payload: serde_json::to_vec(&event).unwrap(),
+                    timestamp_ms: None,
                 }
             })
             .collect()

@@ -324,6 +324,7 @@ mod tests {
             offset: 7,
             key: None,
             payload: serde_json::to_vec(&tx).unwrap(),
+            timestamp_ms: None,
         };
         let mut out = Vec::new();
         service.handle(&record, &mut out).unwrap();
@@ -361,6 +362,7 @@ mod replay_tests {
             offset: i as i64,
             key: Some(tx.card_id.clone().into_bytes()),
             payload: serde_json::to_vec(&tx).unwrap(),
+            timestamp_ms: None,
         })
         .collect()
     }

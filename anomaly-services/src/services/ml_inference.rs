@@ -162,6 +162,7 @@ mod tests {
                     offset: i as i64,
                     key: None,
                     payload: serde_json::to_vec(&vector).unwrap(),
+                    timestamp_ms: None,
                 }
             })
             .collect()

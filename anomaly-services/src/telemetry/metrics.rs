@@ -40,7 +40,8 @@ pub struct Metrics {
     pub batch_queue_depth: IntGauge,
     /// Time to flush one batch, seconds.
     pub batch_flush_seconds: Histogram,
-    /// Unix time, seconds, of the last processed message's event.
+    /// Unix time, seconds, of the newest processed record's Kafka timestamp (when it was
+    /// produced): how fresh what the service has processed is.
     pub last_event_time: Gauge,
     /// Retraining jobs run, by outcome (`published` or `kept`).
     pub retraining_jobs: IntCounterVec,
@@ -88,7 +89,7 @@ impl Metrics {
             batch_flush_seconds: histogram("batch_flush_seconds", "Time to flush one batch"),
             last_event_time: Gauge::new(
                 "last_event_time_seconds",
-                "Unix time of the last processed message's event",
+                "Kafka timestamp (Unix seconds) of the newest processed record",
             )
             .expect("constant name"),
             retraining_jobs: counter_vec("retraining_jobs_total", "Retraining jobs run", "outcome"),
