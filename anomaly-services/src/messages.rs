@@ -7,6 +7,12 @@ use thiserror::Error;
 
 /// Largest message a stage accepts, in bytes; larger ones are dead-lettered.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Longest id or label accepted (event, card, merchant, category, phase), in bytes.
+pub const MAX_TEXT_BYTES: usize = 128;
+/// Earliest event time accepted, Unix milliseconds: 2000-01-01T00:00:00Z.
+pub const EARLIEST_EVENT_MS: i64 = 946_684_800_000;
+/// Largest amount accepted.
+pub const MAX_AMOUNT: f64 = 1e12;
 
 /// A card transaction from the producer (`raw-transactions`), with its ground-truth label.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -269,9 +275,69 @@ pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Message
     serde_json::from_slice(bytes).map_err(|e| MessageError::Malformed(e.to_string()))
 }
 
-/// Decodes a `features` message and checks its values: 11 features, each in [0, 1].
+/// Checks an id or label: `required` ones not empty, none longer than [`MAX_TEXT_BYTES`],
+/// none with a control character (a NUL makes PostgreSQL refuse the row, so the whole batch).
+fn check_text(field: &str, value: &str, required: bool) -> Result<(), MessageError> {
+    if (required && value.is_empty())
+        || value.len() > MAX_TEXT_BYTES
+        || value.chars().any(char::is_control)
+    {
+        let shown: String = value.chars().take(40).collect();
+        return Err(MessageError::Invalid(format!(
+            "{field} must be {}at most {MAX_TEXT_BYTES} bytes without control characters, got {shown:?}",
+            if required { "non-empty, " } else { "" }
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an event time: not before [`EARLIEST_EVENT_MS`]. (How far ahead of its clock a
+/// service accepts is the service's rule: see `services::feature_engineer`.)
+fn check_time(timestamp_ms: i64) -> Result<(), MessageError> {
+    if timestamp_ms < EARLIEST_EVENT_MS {
+        return Err(MessageError::Invalid(format!(
+            "timestamp_ms {timestamp_ms} is before 2000-01-01 ({EARLIEST_EVENT_MS})"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an amount: finite, at least 0, at most [`MAX_AMOUNT`].
+fn check_amount(amount: f64) -> Result<(), MessageError> {
+    if !(amount.is_finite() && (0.0..=MAX_AMOUNT).contains(&amount)) {
+        return Err(MessageError::Invalid(format!(
+            "amount must be a finite number >= 0 and <= {MAX_AMOUNT}, got {amount}"
+        )));
+    }
+    Ok(())
+}
+
+/// The checks every message about one event shares.
+fn check_event(
+    event_id: &str,
+    card_id: &str,
+    timestamp_ms: i64,
+    amount: f64,
+    phase: &str,
+) -> Result<(), MessageError> {
+    check_text("event_id", event_id, true)?;
+    check_text("card_id", card_id, true)?;
+    check_text("phase", phase, false)?;
+    check_time(timestamp_ms)?;
+    check_amount(amount)
+}
+
+/// Decodes a `features` message and checks its values: the event's ids, time and amount, and
+/// 11 features, each in [0, 1].
 pub fn decode_features(bytes: &[u8]) -> Result<FeatureVector, MessageError> {
     let vector: FeatureVector = decode(bytes)?;
+    check_event(
+        &vector.event_id,
+        &vector.card_id,
+        vector.timestamp_ms,
+        vector.amount,
+        &vector.phase,
+    )?;
     let expected = anomaly_core::features::TransactionFeatures::NAMES.len();
     if vector.features.len() != expected {
         return Err(MessageError::Invalid(format!(
@@ -287,9 +353,17 @@ pub fn decode_features(bytes: &[u8]) -> Result<FeatureVector, MessageError> {
     Ok(vector)
 }
 
-/// Decodes a `scores` message and checks its score is in [0, 1].
+/// Decodes a `scores` message and checks the event's ids, time and amount, and that its score
+/// is in [0, 1].
 pub fn decode_scored(bytes: &[u8]) -> Result<ScoredEvent, MessageError> {
     let event: ScoredEvent = decode(bytes)?;
+    check_event(
+        &event.event_id,
+        &event.card_id,
+        event.timestamp_ms,
+        event.amount,
+        &event.phase,
+    )?;
     if !(0.0..=1.0).contains(&event.score) {
         return Err(MessageError::Invalid(format!(
             "score {} outside [0, 1]",
@@ -308,29 +382,32 @@ pub fn error_kind(error: &MessageError) -> &'static str {
     }
 }
 
-/// Decodes a `raw-transactions` message and checks its values.
+/// Decodes a `raw-transactions` message and checks its values: ids and labels (non-empty
+/// ids, at most [`MAX_TEXT_BYTES`], no control characters), the event time (not before
+/// 2000), the amount (finite, 0 to [`MAX_AMOUNT`]) and the location.
 ///
 /// ```
 /// use anomaly_services::messages::decode_transaction;
 ///
-/// let ok = br#"{"event_id":"e1","card_id":"c1","timestamp_ms":1,"amount":9.5,"merchant":"m",
-///   "category":"grocery","latitude":48.8,"longitude":2.3,"is_fraud":false,"phase":"normal"}"#;
+/// let ok = br#"{"event_id":"e1","card_id":"c1","timestamp_ms":1767225600000,"amount":9.5,
+///   "merchant":"m","category":"grocery","latitude":48.8,"longitude":2.3,"is_fraud":false,
+///   "phase":"normal"}"#;
 /// assert!(decode_transaction(ok).is_ok());
 /// assert!(decode_transaction(b"{not json").is_err());
+/// let nul = String::from_utf8_lossy(ok).replace("\"c1\"", "\"c\\u00001\"");
+/// assert!(decode_transaction(nul.as_bytes()).is_err());
 /// ```
 pub fn decode_transaction(bytes: &[u8]) -> Result<RawTransaction, MessageError> {
     let tx: RawTransaction = decode(bytes)?;
-    if tx.event_id.is_empty() || tx.card_id.is_empty() {
-        return Err(MessageError::Invalid(
-            "event_id and card_id must not be empty".into(),
-        ));
-    }
-    if !(tx.amount.is_finite() && tx.amount >= 0.0) {
-        return Err(MessageError::Invalid(format!(
-            "amount must be a finite number >= 0, got {}",
-            tx.amount
-        )));
-    }
+    check_event(
+        &tx.event_id,
+        &tx.card_id,
+        tx.timestamp_ms,
+        tx.amount,
+        &tx.phase,
+    )?;
+    check_text("merchant", &tx.merchant, false)?;
+    check_text("category", &tx.category, false)?;
     if !(-90.0..=90.0).contains(&tx.latitude) || !(-180.0..=180.0).contains(&tx.longitude) {
         return Err(MessageError::Invalid(format!(
             "location ({}, {}) is not a latitude/longitude",
@@ -363,7 +440,7 @@ mod tests {
     use super::*;
 
     fn valid() -> serde_json::Value {
-        serde_json::json!({"event_id":"e1","card_id":"c1","timestamp_ms":1,"amount":9.5,
+        serde_json::json!({"event_id":"e1","card_id":"c1","timestamp_ms":1_767_225_600_000_i64,"amount":9.5,
             "merchant":"m","category":"grocery","latitude":48.8,"longitude":2.3,
             "is_fraud":false,"phase":"normal"})
     }
@@ -390,6 +467,32 @@ mod tests {
         let mut far = valid();
         far["latitude"] = 123.0.into();
         assert!(matches!(decode(&far), Err(MessageError::Invalid(_))));
+        for (field, value) in [
+            ("card_id", serde_json::json!("c\u{0}1")),
+            ("event_id", serde_json::json!("")),
+            (
+                "event_id",
+                serde_json::json!("e".repeat(MAX_TEXT_BYTES + 1)),
+            ),
+            ("merchant", serde_json::json!("m\n")),
+            ("timestamp_ms", serde_json::json!(i64::MIN)),
+            ("timestamp_ms", serde_json::json!(0)),
+            ("amount", serde_json::json!(1e308)),
+        ] {
+            let mut bad = valid();
+            bad[field] = value;
+            assert!(
+                matches!(decode(&bad), Err(MessageError::Invalid(ref m)) if m.contains(field)),
+                "{field}: {:?}",
+                decode(&bad)
+            );
+        }
+        let mut latest = valid();
+        latest["timestamp_ms"] = i64::MAX.into();
+        assert!(
+            decode(&latest).is_ok(),
+            "how far ahead is the service's rule"
+        );
         let huge = vec![b' '; MAX_MESSAGE_BYTES + 1];
         assert!(matches!(
             decode_transaction(&huge),

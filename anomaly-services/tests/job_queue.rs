@@ -195,7 +195,7 @@ mod worker {
         let vector = FeatureVector {
             event_id: format!("e{i}"),
             card_id: "c".into(),
-            timestamp_ms: i,
+            timestamp_ms: 1_767_225_600_000 + i,
             features: vec![((i * 7919) % 101) as f64 / 101.0; 11],
             amount: 1.0,
             is_fraud: i % 10 == 0,
@@ -204,7 +204,7 @@ mod worker {
         let scored = ScoredEvent {
             event_id: vector.event_id.clone(),
             card_id: "c".into(),
-            timestamp_ms: i,
+            timestamp_ms: 1_767_225_600_000 + i,
             score: if vector.is_fraud { 0.6 } else { 0.4 },
             is_anomaly: false,
             is_fraud: vector.is_fraud,

@@ -153,7 +153,7 @@ mod tests {
                 let event = ScoredEvent {
                     event_id: format!("e{i}"),
                     card_id: "c".into(),
-                    timestamp_ms: i,
+                    timestamp_ms: 1_767_225_600_000 + i,
                     score: if i < 2000 { 0.3 } else { 0.8 },
                     is_anomaly: false,
                     is_fraud: false,

@@ -106,6 +106,15 @@ impl BatchCardStore for InMemoryStore<AppliedCard> {
     }
 }
 
+/// How far ahead of the service's clock an event time may be (clock skew between systems).
+pub const MAX_AHEAD_MS: i64 = 3_600_000;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// What applying one record to its card gave.
 enum Applied {
     /// The features after the transaction.
@@ -127,6 +136,8 @@ pub struct FeatureEngineerService<S: BatchCardStore> {
     store: S,
     pending: Vec<(Record, RawTransaction)>,
     prepared: Option<S::Prepared>,
+    /// The clock, read once per batch.
+    batch_clock_ms: i64,
     status: Arc<Status>,
 }
 
@@ -137,6 +148,7 @@ impl<S: BatchCardStore> FeatureEngineerService<S> {
             store,
             pending: Vec::new(),
             prepared: None,
+            batch_clock_ms: now_ms(),
             status,
         }
     }
@@ -145,6 +157,22 @@ impl<S: BatchCardStore> FeatureEngineerService<S> {
 impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
     fn handle(&mut self, record: &Record, _: &mut Vec<Output>) -> Result<(), Failure> {
         let tx = decode_transaction(&record.payload).map_err(reject)?;
+        if self.pending.is_empty() {
+            self.batch_clock_ms = now_ms();
+        }
+        if tx.timestamp_ms > self.batch_clock_ms.saturating_add(MAX_AHEAD_MS) {
+            // Accepted, it would make every later transaction of its card "too late" until
+            // its time came.
+            return Err(Failure::Reject {
+                kind: "invalid",
+                error: format!(
+                    "timestamp_ms {} is more than {} s ahead of this service's clock ({})",
+                    tx.timestamp_ms,
+                    MAX_AHEAD_MS / 1000,
+                    self.batch_clock_ms
+                ),
+            });
+        }
         self.pending.push((record.clone(), tx));
         Ok(())
     }
@@ -440,6 +468,54 @@ mod replay_tests {
             );
         }
         assert_ne!(service.store.load(&card).unwrap(), before);
+    }
+
+    /// A transaction dated years ahead is dead-lettered; its card keeps accepting normal
+    /// transactions instead of finding them all "too late".
+    #[test]
+    fn a_future_dated_transaction_cannot_lock_its_card() {
+        let status = Status::new("feature-engineer");
+        let mut service = FeatureEngineerService::new(
+            InMemoryStore::new(AppliedCard::default()),
+            Arc::clone(&status),
+        );
+        let mut records = records();
+        let card = records[0].key.clone().unwrap();
+        let mut same_card = records
+            .iter()
+            .filter(|r| r.key.as_ref() == Some(&card))
+            .cloned();
+        let (first, next) = (same_card.next().unwrap(), same_card.next().unwrap());
+        let mut future: RawTransaction = serde_json::from_slice(&first.payload).unwrap();
+        future.event_id = "from-the-future".into();
+        future.timestamp_ms = now_ms() + 10 * 365 * 86_400_000;
+        records = vec![
+            first,
+            Record {
+                offset: 1_000,
+                payload: serde_json::to_vec(&future).unwrap(),
+                ..next.clone()
+            },
+            Record {
+                offset: 1_001,
+                ..next
+            },
+        ];
+        let mut out = Vec::new();
+        for record in &records {
+            if let Err(Failure::Reject { error, .. }) = service.handle(record, &mut out) {
+                out.push(dead_letter_output(record, &error));
+            }
+        }
+        service.end_batch(&mut out).unwrap();
+        let topics: Vec<&str> = out.iter().map(|o| o.topic).collect();
+        assert_eq!(topics, [DEAD_LETTERS, SINK, SINK]);
+        let letter: DeadLetter = serde_json::from_slice(&out[0].payload).unwrap();
+        assert!(
+            letter.error.contains("ahead of this service's clock"),
+            "{}",
+            letter.error
+        );
     }
 
     /// A batch whose features were not acknowledged leaves the card states as they were, so

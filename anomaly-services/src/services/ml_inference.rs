@@ -150,7 +150,7 @@ mod tests {
                 let vector = FeatureVector {
                     event_id: format!("e{i}"),
                     card_id: "c".into(),
-                    timestamp_ms: i as i64,
+                    timestamp_ms: 1_767_225_600_000 + i as i64,
                     features: vec![x; TransactionFeatures::NAMES.len()],
                     amount: 1.0,
                     is_fraud: false,
