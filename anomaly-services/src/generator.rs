@@ -255,6 +255,7 @@ impl Iterator for Generator {
         let merchant = format!("merchant-{:04}", rng.random_range(0..5_000));
         let event_id = uuid_from(rng.random::<u128>());
         Some(RawTransaction {
+            schema_version: crate::messages::SCHEMA_VERSION,
             event_id,
             card_id: card.id.clone(),
             timestamp_ms: self.now_ms as i64,

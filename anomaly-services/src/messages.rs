@@ -5,6 +5,41 @@ use anomaly_core::features::Transaction;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// Major version of the message schemas this build writes and reads. Readers ignore fields
+/// they do not know (a minor change: a new field), and dead-letter messages of a newer major
+/// version (a change they cannot read correctly), so services can be upgraded one at a time.
+pub const SCHEMA_VERSION: u32 = 1;
+
+fn first_schema() -> u32 {
+    1
+}
+
+/// A message that travels on a topic: it says which schema version wrote it.
+pub trait Message: serde::de::DeserializeOwned {
+    /// The major schema version it was written with.
+    fn schema_version(&self) -> u32;
+}
+
+macro_rules! messages {
+    ($($t:ty),*) => {$(
+        impl Message for $t {
+            fn schema_version(&self) -> u32 {
+                self.schema_version
+            }
+        }
+    )*};
+}
+
+messages!(
+    RawTransaction,
+    FeatureVector,
+    ScoredEvent,
+    DriftEvent,
+    Alert,
+    ModelUpdate,
+    DeadLetter
+);
+
 /// Largest message a stage accepts, in bytes; larger ones are dead-lettered.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Longest id or label accepted (event, card, merchant, category, phase), in bytes.
@@ -16,8 +51,11 @@ pub const MAX_AMOUNT: f64 = 1e12;
 
 /// A card transaction from the producer (`raw-transactions`), with its ground-truth label.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTransaction {
+    /// Major version of the message's schema ([`SCHEMA_VERSION`] when written by this
+    /// build); messages written before it existed have none and read as 1.
+    #[serde(default = "first_schema")]
+    pub schema_version: u32,
     /// Unique id (UUID).
     pub event_id: String,
     /// The card; also the Kafka key, so one card's events stay in order on one partition.
@@ -59,8 +97,11 @@ impl RawTransaction {
 /// A transaction's features (`features`): [`anomaly_core::features::TransactionFeatures::NAMES`]
 /// order, each in [0, 1], rounded to 4 decimals.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FeatureVector {
+    /// Major version of the message's schema ([`SCHEMA_VERSION`] when written by this
+    /// build); messages written before it existed have none and read as 1.
+    #[serde(default = "first_schema")]
+    pub schema_version: u32,
     /// The transaction's id.
     pub event_id: String,
     /// The card.
@@ -79,8 +120,11 @@ pub struct FeatureVector {
 
 /// A scored transaction (`scores`), also a row of the `scored_events` table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ScoredEvent {
+    /// Major version of the message's schema ([`SCHEMA_VERSION`] when written by this
+    /// build); messages written before it existed have none and read as 1.
+    #[serde(default = "first_schema")]
+    pub schema_version: u32,
     /// The transaction's id.
     pub event_id: String,
     /// The card.
@@ -124,8 +168,11 @@ impl DriftSource {
 
 /// A detected drift (`drift-events`), also a row of `drift_events`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DriftEvent {
+    /// Major version of the message's schema ([`SCHEMA_VERSION`] when written by this
+    /// build); messages written before it existed have none and read as 1.
+    #[serde(default = "first_schema")]
+    pub schema_version: u32,
     /// Unique id.
     pub drift_id: String,
     /// The detector.
@@ -196,8 +243,11 @@ pub enum AlertKind {
 
 /// An alert (`alerts`), also a row of the `alerts` table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Alert {
+    /// Major version of the message's schema ([`SCHEMA_VERSION`] when written by this
+    /// build); messages written before it existed have none and read as 1.
+    #[serde(default = "first_schema")]
+    pub schema_version: u32,
     /// Unique id.
     pub alert_id: String,
     /// Anomaly or drift.
@@ -220,8 +270,11 @@ pub struct Alert {
 
 /// A published model (`model-updates`), also a row of `model_versions`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ModelUpdate {
+    /// Major version of the message's schema ([`SCHEMA_VERSION`] when written by this
+    /// build); messages written before it existed have none and read as 1.
+    #[serde(default = "first_schema")]
+    pub schema_version: u32,
     /// The new version.
     pub model_version: u64,
     /// Event time of the drift that triggered the retraining.
@@ -236,8 +289,11 @@ pub struct ModelUpdate {
 
 /// A message that could not be processed (`dead-letters`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DeadLetter {
+    /// Major version of the message's schema ([`SCHEMA_VERSION`] when written by this
+    /// build); messages written before it existed have none and read as 1.
+    #[serde(default = "first_schema")]
+    pub schema_version: u32,
     /// What was wrong with it.
     pub error: String,
     /// Where it came from.
@@ -265,14 +321,30 @@ pub enum MessageError {
     /// Well-formed but with impossible values.
     #[error("invalid message: {0}")]
     Invalid(String),
+    /// Written with a newer major schema version than this build reads.
+    #[error(
+        "message schema version {found} is newer than this service reads ({SCHEMA_VERSION}); upgrade the service"
+    )]
+    NewerSchema {
+        /// The version the message carries.
+        found: u32,
+    },
 }
 
-/// Decodes any message: size limit, then JSON of the expected shape.
-pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, MessageError> {
+/// Decodes any message: size limit, JSON of the expected shape (fields it does not know are
+/// ignored), then a schema version this build reads.
+pub fn decode<T: Message>(bytes: &[u8]) -> Result<T, MessageError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(MessageError::TooLarge { size: bytes.len() });
     }
-    serde_json::from_slice(bytes).map_err(|e| MessageError::Malformed(e.to_string()))
+    let message: T =
+        serde_json::from_slice(bytes).map_err(|e| MessageError::Malformed(e.to_string()))?;
+    if message.schema_version() > SCHEMA_VERSION {
+        return Err(MessageError::NewerSchema {
+            found: message.schema_version(),
+        });
+    }
+    Ok(message)
 }
 
 /// Checks an id or label: `required` ones not empty, none longer than [`MAX_TEXT_BYTES`],
@@ -379,6 +451,7 @@ pub fn error_kind(error: &MessageError) -> &'static str {
         MessageError::TooLarge { .. } => "too_large",
         MessageError::Malformed(_) => "bad_json",
         MessageError::Invalid(_) => "invalid",
+        MessageError::NewerSchema { .. } => "newer_schema",
     }
 }
 
@@ -427,6 +500,7 @@ pub fn dead_letter(
 ) -> DeadLetter {
     let shown = &payload[..payload.len().min(4096)];
     DeadLetter {
+        schema_version: SCHEMA_VERSION,
         error: error.to_string(),
         source_topic: source_topic.to_owned(),
         partition,
@@ -502,6 +576,25 @@ mod tests {
             decode_transaction(b"\xff\xfe"),
             Err(MessageError::Malformed(_))
         ));
+    }
+
+    /// Tolerant reading: a field this build does not know is ignored (a rolling upgrade that
+    /// adds one), a message without a version reads as version 1, and a newer major version
+    /// is refused with a clear error.
+    #[test]
+    fn unknown_fields_are_ignored_and_newer_major_versions_refused() {
+        let mut extra = valid();
+        extra["loyalty_tier"] = "gold".into();
+        assert!(decode(&extra).is_ok());
+        let unversioned = valid();
+        assert_eq!(decode(&unversioned).map(|t| t.schema_version), Ok(1));
+        let mut newer = valid();
+        newer["schema_version"] = (SCHEMA_VERSION + 1).into();
+        let error = decode(&newer).unwrap_err();
+        assert_eq!(error_kind(&error), "newer_schema");
+        assert!(error.to_string().contains("upgrade the service"), "{error}");
+        let written = serde_json::to_value(decode(&valid()).unwrap()).unwrap();
+        assert_eq!(written["schema_version"], SCHEMA_VERSION);
     }
 
     #[test]

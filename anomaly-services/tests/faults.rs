@@ -58,6 +58,7 @@ fn drift_detector_killed_mid_stream_loses_and_duplicates_nothing() {
     let events: Vec<Output> = (0..20_000u32)
         .map(|i| {
             let event = ScoredEvent {
+                schema_version: anomaly_services::messages::SCHEMA_VERSION,
                 event_id: format!("event-{i}"),
                 card_id: format!("card-{}", i % 97),
                 timestamp_ms: 1_767_225_600_000 + i64::from(i) * 50,

@@ -77,6 +77,7 @@ fn finished_jobs_are_remembered_with_their_model() {
     a.mark_done(&job("j1"), None).unwrap();
     assert_eq!(a.done(&job("j1")).unwrap(), Some(None));
     let update = ModelUpdate {
+        schema_version: anomaly_services::messages::SCHEMA_VERSION,
         model_version: 2,
         timestamp_ms: 0,
         reason: "ADWIN drift".into(),
@@ -193,6 +194,7 @@ mod worker {
 
     fn labelled(i: i64) -> [Record; 2] {
         let vector = FeatureVector {
+            schema_version: anomaly_services::messages::SCHEMA_VERSION,
             event_id: format!("e{i}"),
             card_id: "c".into(),
             timestamp_ms: 1_767_225_600_000 + i,
@@ -202,6 +204,7 @@ mod worker {
             phase: "p".into(),
         };
         let scored = ScoredEvent {
+            schema_version: anomaly_services::messages::SCHEMA_VERSION,
             event_id: vector.event_id.clone(),
             card_id: "c".into(),
             timestamp_ms: 1_767_225_600_000 + i,
@@ -220,6 +223,7 @@ mod worker {
 
     fn drift(sequence: u64) -> Record {
         let event = DriftEvent {
+            schema_version: anomaly_services::messages::SCHEMA_VERSION,
             drift_id: format!("d{sequence}"),
             detector: DriftSource::Adwin,
             timestamp_ms: sequence as i64,

@@ -397,6 +397,7 @@ fn ml_inference_hot_swaps_only_valid_newer_models() {
         topic: "model-updates",
         key: None,
         payload: serde_json::to_vec(&ModelUpdate {
+            schema_version: anomaly_services::messages::SCHEMA_VERSION,
             model_version: version,
             timestamp_ms: 0,
             reason: "test".into(),

@@ -14,6 +14,7 @@ use anomaly_services::stages::feature_engineering::FeatureEngineer;
 
 fn scored(i: u32) -> ScoredEvent {
     ScoredEvent {
+        schema_version: anomaly_services::messages::SCHEMA_VERSION,
         event_id: format!("event-{i}"),
         card_id: format!("card-{}", i % 7),
         timestamp_ms: 1_767_225_600_000 + i64::from(i) * 250,
@@ -41,6 +42,7 @@ fn postgres_writes_are_idempotent_and_the_schema_reapplies() {
     assert_eq!(store.count(Table::ScoredEvents).unwrap(), 600);
 
     let alert = Alert {
+        schema_version: anomaly_services::messages::SCHEMA_VERSION,
         alert_id: "alert-1".into(),
         kind: AlertKind::Anomaly,
         severity: Severity::Critical,
@@ -58,6 +60,7 @@ fn postgres_writes_are_idempotent_and_the_schema_reapplies() {
     assert_eq!(store.count(Table::Alerts).unwrap(), 1);
 
     let update = ModelUpdate {
+        schema_version: anomaly_services::messages::SCHEMA_VERSION,
         model_version: 2,
         timestamp_ms: 1_767_225_700_000,
         reason: "ADWIN drift".into(),

@@ -201,6 +201,7 @@ mod tests {
         let mut most = 0;
         for i in 0..200_000i64 {
             let alert = Alert {
+                schema_version: crate::messages::SCHEMA_VERSION,
                 alert_id: format!("a{i}"),
                 kind: AlertKind::Anomaly,
                 severity: Severity::High,
@@ -235,6 +236,7 @@ mod tests {
         let mut slack = SlackNotifier::new(crate::config::Secret::new(url))
             .with_backoff(Duration::from_millis(1));
         let alert = Alert {
+            schema_version: crate::messages::SCHEMA_VERSION,
             alert_id: "a".into(),
             kind: AlertKind::Anomaly,
             severity: Severity::High,

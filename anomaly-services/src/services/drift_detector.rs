@@ -151,6 +151,7 @@ mod tests {
         (0..4000)
             .map(|i| {
                 let event = ScoredEvent {
+                    schema_version: crate::messages::SCHEMA_VERSION,
                     event_id: format!("e{i}"),
                     card_id: "c".into(),
                     timestamp_ms: 1_767_225_600_000 + i,

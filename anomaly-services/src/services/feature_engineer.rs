@@ -269,6 +269,7 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
 fn discarded_letter(discarded: &DiscardedState) -> DeadLetter {
     let hex: String = discarded.bytes.iter().map(|b| format!("{b:02x}")).collect();
     DeadLetter {
+        schema_version: crate::messages::SCHEMA_VERSION,
         error: format!(
             "corrupt card state under `{}` replaced by an empty one: {}",
             discarded.key, discarded.error

@@ -148,6 +148,7 @@ mod tests {
             .map(|i| {
                 let x = (i % 17) as f64 / 17.0;
                 let vector = FeatureVector {
+                    schema_version: crate::messages::SCHEMA_VERSION,
                     event_id: format!("e{i}"),
                     card_id: "c".into(),
                     timestamp_ms: 1_767_225_600_000 + i as i64,

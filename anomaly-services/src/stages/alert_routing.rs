@@ -24,6 +24,7 @@ pub enum Routing {
 ///
 /// let mut router = AlertRouter::new(Severity::High, 60_000);
 /// let alert = |t: i64, severity| Alert {
+///     schema_version: anomaly_services::messages::SCHEMA_VERSION,
 ///     alert_id: format!("a{t}"), kind: AlertKind::Anomaly, severity, timestamp_ms: t,
 ///     event_id: "e".into(), card_id: Some("card-1".into()), score: Some(0.97),
 ///     message: String::new(), top_features: vec![],
@@ -114,6 +115,7 @@ mod tests {
 
     fn alert(card: u64, t: i64) -> Alert {
         Alert {
+            schema_version: crate::messages::SCHEMA_VERSION,
             alert_id: format!("a{card}-{t}"),
             kind: AlertKind::Anomaly,
             severity: Severity::High,

@@ -13,6 +13,7 @@ use crate::messages::{Alert, AlertKind, DriftEvent, DriftSource, ScoredEvent, Se
 ///
 /// let mut monitor = DriftMonitor::new(0);
 /// let event = |i: i64, score: f64| ScoredEvent {
+///     schema_version: anomaly_services::messages::SCHEMA_VERSION,
 ///     event_id: format!("e{i}"), card_id: "c".into(), timestamp_ms: i, score,
 ///     is_anomaly: false, is_fraud: false, model_version: 1, amount: 1.0, phase: "p".into(),
 /// };
@@ -72,6 +73,7 @@ impl DriftMonitor {
 
     fn drift(&self, detector: DriftSource, event: &ScoredEvent, detail: String) -> DriftEvent {
         DriftEvent {
+            schema_version: crate::messages::SCHEMA_VERSION,
             // One drift per detector and event at most: replays give the same id.
             drift_id: name_uuid("drift", &format!("{}/{}", event.event_id, detector.name())),
             detector,
@@ -95,6 +97,7 @@ pub fn drift_severity(source: DriftSource) -> Severity {
 /// The alert announcing `drift` (its id derived from the drift's).
 pub fn drift_alert(drift: &DriftEvent) -> Alert {
     Alert {
+        schema_version: crate::messages::SCHEMA_VERSION,
         alert_id: name_uuid("drift-alert", &drift.drift_id),
         kind: AlertKind::Drift,
         severity: drift_severity(drift.detector),

@@ -68,6 +68,7 @@ impl<S: FeatureStore<State = CardState>> FeatureEngineer<S> {
 /// The message for `tx` with its computed `features`.
 pub fn feature_vector(tx: &RawTransaction, features: &TransactionFeatures) -> FeatureVector {
     FeatureVector {
+        schema_version: crate::messages::SCHEMA_VERSION,
         event_id: tx.event_id.clone(),
         card_id: tx.card_id.clone(),
         timestamp_ms: tx.timestamp_ms,

@@ -103,6 +103,7 @@ impl Inference {
                 .collect::<Vec<_>>()
                 .join(", ");
             Alert {
+                schema_version: crate::messages::SCHEMA_VERSION,
                 // One anomaly alert per event at most: replays give the same id.
                 alert_id: name_uuid("anomaly-alert", &vector.event_id),
                 kind: AlertKind::Anomaly,
@@ -128,6 +129,7 @@ impl Inference {
         scored.learn();
         Ok((
             ScoredEvent {
+                schema_version: crate::messages::SCHEMA_VERSION,
                 event_id: vector.event_id.clone(),
                 card_id: vector.card_id.clone(),
                 timestamp_ms: vector.timestamp_ms,

@@ -228,6 +228,7 @@ impl Retrainer {
         outcome.decision =
             format!("published version {version}: candidate AUC {after:.4} >= running {before:.4}");
         let update = ModelUpdate {
+            schema_version: crate::messages::SCHEMA_VERSION,
             model_version: version,
             timestamp_ms: outcome.job.timestamp_ms,
             reason: outcome.job.reason.clone(),
@@ -246,6 +247,7 @@ mod tests {
 
     fn vector(i: usize) -> FeatureVector {
         FeatureVector {
+            schema_version: crate::messages::SCHEMA_VERSION,
             event_id: format!("e{i}"),
             card_id: "c".into(),
             timestamp_ms: i as i64,
@@ -258,6 +260,7 @@ mod tests {
 
     fn drift(sequence: u64) -> DriftEvent {
         DriftEvent {
+            schema_version: crate::messages::SCHEMA_VERSION,
             drift_id: format!("d{sequence}"),
             detector: crate::messages::DriftSource::Adwin,
             timestamp_ms: sequence as i64,
