@@ -118,6 +118,7 @@ pub fn run(
     shutdown: &AtomicBool,
 ) -> Result<(), LoopError> {
     let metrics = &status.metrics;
+    io.export_lag(metrics.consumer_lag.clone());
     let mut backoff = Duration::from_millis(100);
     let mut stopped_by = Ok(());
     let mut commits_failing = false;

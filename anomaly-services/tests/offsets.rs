@@ -254,3 +254,52 @@ fn a_revoked_partition_is_committed_before_it_moves() {
         ends(&bootstrap, "in")
     );
 }
+
+/// Each partition's consumer lag (its end, from librdkafka's statistics, minus the next offset
+/// to process) reaches the metrics: all 1,000 records while none is processed (consumed is
+/// not enough), none after.
+#[test]
+fn consumer_lag_is_exported_per_partition() {
+    let cluster = cluster(&["in"]);
+    let bootstrap = cluster.bootstrap_servers();
+    send(&bootstrap, "in", 0, 1_000);
+    let tuning = KafkaTuning {
+        statistics_interval: Duration::from_millis(200),
+        ..KafkaTuning::default()
+    };
+    let io = KafkaIo::connect_tuned(&bootstrap, "lagging", &["in"], "earliest", tuning).unwrap();
+    let metrics = anomaly_services::telemetry::metrics::Metrics::new("test");
+    io.export_lag(metrics.consumer_lag.clone());
+    let lag = || -> i64 {
+        (0..PARTITIONS)
+            .map(|p| {
+                metrics
+                    .consumer_lag
+                    .with_label_values(&["in", &p.to_string()])
+                    .get()
+            })
+            .sum()
+    };
+    let records = poll_until(&io, 1_000);
+    wait_until("the lag of everything", Duration::from_secs(30), || {
+        io.poll_batch(10, Duration::from_millis(50));
+        lag() == 1_000
+    });
+    io.mark_processed(&records).unwrap();
+    wait_until("no lag", Duration::from_secs(30), || {
+        io.poll_batch(10, Duration::from_millis(50));
+        lag() == 0
+    });
+    let text = metrics.render();
+    let exported: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("anomaly_consumer_lag{"))
+        .collect();
+    assert_eq!(exported.len(), PARTITIONS as usize, "{exported:?}");
+    assert!(
+        exported
+            .iter()
+            .all(|l| l.contains(r#"topic="in""#) && l.ends_with(" 0")),
+        "{exported:?}"
+    );
+}

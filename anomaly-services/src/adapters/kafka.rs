@@ -116,6 +116,8 @@ pub struct KafkaTuning {
     pub linger_ms: u64,
     /// How often processed offsets are committed (`KAFKA_COMMIT_INTERVAL_MS`).
     pub commit_interval: Duration,
+    /// How often librdkafka reports statistics, from which the consumer lag gauge is set.
+    pub statistics_interval: Duration,
     /// Longest time a broker holds a fetch that has no data yet (`KAFKA_FETCH_WAIT_MS`).
     /// Apache Kafka answers as soon as data arrives, so this only paces idle fetches; the
     /// mock cluster (and some other brokers) answer only when it expires, so it bounds
@@ -135,6 +137,7 @@ impl Default for KafkaTuning {
             commit_interval: Duration::from_secs(1),
             session_timeout: Duration::from_secs(30),
             fetch_wait_ms: 50,
+            statistics_interval: Duration::from_secs(5),
         }
     }
 }
@@ -197,6 +200,8 @@ struct Position {
 pub struct GroupContext {
     start_from: StartFrom,
     positions: Mutex<BTreeMap<(String, i32), Position>>,
+    /// Where librdkafka's statistics put each partition's consumer lag, once exported.
+    lag: Mutex<Option<prometheus::IntGaugeVec>>,
 }
 
 impl GroupContext {
@@ -313,7 +318,34 @@ impl GroupContext {
     }
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    /// Every `statistics.interval.ms`: the lag of each partition this consumer owns, its end
+    /// (last stable offset) minus the next offset to process. (librdkafka's own
+    /// `consumer_lag` counts from offsets it committed or stored itself: never, here.)
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let lag = self.lag.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(gauge) = lag.as_ref() else {
+            return;
+        };
+        let positions = self.positions();
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                let end = if p.ls_offset >= 0 {
+                    p.ls_offset
+                } else {
+                    p.hi_offset
+                };
+                if let Some(position) = positions.get(&(topic.clone(), *partition))
+                    && end >= 0
+                {
+                    gauge
+                        .with_label_values(&[topic.as_str(), &partition.to_string()])
+                        .set((end - position.processed).max(0));
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn rebalance(
@@ -448,6 +480,7 @@ impl KafkaIo {
         let context = GroupContext {
             start_from,
             positions: Mutex::new(BTreeMap::new()),
+            lag: Mutex::new(None),
         };
         let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
@@ -457,6 +490,10 @@ impl KafkaIo {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", start_from.name())
             .set("fetch.wait.max.ms", tuning.fetch_wait_ms.to_string())
+            .set(
+                "statistics.interval.ms",
+                tuning.statistics_interval.as_millis().to_string(),
+            )
             .set(
                 "session.timeout.ms",
                 tuning.session_timeout.as_millis().to_string(),
@@ -486,6 +523,17 @@ impl KafkaIo {
             tuning,
             last_commit: Mutex::new(Instant::now()),
         })
+    }
+
+    /// Reports each assigned partition's consumer lag in `gauge` (labels: topic, partition),
+    /// every [`KafkaTuning::statistics_interval`].
+    pub fn export_lag(&self, gauge: prometheus::IntGaugeVec) {
+        *self
+            .consumer
+            .context()
+            .lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(gauge);
     }
 
     /// The tuning this client runs with.

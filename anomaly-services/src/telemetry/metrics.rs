@@ -1,8 +1,8 @@
 //! The metrics every service exports, in one typed place.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// A service's metrics, all named `anomaly_*` and labelled with the service.
@@ -51,6 +51,9 @@ pub struct Metrics {
     pub batch_records: Histogram,
     /// Alert keys the alert router remembers for de-duplication (bounded).
     pub dedupe_keys: IntGauge,
+    /// Records not processed yet, per topic and partition this instance owns (the partition's
+    /// end from librdkafka's statistics, minus the next offset to process).
+    pub consumer_lag: IntGaugeVec,
 }
 
 impl Metrics {
@@ -104,6 +107,14 @@ impl Metrics {
             )
             .expect("constant name"),
             dedupe_keys: gauge("dedupe_keys", "Alert keys remembered for de-duplication"),
+            consumer_lag: IntGaugeVec::new(
+                Opts::new(
+                    "consumer_lag",
+                    "Records not processed yet, per topic and partition",
+                ),
+                &["topic", "partition"],
+            )
+            .expect("constant name"),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -123,6 +134,7 @@ impl Metrics {
             Box::new(metrics.replays_skipped.clone()),
             Box::new(metrics.batch_records.clone()),
             Box::new(metrics.dedupe_keys.clone()),
+            Box::new(metrics.consumer_lag.clone()),
         ];
         for collector in collectors {
             metrics
