@@ -46,6 +46,9 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 pub const MAX_TEXT_BYTES: usize = 128;
 /// Earliest event time accepted, Unix milliseconds: 2000-01-01T00:00:00Z.
 pub const EARLIEST_EVENT_MS: i64 = 946_684_800_000;
+/// Latest event time accepted, Unix milliseconds: 9999-12-31T23:59:59.999Z. Every accepted
+/// time is then a valid PostgreSQL timestamp (a row out of its range fails the whole batch).
+pub const LATEST_EVENT_MS: i64 = 253_402_300_799_999;
 /// Largest amount accepted.
 pub const MAX_AMOUNT: f64 = 1e12;
 
@@ -363,12 +366,12 @@ fn check_text(field: &str, value: &str, required: bool) -> Result<(), MessageErr
     Ok(())
 }
 
-/// Checks an event time: not before [`EARLIEST_EVENT_MS`]. (How far ahead of its clock a
-/// service accepts is the service's rule: see `services::feature_engineer`.)
+/// Checks an event time: from [`EARLIEST_EVENT_MS`] to [`LATEST_EVENT_MS`]. (How far ahead
+/// of its clock a service accepts is the service's rule: see `services::feature_engineer`.)
 fn check_time(timestamp_ms: i64) -> Result<(), MessageError> {
-    if timestamp_ms < EARLIEST_EVENT_MS {
+    if !(EARLIEST_EVENT_MS..=LATEST_EVENT_MS).contains(&timestamp_ms) {
         return Err(MessageError::Invalid(format!(
-            "timestamp_ms {timestamp_ms} is before 2000-01-01 ({EARLIEST_EVENT_MS})"
+            "timestamp_ms {timestamp_ms} is outside 2000-01-01 to 9999-12-31 ({EARLIEST_EVENT_MS} to {LATEST_EVENT_MS})"
         )));
     }
     Ok(())
@@ -456,8 +459,8 @@ pub fn error_kind(error: &MessageError) -> &'static str {
 }
 
 /// Decodes a `raw-transactions` message and checks its values: ids and labels (non-empty
-/// ids, at most [`MAX_TEXT_BYTES`], no control characters), the event time (not before
-/// 2000), the amount (finite, 0 to [`MAX_AMOUNT`]) and the location.
+/// ids, at most [`MAX_TEXT_BYTES`], no control characters), the event time (years 2000 to
+/// 9999), the amount (finite, 0 to [`MAX_AMOUNT`]) and the location.
 ///
 /// ```
 /// use anomaly_services::messages::decode_transaction;
@@ -562,10 +565,14 @@ mod tests {
             );
         }
         let mut latest = valid();
-        latest["timestamp_ms"] = i64::MAX.into();
+        latest["timestamp_ms"] = LATEST_EVENT_MS.into();
         assert!(
             decode(&latest).is_ok(),
             "how far ahead is the service's rule"
+        );
+        latest["timestamp_ms"] = i64::MAX.into();
+        assert!(
+            matches!(decode(&latest), Err(MessageError::Invalid(ref m)) if m.contains("timestamp_ms"))
         );
         let huge = vec![b' '; MAX_MESSAGE_BYTES + 1];
         assert!(matches!(

@@ -2,8 +2,9 @@
 //! of the `message_decoders` fuzz target), and rejects over-long messages outright.
 
 use anomaly_services::messages::{
-    Alert, DriftEvent, EARLIEST_EVENT_MS, MAX_AMOUNT, MAX_MESSAGE_BYTES, MAX_TEXT_BYTES,
-    MessageError, ModelUpdate, decode, decode_features, decode_scored, decode_transaction,
+    Alert, DriftEvent, EARLIEST_EVENT_MS, LATEST_EVENT_MS, MAX_AMOUNT, MAX_MESSAGE_BYTES,
+    MAX_TEXT_BYTES, MessageError, ModelUpdate, decode, decode_features, decode_scored,
+    decode_transaction,
 };
 use proptest::prelude::*;
 
@@ -23,14 +24,18 @@ proptest! {
     #[test]
     fn json_shaped_noise_is_rejected_not_fatal(
         amount in any::<f64>(), score in any::<f64>(), n in 0usize..20, v in any::<f64>(),
-        ts in prop_oneof![any::<i64>(), EARLIEST_EVENT_MS - 5..EARLIEST_EVENT_MS + 5],
+        ts in prop_oneof![
+            any::<i64>(),
+            EARLIEST_EVENT_MS - 5..EARLIEST_EVENT_MS + 5,
+            LATEST_EVENT_MS - 5..LATEST_EVENT_MS + 5
+        ],
         card in "\\PC{0,140}|[\\x00-\\x1f]{1,3}",
     ) {
         let card_json = serde_json::to_string(&card).unwrap();
         let card_ok = !card.is_empty()
             && card.len() <= MAX_TEXT_BYTES
             && !card.chars().any(char::is_control);
-        let ts_ok = ts >= EARLIEST_EVENT_MS;
+        let ts_ok = (EARLIEST_EVENT_MS..=LATEST_EVENT_MS).contains(&ts);
         let tx = format!(r#"{{"event_id":"e","card_id":{card_json},"timestamp_ms":{ts},"amount":{amount:e},"merchant":"m","category":"x","latitude":0,"longitude":0,"is_fraud":false,"phase":"p"}}"#);
         let ok = amount.is_finite() && (0.0..=MAX_AMOUNT).contains(&amount);
         prop_assert_eq!(decode_transaction(tx.as_bytes()).is_ok(), ok && card_ok && ts_ok);

@@ -31,6 +31,23 @@ fn scored(i: u32) -> ScoredEvent {
 fn postgres_writes_are_idempotent_and_the_schema_reapplies() {
     let schema = unique("test_events");
     let mut store = PgEventStore::connect(&database_url(), &schema).unwrap();
+    // The decoders' time bounds are timestamps PostgreSQL can store (written, then removed
+    // so the counts below are the batch's).
+    for ms in [
+        anomaly_services::messages::EARLIEST_EVENT_MS,
+        anomaly_services::messages::LATEST_EVENT_MS,
+    ] {
+        let mut edge = scored(9_999);
+        edge.event_id = format!("edge-{ms}");
+        edge.timestamp_ms = ms;
+        assert_eq!(store.write_scored(&[edge]).unwrap(), 1);
+    }
+    let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "DELETE FROM \"{schema}\".scored_events WHERE event_id LIKE 'edge-%'"
+        ))
+        .unwrap();
     // Start-up applies the schema again: nothing fails, nothing changes.
     let mut again = PgEventStore::connect(&database_url(), &schema).unwrap();
 
