@@ -110,3 +110,22 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The notification outbox: the alert router queues here, in the statement that stores the
+-- alert, every alert to send to Slack; its notifier thread sends them, retries failures with
+-- backoff and marks them `sent` or, past the maximum age or refused by Slack, `failed`.
+-- A work queue of mutable rows, so not a hypertable.
+CREATE TABLE IF NOT EXISTS notifications (
+    alert_id        TEXT COLLATE "C" PRIMARY KEY,
+    created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+    severity        TEXT        NOT NULL,
+    text            TEXT        NOT NULL,
+    state           TEXT        NOT NULL DEFAULT 'pending'
+                    CHECK (state IN ('pending', 'sent', 'failed')),
+    attempts        INTEGER     NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    last_error      TEXT,
+    finished_at     TIMESTAMPTZ
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (next_attempt_at)
+    WHERE state = 'pending';

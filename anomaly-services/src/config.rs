@@ -102,6 +102,9 @@ pub struct ServiceConfig {
     /// 2), `KAFKA_COMMIT_INTERVAL_MS` (default 1000), `KAFKA_SESSION_TIMEOUT_MS` (default
     /// 30000) and `KAFKA_FETCH_WAIT_MS` (default 50).
     pub kafka_tuning: crate::adapters::kafka::KafkaTuning,
+    /// `NOTIFY_MAX_AGE_S`: a notification still undelivered this long after its alert was
+    /// stored is marked failed, default 86400 (a day).
+    pub notify_max_age: std::time::Duration,
 }
 
 impl ServiceConfig {
@@ -233,8 +236,15 @@ impl ServiceConfig {
                 1..=10_000,
             )?,
         };
+        let notify_max_age = std::time::Duration::from_secs(setting(
+            "NOTIFY_MAX_AGE_S",
+            86_400,
+            "a whole number of seconds from 1 to 2592000 (30 days)",
+            1..=2_592_000,
+        )?);
         Ok(Self {
             kafka_tuning,
+            notify_max_age,
             kafka_bootstrap_servers: text("KAFKA_BOOTSTRAP_SERVERS", "kafka:29092"),
             redis_url: Secret::new(redis_url),
             timescale_url: Secret::new(timescale_url),

@@ -11,6 +11,7 @@
 //! * [`stages`]: each stage's logic, free of any transport or storage.
 //! * [`pipeline`]: all stages in one process with in-memory adapters (the main job).
 //! * [`report`]: figures, CSV/JSON and the HTML report of a run.
+//! * [`failure`]: why a record or a batch was not processed (dead-letter it, or retry).
 //! * [`service`], [`services`]: the Kafka consume-process-produce loop and each service's
 //!   record handler.
 //! * [`adapters`]: PostgreSQL/TimescaleDB and Redis behind the stages.
@@ -22,6 +23,7 @@
 
 pub mod adapters;
 pub mod config;
+pub mod failure;
 pub mod generator;
 pub mod ids;
 pub mod messages;

@@ -244,6 +244,16 @@ pub enum AlertKind {
     Drift,
 }
 
+impl AlertKind {
+    /// Its name in messages and in the `alerts` table (`anomaly`, `drift`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Anomaly => "anomaly",
+            Self::Drift => "drift",
+        }
+    }
+}
+
 /// An alert (`alerts`), also a row of the `alerts` table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Alert {

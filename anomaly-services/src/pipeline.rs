@@ -195,6 +195,8 @@ pub fn run(
                 Routing::Duplicate => out.duplicates_suppressed += 1,
                 Routing::Stored => {}
             }
+            // In one process nothing can fail between routing and storing.
+            router.commit();
             out.alerts.push(alert);
         }
         out.scored.push(scored);

@@ -16,22 +16,17 @@ use crate::adapters::kafka::{KafkaIo, Output, Record};
 use crate::messages::dead_letter;
 use crate::telemetry::http::Status;
 
+/// The first wait after a failed batch; it doubles per failure in a row, up to
+/// [`MAX_BACKOFF`], each wait drawn at random from its upper half so that replicas that failed
+/// together do not retry together.
+pub const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait between two tries of a failed batch.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
 /// The dead-letter topic.
 pub const DEAD_LETTERS: &str = "dead-letters";
 
-/// Why a record was not processed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
-    /// The record itself is bad (malformed, invalid, too large): dead-letter it and go on.
-    Reject {
-        /// Metric label, e.g. `bad_json`.
-        kind: &'static str,
-        /// What was wrong.
-        error: String,
-    },
-    /// A dependency failed: process the batch again later.
-    Retry(String),
-}
+pub use crate::failure::{Dependency, Failure, Unavailable};
 
 /// A bad message's failure: dead-letter it under its error's kind.
 pub fn reject(error: crate::messages::MessageError) -> Failure {
@@ -67,14 +62,30 @@ pub fn dead_letter_output(record: &Record, error: &dyn std::fmt::Display) -> Out
     json_output(DEAD_LETTERS, None, &letter)
 }
 
+/// Dead-letters `record`, found bad only after its batch was processed (a row the database
+/// refused as data): counted like a record rejected by [`Handler::handle`].
+pub fn dead_letter_late(
+    status: &Status,
+    record: &Record,
+    kind: &'static str,
+    error: &str,
+    out: &mut Vec<Output>,
+) {
+    status.metrics.errors.with_label_values(&[kind]).inc();
+    status.metrics.dead_letters.inc();
+    out.push(dead_letter_output(record, &error));
+}
+
 /// A service's per-record logic.
 pub trait Handler {
     /// Processes one record, appending what it produces to `out`.
     fn handle(&mut self, record: &Record, out: &mut Vec<Output>) -> Result<(), Failure>;
 
-    /// Called once a batch is processed, before its outputs are produced and its offsets
-    /// stored: where a batch writer commits its rows. A `Retry` makes the batch run again.
-    fn end_batch(&mut self, _out: &mut Vec<Output>) -> Result<(), Failure> {
+    /// Called once a batch (`batch`, every record handled) is processed, before its outputs
+    /// are produced and its offsets stored: where a batch writer commits its rows, and
+    /// dead-letters (with [`dead_letter_late`]) the records whose rows the store refused. A
+    /// `Retry` makes the batch run again.
+    fn end_batch(&mut self, _batch: &[Record], _out: &mut Vec<Output>) -> Result<(), Failure> {
         Ok(())
     }
 
@@ -118,8 +129,11 @@ pub fn run(
     shutdown: &AtomicBool,
 ) -> Result<(), LoopError> {
     let metrics = &status.metrics;
-    io.export_lag(metrics.consumer_lag.clone());
-    let mut backoff = Duration::from_millis(100);
+    io.export_group_metrics(
+        metrics.consumer_lag.clone(),
+        metrics.partitions_revoked.clone(),
+    );
+    let mut backoff = Backoff::default();
     let mut stopped_by = Ok(());
     let mut commits_failing = false;
     while !shutdown.load(Ordering::Relaxed) {
@@ -133,8 +147,7 @@ pub fn run(
         let batch = polled.records;
         if batch.is_empty() {
             if polled.error.is_some() {
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                backoff.wait();
             }
             continue;
         }
@@ -158,12 +171,9 @@ pub fn run(
             }
         }
         if retry.is_none()
-            && let Err(failure) = handler.end_batch(&mut outputs)
+            && let Err(failure) = handler.end_batch(&batch, &mut outputs)
         {
-            retry = Some(match failure {
-                Failure::Retry(e) => e,
-                Failure::Reject { error, .. } => error,
-            });
+            retry = Some(batch_failure(failure));
         }
         // Stages work per batch (one store round trip for all its records), so a record's
         // processing time is its share of the batch's; two clock reads per batch, not per record.
@@ -178,15 +188,14 @@ pub fn run(
                     &outputs,
                     Duration::from_millis(crate::adapters::kafka::SEND_TIMEOUT_MS),
                 )
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    handler.before_commit().map_err(|failure| match failure {
-                        Failure::Retry(e) => e,
-                        Failure::Reject { error, .. } => error,
-                    })
-                }),
+                .map_err(|e| Unavailable::new(Dependency::Kafka, e))
+                .and_then(|()| handler.before_commit().map_err(batch_failure)),
         };
-        match outcome.and_then(|()| io.mark_processed(&batch).map_err(|e| e.to_string())) {
+        let outcome = outcome.and_then(|()| {
+            io.mark_processed(&batch)
+                .map_err(|e| Unavailable::new(Dependency::Kafka, e))
+        });
+        match outcome {
             Ok(()) => {
                 handler.batch_committed();
                 if let Some(newest) = batch.iter().filter_map(|r| r.timestamp_ms).max() {
@@ -196,12 +205,18 @@ pub fn run(
                 // Healthy again unless offsets cannot be committed: a service that processes
                 // but never commits would replay everything after a restart.
                 status.healthy.store(!commits_failing, Ordering::Relaxed);
-                backoff = Duration::from_millis(100);
+                backoff = Backoff::default();
             }
             Err(e) => {
                 // Nothing of this batch is committed: rewind so it is processed again.
-                error!(error = e.as_str(); "Batch failed; it will be processed again");
-                metrics.errors.with_label_values(&["batch"]).inc();
+                error!(
+                    dependency = e.dependency.name(), error = e.detail.as_str();
+                    "Batch failed; it will be processed again"
+                );
+                metrics
+                    .errors
+                    .with_label_values(&[unavailable_kind(e.dependency)])
+                    .inc();
                 status.healthy.store(false, Ordering::Relaxed);
                 handler.batch_failed();
                 if let Err(e) = io.rewind(&batch) {
@@ -209,8 +224,7 @@ pub fn run(
                     stopped_by = Err(LoopError::RewindFailed(e.to_string()));
                     break;
                 }
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                backoff.wait();
             }
         }
     }
@@ -242,5 +256,50 @@ fn commit_if_due(io: &KafkaIo, status: &Status) -> Option<bool> {
             status.healthy.store(false, Ordering::Relaxed);
             Some(true)
         }
+    }
+}
+
+/// A failure that stops a whole batch: a rejection there (a handler refusing the batch as a
+/// whole) cannot be dead-lettered record by record, so it is retried like an outage of the
+/// store it came from and shows in the logs.
+fn batch_failure(failure: Failure) -> Unavailable {
+    match failure {
+        Failure::Retry(e) => e,
+        Failure::Reject { kind, error } => Unavailable::new(
+            Dependency::Postgres,
+            format!("batch refused ({kind}): {error}"),
+        ),
+    }
+}
+
+/// The `anomaly_errors_total` kind of a failed batch.
+fn unavailable_kind(dependency: Dependency) -> &'static str {
+    match dependency {
+        Dependency::Kafka => "kafka_unavailable",
+        Dependency::Redis => "redis_unavailable",
+        Dependency::Postgres => "postgres_unavailable",
+        Dependency::Slack => "slack_unavailable",
+    }
+}
+
+/// Capped exponential backoff with jitter between tries of a failed batch.
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            next: FIRST_BACKOFF,
+        }
+    }
+}
+
+impl Backoff {
+    /// Sleeps between half and all of the current delay, then doubles it (capped).
+    fn wait(&mut self) {
+        let half = self.next / 2;
+        std::thread::sleep(half + half.mul_f64(rand::random::<f64>()));
+        self.next = (self.next * 2).min(MAX_BACKOFF);
     }
 }

@@ -253,7 +253,7 @@ mod worker {
         for r in records {
             service.handle(r, &mut out).unwrap();
         }
-        service.end_batch(&mut out).unwrap();
+        service.end_batch(&[], &mut out).unwrap();
         service.before_commit().unwrap();
         service.batch_committed();
     }

@@ -19,6 +19,7 @@ use common::{
 use anomaly_core::anomaly::Ensemble;
 use anomaly_core::features::TransactionFeatures;
 use anomaly_services::adapters::kafka::{KafkaIo, Output};
+use anomaly_services::adapters::outbox::PgOutbox;
 use anomaly_services::adapters::postgres::{PgEventStore, Table};
 use anomaly_services::adapters::redis::{RedisFeatureStore, RedisModelStore};
 use anomaly_services::config::Secret;
@@ -27,11 +28,12 @@ use anomaly_services::messages::Severity;
 use anomaly_services::pipeline::default_model;
 use anomaly_services::service::{self, Handler};
 use anomaly_services::services::TOPICS;
-use anomaly_services::services::alert_router::{AlertRouterService, SlackNotifier};
+use anomaly_services::services::alert_router::AlertRouterService;
 use anomaly_services::services::applied_card::AppliedCard;
 use anomaly_services::services::drift_detector::DriftService;
 use anomaly_services::services::feature_engineer::FeatureEngineerService;
 use anomaly_services::services::ml_inference::InferenceService;
+use anomaly_services::services::notifier::{NotifierSettings, SlackNotifier, run_notifier};
 use anomaly_services::services::producer::produce;
 use anomaly_services::services::retraining_worker::{
     RedisJobQueue, RetrainingService, StorePublisher,
@@ -218,24 +220,38 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
         ));
     }
     {
-        let (schema, status, url) = (schema.clone(), statuses[3].clone(), slack_url.clone());
+        let (router_schema, status) = (schema.clone(), statuses[3].clone());
         threads.push(spawn_service(
             &bootstrap,
             "alert-router",
             &["alerts"],
             move || {
-                let slack =
-                    SlackNotifier::new(Secret::new(url)).with_backoff(Duration::from_millis(50));
                 AlertRouterService::new(
                     AlertRouter::new(Severity::Low, 60_000),
-                    PgEventStore::connect(&database_url(), &schema).unwrap(),
-                    Some(slack),
+                    PgEventStore::connect(&database_url(), &router_schema).unwrap(),
+                    true,
                     status,
                 )
             },
             statuses[3].clone(),
             shutdown.clone(),
         ));
+        // The alert router's notifier thread (its outbox appears with the router's schema).
+        let (schema, status, url, shutdown) = (
+            schema.clone(),
+            statuses[3].clone(),
+            slack_url.clone(),
+            shutdown.clone(),
+        );
+        threads.push(std::thread::spawn(move || {
+            let mut outbox = PgOutbox::connect(&database_url(), &schema).unwrap();
+            let mut slack = SlackNotifier::new(Secret::new(url));
+            let settings = NotifierSettings {
+                first_retry_wait: Duration::from_millis(50),
+                ..NotifierSettings::default()
+            };
+            run_notifier(&mut outbox, &mut slack, &settings, &status, &shutdown);
+        }));
     }
 
     {
@@ -312,6 +328,11 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
         "ml-inference to run the newest model",
         Duration::from_secs(60),
         || statuses[1].metrics.active_model_version.get() as u64 == 1 + published,
+    );
+    wait_until(
+        "Slack to get the rate-limited notification again",
+        Duration::from_secs(60),
+        || slack_bodies.lock().unwrap().len() >= 2,
     );
 
     shutdown.store(true, Ordering::Relaxed);

@@ -269,7 +269,10 @@ fn consumer_lag_is_exported_per_partition() {
     };
     let io = KafkaIo::connect_tuned(&bootstrap, "lagging", &["in"], "earliest", tuning).unwrap();
     let metrics = anomaly_services::telemetry::metrics::Metrics::new("test");
-    io.export_lag(metrics.consumer_lag.clone());
+    io.export_group_metrics(
+        metrics.consumer_lag.clone(),
+        metrics.partitions_revoked.clone(),
+    );
     let lag = || -> i64 {
         (0..PARTITIONS)
             .map(|p| {

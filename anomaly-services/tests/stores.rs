@@ -40,7 +40,7 @@ fn postgres_writes_are_idempotent_and_the_schema_reapplies() {
         let mut edge = scored(9_999);
         edge.event_id = format!("edge-{ms}");
         edge.timestamp_ms = ms;
-        assert_eq!(store.write_scored(&[edge]).unwrap(), 1);
+        assert_eq!(store.write_scored(&[edge]).unwrap().new, 1);
     }
     let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
     admin
@@ -52,10 +52,10 @@ fn postgres_writes_are_idempotent_and_the_schema_reapplies() {
     let mut again = PgEventStore::connect(&database_url(), &schema).unwrap();
 
     let batch: Vec<ScoredEvent> = (0..500).map(scored).collect();
-    assert_eq!(store.write_scored(&batch).unwrap(), 500);
+    assert_eq!(store.write_scored(&batch).unwrap().new, 500);
     // A replay after a crash (overlapping the first batch) adds only the new rows.
     let replay: Vec<ScoredEvent> = (400..600).map(scored).collect();
-    assert_eq!(again.write_scored(&replay).unwrap(), 100);
+    assert_eq!(again.write_scored(&replay).unwrap().new, 100);
     assert_eq!(store.count(Table::ScoredEvents).unwrap(), 600);
 
     let alert = Alert {
@@ -71,10 +71,31 @@ fn postgres_writes_are_idempotent_and_the_schema_reapplies() {
         top_features: vec![("amount_log".into(), 0.6)],
     };
     assert_eq!(
-        store.write_alerts(&[alert.clone(), alert.clone()]).unwrap(),
+        store
+            .write_alerts(&[(alert.clone(), true), (alert.clone(), true)])
+            .unwrap()
+            .new,
         1
     );
     assert_eq!(store.count(Table::Alerts).unwrap(), 1);
+    // Its notification was queued once, with the alert.
+    let queued: Vec<(String, String, String)> = admin
+        .query(
+            &format!("SELECT alert_id, state, text FROM \"{schema}\".notifications"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        queued,
+        [(
+            "alert-1".to_owned(),
+            "pending".to_owned(),
+            "[CRITICAL] CRITICAL anomaly".to_owned()
+        )]
+    );
 
     let update = ModelUpdate {
         schema_version: anomaly_services::messages::SCHEMA_VERSION,
@@ -157,7 +178,7 @@ fn tables_of_earlier_versions_get_byte_collated_ids_and_lose_the_redundant_index
         .get(0);
     assert_eq!(indexes, 0);
     assert_eq!(store.count(Table::ScoredEvents).unwrap(), 1);
-    assert_eq!(store.write_scored(&[scored(1)]).unwrap(), 1);
+    assert_eq!(store.write_scored(&[scored(1)]).unwrap().new, 1);
     PgEventStore::connect(&database_url(), &schema).unwrap();
     assert_eq!(columns(&mut admin), expected);
     drop_schema(&schema);
@@ -393,4 +414,50 @@ fn transactions(events: u64, cards: u32) -> Vec<anomaly_core::features::Transact
     })
     .map(|tx| tx.transaction())
     .collect()
+}
+
+/// Rows PostgreSQL refuses as data (a NUL byte in an id: SQLSTATE 22021; a CHECK constraint
+/// the test adds: 23514) are reported by index and the rest of the batch is stored, instead of
+/// the whole batch failing for ever.
+#[test]
+fn rows_refused_as_data_are_reported_and_the_others_stored() {
+    let schema = unique("test_refused");
+    let mut store = PgEventStore::connect(&database_url(), &schema).unwrap();
+    let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE \"{schema}\".scored_events ADD CONSTRAINT no_poison CHECK (card_id <> 'poison')"
+        ))
+        .unwrap();
+    let mut batch: Vec<ScoredEvent> = (0..6).map(scored).collect();
+    batch[1].event_id = "nul\0id".into();
+    batch[4].card_id = "poison".into();
+    let inserted = store.write_scored(&batch).unwrap();
+    assert_eq!(inserted.new, 4);
+    let refused: Vec<usize> = inserted.rejected.iter().map(|r| r.index).collect();
+    assert_eq!(refused, [1, 4]);
+    assert!(
+        inserted.rejected[0].error.contains("SQLSTATE 22021"),
+        "{}",
+        inserted.rejected[0].error
+    );
+    assert!(
+        inserted.rejected[1].error.contains("SQLSTATE 23514"),
+        "{}",
+        inserted.rejected[1].error
+    );
+    let stored: Vec<String> = admin
+        .query(
+            &format!("SELECT event_id FROM \"{schema}\".scored_events ORDER BY event_id"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let expected: Vec<String> = [0, 2, 3, 5].iter().map(|&i| scored(i).event_id).collect();
+    assert_eq!(stored, expected);
+    // The connection survived the refusals: the next batch goes through it.
+    assert_eq!(store.write_scored(&[scored(7)]).unwrap().new, 1);
+    drop_schema(&schema);
 }

@@ -22,6 +22,10 @@ use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 
+/// `max.poll.interval.ms`: the longest a consumer may go between two polls before the group
+/// gives its partitions to another member (5 minutes).
+pub const MAX_POLL_INTERVAL_MS: u64 = 300_000;
+
 /// How long the services wait for a batch's delivery reports, milliseconds.
 pub const SEND_TIMEOUT_MS: u64 = 30_000;
 
@@ -202,6 +206,8 @@ pub struct GroupContext {
     positions: Mutex<BTreeMap<(String, i32), Position>>,
     /// Where librdkafka's statistics put each partition's consumer lag, once exported.
     lag: Mutex<Option<prometheus::IntGaugeVec>>,
+    /// Counts the partitions revoked from this consumer, once exported.
+    revoked: Mutex<Option<prometheus::IntCounter>>,
 }
 
 impl GroupContext {
@@ -369,6 +375,14 @@ impl ConsumerContext for GroupContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if let Some(counter) = self
+                    .revoked
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_ref()
+                {
+                    counter.inc_by(partitions.count() as u64);
+                }
                 self.commit_revoked(consumer, partitions);
                 if cooperative {
                     consumer.incremental_unassign(partitions)
@@ -481,6 +495,7 @@ impl KafkaIo {
             start_from,
             positions: Mutex::new(BTreeMap::new()),
             lag: Mutex::new(None),
+            revoked: Mutex::new(None),
         };
         let consumer: BaseConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
@@ -505,6 +520,10 @@ impl KafkaIo {
                     .min(3_000)
                     .to_string(),
             )
+            // Kafka's default, set so that it is a decision: a batch's worst case (every
+            // dependency call at its timeout) stays far below it, and Slack is called from
+            // another thread, so a consumer is never thrown out of its group for being slow.
+            .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS.to_string())
             .create_with_context(context)?;
         if !topics.is_empty() {
             consumer.subscribe(topics)?;
@@ -525,15 +544,20 @@ impl KafkaIo {
         })
     }
 
-    /// Reports each assigned partition's consumer lag in `gauge` (labels: topic, partition),
-    /// every [`KafkaTuning::statistics_interval`].
-    pub fn export_lag(&self, gauge: prometheus::IntGaugeVec) {
-        *self
-            .consumer
-            .context()
-            .lag
+    /// Reports each assigned partition's consumer lag in `lag` (labels: topic, partition),
+    /// every [`KafkaTuning::statistics_interval`], and counts in `revoked` the partitions a
+    /// rebalance takes from this consumer.
+    pub fn export_group_metrics(
+        &self,
+        lag: prometheus::IntGaugeVec,
+        revoked: prometheus::IntCounter,
+    ) {
+        let context = self.consumer.context();
+        *context.lag.lock().unwrap_or_else(PoisonError::into_inner) = Some(lag);
+        *context
+            .revoked
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(gauge);
+            .unwrap_or_else(PoisonError::into_inner) = Some(revoked);
     }
 
     /// The tuning this client runs with.

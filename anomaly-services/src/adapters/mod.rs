@@ -2,5 +2,8 @@
 //! store) and Redis (feature store, model store).
 
 pub mod kafka;
+pub mod outbox;
 pub mod postgres;
+pub mod postgres_link;
 pub mod redis;
+pub mod redis_link;

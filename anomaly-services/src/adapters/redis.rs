@@ -2,7 +2,9 @@
 //! model store (`active_model`).
 
 use anomaly_core::features::{Compact, DecodeError, FeatureStore, update_encoded};
-use redis::{Commands, Connection};
+use redis::Commands;
+
+use super::redis_link::RedisLink;
 use thiserror::Error;
 
 /// A Redis failure, or stored bytes that do not decode.
@@ -19,6 +21,10 @@ pub enum RedisStoreError {
         /// Why it does not decode.
         source: DecodeError,
     },
+    /// The connection was lost between a batch's read and its write: the keys were no longer
+    /// watched, so the write was not made (the batch is prepared again).
+    #[error("the Redis connection was lost between reading and writing a batch")]
+    ConnectionLost,
     /// Other writers kept changing the key.
     #[error("gave up updating `{key}` after {attempts} conflicting attempts")]
     Contended {
@@ -46,7 +52,7 @@ pub struct DiscardedState {
 /// when another writer got in between, so a card's state is never updated twice from the same
 /// read.
 pub struct RedisFeatureStore<S> {
-    connection: Connection,
+    link: RedisLink,
     prefix: String,
     ttl_seconds: u64,
     template: S,
@@ -63,14 +69,19 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
         ttl_seconds: u64,
         template: S,
     ) -> Result<Self, RedisStoreError> {
-        let client = redis::Client::open(url)?;
         Ok(Self {
-            connection: client.get_connection()?,
+            link: RedisLink::open(url)?,
             prefix: prefix.to_owned(),
             ttl_seconds,
             template,
             discarded: Vec::new(),
         })
+    }
+
+    /// Records the duration of every Redis call in `latency`.
+    pub fn with_latency(mut self, latency: prometheus::Histogram) -> Self {
+        self.link = self.link.with_latency(latency);
+        self
     }
 
     /// The corrupt states that batch updates replaced since the last call.
@@ -90,22 +101,29 @@ impl<S: Compact + Clone> FeatureStore for RedisFeatureStore<S> {
     ) -> Result<R, RedisStoreError> {
         let key = format!("{}{key}", self.prefix);
         for _ in 0..MAX_ATTEMPTS {
-            redis::cmd("WATCH").arg(&key).exec(&mut self.connection)?;
-            let stored: Option<Vec<u8>> = self.connection.get(&key)?;
+            let generation = self.link.generation();
+            self.link.call(|c| redis::cmd("WATCH").arg(&key).exec(c))?;
+            let stored: Option<Vec<u8>> = self.link.call(|c| c.get(&key))?;
             let (result, new_bytes) = update_encoded(&self.template, stored.as_deref(), &mut f)
                 .map_err(|source| RedisStoreError::Corrupt {
                     key: key.clone(),
                     source,
                 })?;
             let Some(bytes) = new_bytes else {
-                redis::cmd("UNWATCH").exec(&mut self.connection)?;
+                self.link.call(|c| redis::cmd("UNWATCH").exec(c))?;
                 return Ok(result);
             };
-            let committed: Option<()> = redis::pipe()
-                .atomic()
-                .set_ex(&key, bytes, self.ttl_seconds)
-                .ignore()
-                .query(&mut self.connection)?;
+            if self.link.generation() != generation {
+                return Err(RedisStoreError::ConnectionLost);
+            }
+            let ttl = self.ttl_seconds;
+            let committed: Option<()> = self.link.call(|c| {
+                redis::pipe()
+                    .atomic()
+                    .set_ex(&key, bytes, ttl)
+                    .ignore()
+                    .query(c)
+            })?;
             if committed.is_some() {
                 return Ok(result);
             }
@@ -118,7 +136,7 @@ impl<S: Compact + Clone> FeatureStore for RedisFeatureStore<S> {
 
     fn load(&mut self, key: &str) -> Result<Option<S>, RedisStoreError> {
         let key = format!("{}{key}", self.prefix);
-        let stored: Option<Vec<u8>> = self.connection.get(&key)?;
+        let stored: Option<Vec<u8>> = self.link.call(|c| c.get(&key))?;
         stored
             .map(|bytes| {
                 S::decode(&bytes).map_err(|source| RedisStoreError::Corrupt { key, source })
@@ -131,6 +149,7 @@ impl<S: Compact + Clone> FeatureStore for RedisFeatureStore<S> {
 /// [`RedisFeatureStore::prepare_batch`]).
 #[derive(Debug)]
 pub struct PreparedBatch {
+    generation: u64,
     writes: Vec<(String, Vec<u8>)>,
     discarded: Vec<DiscardedState>,
 }
@@ -191,18 +210,23 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
             slot_of.push(slot);
         }
         let mut prepared = PreparedBatch {
+            generation: self.link.generation(),
             writes: Vec::new(),
             discarded: Vec::new(),
         };
         if distinct.is_empty() {
             return Ok((Vec::new(), prepared));
         }
-        redis::cmd("WATCH")
-            .arg(&distinct)
-            .exec(&mut self.connection)?;
-        let stored: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
-            .arg(&distinct)
-            .query(&mut self.connection)?;
+        // WATCH and MGET in one round trip: the keys are watched before they are read.
+        let ((), stored): ((), Vec<Option<Vec<u8>>>) = self.link.call(|c| {
+            redis::pipe()
+                .cmd("WATCH")
+                .arg(&distinct)
+                .cmd("MGET")
+                .arg(&distinct)
+                .query(c)
+        })?;
+        prepared.generation = self.link.generation();
         let mut states = Vec::with_capacity(distinct.len());
         for (key, bytes) in distinct.iter().zip(&stored) {
             let state = match bytes {
@@ -244,8 +268,13 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
     /// Writes a prepared batch in one MULTI/EXEC; `false` (nothing written) if another writer
     /// changed one of its keys since [`prepare_batch`](Self::prepare_batch).
     pub fn commit_batch(&mut self, prepared: PreparedBatch) -> Result<bool, RedisStoreError> {
+        if self.link.generation() != prepared.generation {
+            // A new connection watches nothing: writing now could overwrite another writer's
+            // update made since the read.
+            return Err(RedisStoreError::ConnectionLost);
+        }
         if prepared.writes.is_empty() {
-            redis::cmd("UNWATCH").exec(&mut self.connection)?;
+            self.link.call(|c| redis::cmd("UNWATCH").exec(c))?;
             return Ok(true);
         }
         let mut pipe = redis::pipe();
@@ -253,41 +282,46 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
         for (key, bytes) in &prepared.writes {
             pipe.set_ex(key, bytes, self.ttl_seconds).ignore();
         }
-        let committed: Option<()> = pipe.query(&mut self.connection)?;
+        let committed: Option<()> = self.link.call(|c| pipe.query(c))?;
         Ok(committed.is_some())
     }
 
     /// Gives up a prepared batch (stops watching its keys).
     pub fn abort_batch(&mut self) -> Result<(), RedisStoreError> {
-        redis::cmd("UNWATCH").exec(&mut self.connection)?;
+        self.link.call(|c| redis::cmd("UNWATCH").exec(c))?;
         Ok(())
     }
 }
 
 /// The published model: snapshot bytes under `prefix` + `active_model`.
 pub struct RedisModelStore {
-    connection: Connection,
+    link: RedisLink,
     key: String,
 }
 
 impl RedisModelStore {
     /// Connects to `url`.
     pub fn connect(url: &str, prefix: &str) -> Result<Self, RedisStoreError> {
-        let client = redis::Client::open(url)?;
         Ok(Self {
-            connection: client.get_connection()?,
+            link: RedisLink::open(url)?,
             key: format!("{prefix}active_model"),
         })
     }
 
+    /// Records the duration of every Redis call in `latency`.
+    pub fn with_latency(mut self, latency: prometheus::Histogram) -> Self {
+        self.link = self.link.with_latency(latency);
+        self
+    }
+
     /// Stores `snapshot` as the active model.
     pub fn publish(&mut self, snapshot: &[u8]) -> Result<(), RedisStoreError> {
-        let () = self.connection.set(&self.key, snapshot)?;
+        let () = self.link.call(|c| c.set(&self.key, snapshot))?;
         Ok(())
     }
 
     /// The active model's snapshot bytes, if one was published.
     pub fn load(&mut self) -> Result<Option<Vec<u8>>, RedisStoreError> {
-        Ok(self.connection.get(&self.key)?)
+        Ok(self.link.call(|c| c.get(&self.key))?)
     }
 }

@@ -1,31 +1,70 @@
-//! alert-router: `alerts` -> the alerts table, and Slack for those at or above
-//! MIN_SLACK_SEVERITY.
+//! alert-router: `alerts` -> the alerts table and the notification outbox; a notifier thread
+//! sends the outbox to Slack.
 
 use std::process::ExitCode;
 
-use anomaly_services::services::alert_router::{ALERTS, AlertRouterService, SlackNotifier};
-use anomaly_services::services::main::{connect_event_store, connect_kafka, service_main};
+use anomaly_services::adapters::outbox::PgOutbox;
+use anomaly_services::failure::Dependency::Postgres;
+use anomaly_services::services::alert_router::{ALERTS, AlertRouterService};
+use anomaly_services::services::main::{
+    connect_event_store, connect_kafka, event_schema, service_main,
+};
+use anomaly_services::services::notifier::{NotifierSettings, SlackNotifier, run_notifier};
 use anomaly_services::stages::alert_routing::AlertRouter;
 use log::info;
 
 const HELP: &str = "\
-alert-router: stores every alert from `alerts` in PostgreSQL and posts those at or above
-MIN_SLACK_SEVERITY to SLACK_WEBHOOK_URL (5 s timeout, retries with backoff, HTTP 429
-Retry-After honoured, one message per card/severity a minute); the webhook URL is never
-logged. Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, TIMESCALE_URL,
-SLACK_WEBHOOK_URL, MIN_SLACK_SEVERITY, HTTP_PORT (default 8005), HTTP_BIND, RUST_LOG. Stops
-cleanly on SIGTERM or SIGINT.";
+alert-router: stores every alert from `alerts` in PostgreSQL and queues those at or above
+MIN_SLACK_SEVERITY (one per card/severity a minute) in the `notifications` outbox, in the
+same statement; a notifier thread posts the outbox to SLACK_WEBHOOK_URL (5 s timeout,
+HTTP 429 Retry-After honoured, retried with backoff until delivered or NOTIFY_MAX_AGE_S old,
+then marked failed). The webhook URL is never logged. Environment (docs/OPERATIONS.md):
+KAFKA_BOOTSTRAP_SERVERS, TIMESCALE_URL, SLACK_WEBHOOK_URL, MIN_SLACK_SEVERITY,
+NOTIFY_MAX_AGE_S, HTTP_PORT (default 8005), HTTP_BIND, RUST_LOG. Stops cleanly on SIGTERM or
+SIGINT.";
 
 fn main() -> ExitCode {
     service_main("alert-router", 8005, HELP, |ctx| {
         let config = &ctx.config;
-        let store = connect_event_store(config)?;
+        let store = connect_event_store(config)?.with_latency(ctx.status.metrics.latency(Postgres));
         let io = connect_kafka(config, "alert-router", &[ALERTS])?;
-        let slack = config.slack_webhook_url.clone().map(SlackNotifier::new);
-        info!(slack = slack.is_some(); "Service started");
+        let notifier = match config.slack_webhook_url.clone() {
+            Some(url) => {
+                let mut outbox = PgOutbox::connect(config.timescale_url.expose(), &event_schema())
+                    .map_err(|e| format!("notification outbox: {e}"))?
+                    .with_latency(ctx.status.metrics.latency(Postgres));
+                let settings = NotifierSettings {
+                    max_age: config.notify_max_age,
+                    ..NotifierSettings::default()
+                };
+                let status = ctx.status.clone();
+                let shutdown = ctx.shutdown.clone();
+                Some(
+                    std::thread::Builder::new()
+                        .name("notifier".into())
+                        .spawn(move || {
+                            let mut slack = SlackNotifier::new(url);
+                            run_notifier(&mut outbox, &mut slack, &settings, &status, &shutdown);
+                        })
+                        .map_err(|e| format!("cannot start the notifier thread: {e}"))?,
+                )
+            }
+            None => None,
+        };
+        info!(slack = notifier.is_some(); "Service started");
         let router = AlertRouter::new(config.min_slack_severity, 60_000);
-        let mut handler = AlertRouterService::new(router, store, slack, ctx.status.clone());
-        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
-            .map_err(|e| e.to_string())
+        let mut handler =
+            AlertRouterService::new(router, store, notifier.is_some(), ctx.status.clone());
+        let outcome = anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
+            .map_err(|e| e.to_string());
+        // The loop ends on shutdown or on an error; either way the notifier stops too.
+        ctx.shutdown
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(notifier) = notifier
+            && notifier.join().is_err()
+        {
+            return Err("the notifier thread panicked".into());
+        }
+        outcome
     })
 }

@@ -18,7 +18,11 @@ Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, TIMESCALE_URL, HTTP_P
 fn main() -> ExitCode {
     service_main("drift-detector", 8003, HELP, |ctx| {
         let config = &ctx.config;
-        let store = connect_event_store(config)?;
+        let store = connect_event_store(config)?.with_latency(
+            ctx.status
+                .metrics
+                .latency(anomaly_services::failure::Dependency::Postgres),
+        );
         let io = connect_kafka(config, "drift-detector", &[SCORES])?;
         let model = default_model();
         let warm_up = u64::from(model.hst.window_size) + u64::from(model.sad_grace_period);

@@ -33,7 +33,12 @@ fn main() -> ExitCode {
                 AppliedCard::default(),
             )
         })
-        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
+        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?
+        .with_latency(
+            ctx.status
+                .metrics
+                .latency(anomaly_services::failure::Dependency::Redis),
+        );
         let io = connect_kafka(config, "feature-engineer", &[SOURCE])?;
         info!(topic = SOURCE; "Service started");
         let mut handler = FeatureEngineerService::new(store, ctx.status.clone());

@@ -32,7 +32,12 @@ fn main() -> ExitCode {
         let mut models = retry_store("redis", || {
             RedisModelStore::connect(&redis_url, &config.redis_prefix)
         })
-        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
+        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?
+        .with_latency(
+            ctx.status
+                .metrics
+                .latency(anomaly_services::failure::Dependency::Redis),
+        );
         let names: Vec<String> = TransactionFeatures::NAMES
             .iter()
             .map(|s| s.to_string())

@@ -1,5 +1,6 @@
 //! retraining-worker: drift events -> Redis job queue -> retrained, judged, published models.
 
+use anomaly_services::failure::Dependency::{Postgres, Redis};
 use std::process::ExitCode;
 
 use anomaly_core::features::TransactionFeatures;
@@ -44,15 +45,17 @@ fn main() -> ExitCode {
                 DEBOUNCE_SECONDS,
             )
         })
-        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
+        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?
+        .with_latency(ctx.status.metrics.latency(Redis));
         let recovered = queue.adopt_unlisted()? + queue.recover()?;
         info!(recovered = recovered; "Jobs of crashed workers put back");
         let publisher = StorePublisher {
             models: retry_store("redis", || {
                 RedisModelStore::connect(&redis_url, &config.redis_prefix)
             })
-            .map_err(|e| e.to_string())?,
-            events: connect_event_store(config)?,
+            .map_err(|e| e.to_string())?
+            .with_latency(ctx.status.metrics.latency(Redis)),
+            events: connect_event_store(config)?.with_latency(ctx.status.metrics.latency(Postgres)),
         };
         let io = connect_kafka(config, "retraining-worker", &SOURCES)?;
         let names: Vec<String> = TransactionFeatures::NAMES

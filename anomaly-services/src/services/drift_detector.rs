@@ -2,8 +2,10 @@
 //! events are written to the event store before the batch's offsets are stored.
 
 use crate::adapters::kafka::{Output, Record};
+use crate::adapters::postgres::Inserted;
+use crate::failure::{Dependency, Failure, RejectedRow, Unavailable};
 use crate::messages::{DriftEvent, ScoredEvent, decode_scored};
-use crate::service::{Failure, Handler, json_output, reject};
+use crate::service::{Handler, dead_letter_late, json_output, reject};
 use crate::stages::drift_monitor::{DriftMonitor, drift_alert};
 use crate::telemetry::http::Status;
 
@@ -16,22 +18,24 @@ pub const ALERTS: &str = "alerts";
 
 /// Where the rows go (PostgreSQL in production).
 pub trait EventWriter {
-    /// Inserts scored events, ignoring those already stored.
-    fn write_scored(&mut self, events: &[ScoredEvent]) -> Result<(), String>;
-    /// Inserts drift events, ignoring those already stored.
-    fn write_drifts(&mut self, drifts: &[DriftEvent]) -> Result<(), String>;
+    /// Inserts scored events, ignoring those already stored; returns the rows refused as
+    /// data.
+    fn write_scored(&mut self, events: &[ScoredEvent]) -> Result<Vec<RejectedRow>, Unavailable>;
+    /// Inserts drift events, ignoring those already stored; returns the rows refused as
+    /// data.
+    fn write_drifts(&mut self, drifts: &[DriftEvent]) -> Result<Vec<RejectedRow>, Unavailable>;
 }
 
 impl EventWriter for crate::adapters::postgres::PgEventStore {
-    fn write_scored(&mut self, events: &[ScoredEvent]) -> Result<(), String> {
+    fn write_scored(&mut self, events: &[ScoredEvent]) -> Result<Vec<RejectedRow>, Unavailable> {
         self.write_scored(events)
-            .map(drop)
-            .map_err(|e| e.to_string())
+            .map(|Inserted { rejected, .. }| rejected)
+            .map_err(|e| Unavailable::new(Dependency::Postgres, e))
     }
-    fn write_drifts(&mut self, drifts: &[DriftEvent]) -> Result<(), String> {
+    fn write_drifts(&mut self, drifts: &[DriftEvent]) -> Result<Vec<RejectedRow>, Unavailable> {
         self.write_drifts(drifts)
-            .map(drop)
-            .map_err(|e| e.to_string())
+            .map(|Inserted { rejected, .. }| rejected)
+            .map_err(|e| Unavailable::new(Dependency::Postgres, e))
     }
 }
 
@@ -44,6 +48,9 @@ pub struct DriftService<W> {
     writer: W,
     scored: Vec<ScoredEvent>,
     drifts: Vec<DriftEvent>,
+    /// The record (partition, offset) each scored event and each drift came from.
+    scored_sources: Vec<(i32, i64)>,
+    drift_sources: Vec<(i32, i64)>,
     status: std::sync::Arc<Status>,
 }
 
@@ -57,6 +64,8 @@ impl<W: EventWriter> DriftService<W> {
             writer,
             scored: Vec::new(),
             drifts: Vec::new(),
+            scored_sources: Vec::new(),
+            drift_sources: Vec::new(),
             status,
         }
     }
@@ -83,8 +92,10 @@ impl<W: EventWriter> Handler for DriftService<W> {
                 &alert,
             ));
             self.drifts.push(drift);
+            self.drift_sources.push((record.partition, record.offset));
         }
         self.scored.push(event);
+        self.scored_sources.push((record.partition, record.offset));
         self.status
             .metrics
             .batch_queue_depth
@@ -92,21 +103,42 @@ impl<W: EventWriter> Handler for DriftService<W> {
         Ok(())
     }
 
-    fn end_batch(&mut self, _: &mut Vec<Output>) -> Result<(), Failure> {
+    fn end_batch(&mut self, batch: &[Record], out: &mut Vec<Output>) -> Result<(), Failure> {
         let started = std::time::Instant::now();
-        let written = self
-            .writer
-            .write_scored(&self.scored)
-            .and_then(|()| self.writer.write_drifts(&self.drifts));
+        let written = self.writer.write_scored(&self.scored).and_then(|scored| {
+            let drifts = self.writer.write_drifts(&self.drifts)?;
+            Ok((scored, drifts))
+        });
         // Either way the batch's rows leave the buffer: on failure the batch is consumed again.
         self.scored.clear();
         self.drifts.clear();
+        let scored_sources = std::mem::take(&mut self.scored_sources);
+        let drift_sources = std::mem::take(&mut self.drift_sources);
         self.status.metrics.batch_queue_depth.set(0);
         self.status
             .metrics
             .batch_flush_seconds
             .observe(started.elapsed().as_secs_f64());
-        written.map_err(Failure::Retry)
+        let (scored, drifts) = written.map_err(Failure::Retry)?;
+        let refused = scored
+            .into_iter()
+            .map(|row| (scored_sources.get(row.index), row.error))
+            .chain(
+                drifts
+                    .into_iter()
+                    .map(|row| (drift_sources.get(row.index), row.error)),
+            );
+        for (source, error) in refused {
+            let record = source.and_then(|&(partition, offset)| {
+                batch
+                    .iter()
+                    .find(|r| r.partition == partition && r.offset == offset)
+            });
+            if let Some(record) = record {
+                dead_letter_late(&self.status, record, "refused_by_store", &error, out);
+            }
+        }
+        Ok(())
     }
 
     fn batch_committed(&mut self) {
@@ -118,6 +150,8 @@ impl<W: EventWriter> Handler for DriftService<W> {
         self.monitor.clone_from(&self.committed);
         self.scored.clear();
         self.drifts.clear();
+        self.scored_sources.clear();
+        self.drift_sources.clear();
     }
 }
 
@@ -134,16 +168,16 @@ mod tests {
     }
 
     impl EventWriter for FlakyWriter {
-        fn write_scored(&mut self, _: &[ScoredEvent]) -> Result<(), String> {
+        fn write_scored(&mut self, _: &[ScoredEvent]) -> Result<Vec<RejectedRow>, Unavailable> {
             if self.failures > 0 {
                 self.failures -= 1;
-                return Err("database down".into());
+                return Err(Unavailable::new(Dependency::Postgres, "database down"));
             }
-            Ok(())
+            Ok(Vec::new())
         }
-        fn write_drifts(&mut self, drifts: &[DriftEvent]) -> Result<(), String> {
+        fn write_drifts(&mut self, drifts: &[DriftEvent]) -> Result<Vec<RejectedRow>, Unavailable> {
             self.drifts.extend_from_slice(drifts);
-            Ok(())
+            Ok(Vec::new())
         }
     }
 
@@ -182,7 +216,7 @@ mod tests {
             for record in batch {
                 service.handle(record, &mut out).unwrap();
             }
-            match service.end_batch(&mut out) {
+            match service.end_batch(batch, &mut out) {
                 Ok(()) => {
                     service.batch_committed();
                     return out;

@@ -177,7 +177,7 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
         Ok(())
     }
 
-    fn end_batch(&mut self, out: &mut Vec<Output>) -> Result<(), Failure> {
+    fn end_batch(&mut self, _: &[Record], out: &mut Vec<Output>) -> Result<(), Failure> {
         // Taken with its capacity, and given back cleared below: no regrowth per batch.
         let mut pending = std::mem::take(&mut self.pending);
         let transactions: Vec<_> = pending.iter().map(|(_, tx)| tx.transaction()).collect();
@@ -201,7 +201,7 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
                     Err(e) => Applied::Rejected(e),
                 }
             })
-            .map_err(|e| Failure::Retry(format!("feature store: {e}")))?;
+            .map_err(|e| Failure::redis(e))?;
         for discarded in S::discarded(&prepared) {
             // The card's windows restart empty; the old bytes are kept in the dead letter.
             let metrics = &self.status.metrics;
@@ -247,10 +247,10 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
         };
         match self.store.commit(prepared) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(Failure::Retry(
-                "card states changed while the batch was in flight".into(),
+            Ok(false) => Err(Failure::redis(
+                "card states changed while the batch was in flight",
             )),
-            Err(e) => Err(Failure::Retry(format!("feature store: {e}"))),
+            Err(e) => Err(Failure::redis(e)),
         }
     }
 
@@ -357,7 +357,7 @@ mod tests {
         };
         let mut out = Vec::new();
         service.handle(&record, &mut out).unwrap();
-        service.end_batch(&mut out).unwrap();
+        service.end_batch(&[], &mut out).unwrap();
         let topics: Vec<&str> = out.iter().map(|o| o.topic).collect();
         assert_eq!(topics, [DEAD_LETTERS, SINK]);
         let letter: DeadLetter = serde_json::from_slice(&out[0].payload).unwrap();
@@ -404,7 +404,7 @@ mod replay_tests {
         for record in batch {
             service.handle(record, &mut out).unwrap();
         }
-        service.end_batch(&mut out).unwrap();
+        service.end_batch(&[], &mut out).unwrap();
         out
     }
 
@@ -508,7 +508,7 @@ mod replay_tests {
                 out.push(dead_letter_output(record, &error));
             }
         }
-        service.end_batch(&mut out).unwrap();
+        service.end_batch(&[], &mut out).unwrap();
         let topics: Vec<&str> = out.iter().map(|o| o.topic).collect();
         assert_eq!(topics, [DEAD_LETTERS, SINK, SINK]);
         let letter: DeadLetter = serde_json::from_slice(&out[0].payload).unwrap();

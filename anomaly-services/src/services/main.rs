@@ -64,11 +64,16 @@ pub fn connect_event_store(
     config: &ServiceConfig,
 ) -> Result<crate::adapters::postgres::PgEventStore, String> {
     let url = config.timescale_url.expose();
-    let schema = std::env::var("TIMESCALE_SCHEMA").unwrap_or_else(|_| "public".into());
+    let schema = event_schema();
     crate::startup::retry_store("database", || {
         crate::adapters::postgres::PgEventStore::connect(url, &schema)
     })
     .map_err(|e| format!("database at {}: {e}", crate::config::redact_url(url)))
+}
+
+/// The schema of the event store: `TIMESCALE_SCHEMA`, default `public`.
+pub fn event_schema() -> String {
+    std::env::var("TIMESCALE_SCHEMA").unwrap_or_else(|_| "public".into())
 }
 
 /// The service's Kafka client in consumer group `group`, subscribed to `topics` (none for a

@@ -66,7 +66,7 @@ impl<M: ModelSource> Handler for InferenceService<M> {
     fn handle(&mut self, record: &Record, out: &mut Vec<Output>) -> Result<(), Failure> {
         if record.topic == MODEL_UPDATES {
             let update: ModelUpdate = decode(&record.payload).map_err(reject)?;
-            let Some(bytes) = self.models.load_active().map_err(Failure::Retry)? else {
+            let Some(bytes) = self.models.load_active().map_err(Failure::redis)? else {
                 warn!(version = update.model_version; "Model update announced but no active model stored");
                 return Ok(());
             };

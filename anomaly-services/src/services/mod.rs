@@ -6,6 +6,7 @@ pub mod drift_detector;
 pub mod feature_engineer;
 pub mod main;
 pub mod ml_inference;
+pub mod notifier;
 pub mod producer;
 pub mod retraining_worker;
 

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use log::info;
-use redis::{Commands, Connection};
+use redis::Commands;
 
 use crate::adapters::kafka::{Output, Record};
 use crate::messages::{
@@ -53,7 +53,7 @@ pub trait JobQueue {
 /// `debounce` key set for `debounce_seconds` when a job ran. Every step that touches two keys
 /// is one Lua script, so a crash between them cannot lose or duplicate a job.
 pub struct RedisJobQueue {
-    connection: Connection,
+    link: crate::adapters::redis_link::RedisLink,
     prefix: String,
     worker: String,
     lease_seconds: u64,
@@ -110,16 +110,20 @@ impl RedisJobQueue {
         lease_seconds: u64,
         debounce_seconds: u64,
     ) -> Result<Self, String> {
-        let connection = redis::Client::open(url)
-            .and_then(|c| c.get_connection())
-            .map_err(|e| e.to_string())?;
+        let link = crate::adapters::redis_link::RedisLink::open(url).map_err(redis_error)?;
         Ok(Self {
-            connection,
+            link,
             prefix: prefix.to_owned(),
             worker: worker.to_owned(),
             lease_seconds,
             debounce_seconds,
         })
+    }
+
+    /// Records the duration of every Redis call in `latency`.
+    pub fn with_latency(mut self, latency: prometheus::Histogram) -> Self {
+        self.link = self.link.with_latency(latency);
+        self
     }
 
     fn key(&self, name: &str) -> String {
@@ -132,13 +136,13 @@ impl RedisJobQueue {
     pub fn adopt_unlisted(&mut self) -> Result<u64, String> {
         let marker = self.key("running:");
         let lists: Vec<String> = self
-            .connection
-            .scan_match(format!("{marker}*"))
-            .map_err(redis_error)?
-            .collect();
+            .link
+            .call(|c| Ok(c.scan_match(format!("{marker}*"))?.collect()))
+            .map_err(redis_error)?;
+        let workers = self.key("workers");
         let listed: Vec<String> = self
-            .connection
-            .smembers(self.key("workers"))
+            .link
+            .call(|c| c.smembers(workers))
             .map_err(redis_error)?;
         let mut adopted = 0;
         for list in lists {
@@ -151,15 +155,19 @@ impl RedisJobQueue {
     }
 
     fn put_back(&mut self, worker: &str, own: bool) -> Result<u64, String> {
-        redis::Script::new(PUT_BACK)
-            .key(self.key(&format!("running:{worker}")))
-            .key(self.key(&format!("lease:{worker}")))
-            .key(self.key("queue"))
-            .key(self.key("workers"))
-            .arg(if own { "1" } else { "0" })
-            .arg(worker)
-            .invoke(&mut self.connection)
-            .map_err(redis_error)
+        {
+            let script = redis::Script::new(PUT_BACK);
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(self.key(&format!("running:{worker}")))
+                .key(self.key(&format!("lease:{worker}")))
+                .key(self.key("queue"))
+                .key(self.key("workers"))
+                .arg(if own { "1" } else { "0" })
+                .arg(worker);
+            self.link.call(|c| invocation.invoke(c))
+        }
+        .map_err(redis_error)
     }
 }
 
@@ -170,30 +178,38 @@ fn redis_error(e: redis::RedisError) -> String {
 impl JobQueue for RedisJobQueue {
     fn enqueue(&mut self, job: &RetrainingJob) -> Result<bool, String> {
         let payload = serde_json::to_string(job).map_err(|e| e.to_string())?;
-        let queued: i64 = redis::Script::new(ENQUEUE)
-            .key(self.key("debounce"))
-            .key(self.key("queue"))
-            .key(self.key("waiting"))
-            .key(self.key(&format!("done:{}", job.job_id)))
-            .arg(&job.job_id)
-            .arg(payload)
-            .arg(WAITING_SECONDS)
-            .invoke(&mut self.connection)
-            .map_err(redis_error)?;
+        let queued: i64 = {
+            let script = redis::Script::new(ENQUEUE);
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(self.key("debounce"))
+                .key(self.key("queue"))
+                .key(self.key("waiting"))
+                .key(self.key(&format!("done:{}", job.job_id)))
+                .arg(&job.job_id)
+                .arg(payload)
+                .arg(WAITING_SECONDS);
+            self.link.call(|c| invocation.invoke(c))
+        }
+        .map_err(redis_error)?;
         Ok(queued == 1)
     }
 
     fn take(&mut self) -> Result<Option<RetrainingJob>, String> {
         let running = self.key(&format!("running:{}", self.worker));
-        let taken: Option<String> = redis::Script::new(TAKE)
-            .key(self.key("queue"))
-            .key(&running)
-            .key(self.key(&format!("lease:{}", self.worker)))
-            .key(self.key("workers"))
-            .arg(&self.worker)
-            .arg(self.lease_seconds.max(1))
-            .invoke(&mut self.connection)
-            .map_err(redis_error)?;
+        let taken: Option<String> = {
+            let script = redis::Script::new(TAKE);
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(self.key("queue"))
+                .key(&running)
+                .key(self.key(&format!("lease:{}", self.worker)))
+                .key(self.key("workers"))
+                .arg(&self.worker)
+                .arg(self.lease_seconds.max(1));
+            self.link.call(|c| invocation.invoke(c))
+        }
+        .map_err(redis_error)?;
         let Some(payload) = taken else {
             return Ok(None);
         };
@@ -202,8 +218,8 @@ impl JobQueue for RedisJobQueue {
             Err(e) => {
                 // Not one of ours: drop it rather than take it forever.
                 let _: i64 = self
-                    .connection
-                    .lrem(&running, 1, &payload)
+                    .link
+                    .call(|c| c.lrem(&running, 1, &payload))
                     .map_err(redis_error)?;
                 Err(format!("dropped an unreadable job: {e}"))
             }
@@ -214,17 +230,18 @@ impl JobQueue for RedisJobQueue {
         let payload = serde_json::to_string(job).map_err(|e| e.to_string())?;
         let running = self.key(&format!("running:{}", self.worker));
         let _: i64 = self
-            .connection
-            .lrem(running, 1, payload)
+            .link
+            .call(|c| c.lrem(running, 1, payload))
             .map_err(redis_error)?;
         Ok(())
     }
 
     fn renew(&mut self) -> Result<(), String> {
         let lease = self.key(&format!("lease:{}", self.worker));
+        let (worker, seconds) = (&self.worker, self.lease_seconds.max(1));
         let () = self
-            .connection
-            .set_ex(lease, &self.worker, self.lease_seconds.max(1))
+            .link
+            .call(|c| c.set_ex(lease, worker, seconds))
             .map_err(redis_error)?;
         Ok(())
     }
@@ -235,23 +252,25 @@ impl JobQueue for RedisJobQueue {
         update: Option<&ModelUpdate>,
     ) -> Result<(), String> {
         let record = serde_json::to_string(&update).map_err(|e| e.to_string())?;
-        let _: i64 = redis::Script::new(MARK_DONE)
-            .key(self.key(&format!("done:{}", job.job_id)))
-            .key(self.key("debounce"))
-            .key(self.key("waiting"))
-            .arg(record)
-            .arg(&job.job_id)
-            .arg(self.debounce_seconds.max(1))
-            .invoke(&mut self.connection)
-            .map_err(redis_error)?;
+        let _: i64 = {
+            let script = redis::Script::new(MARK_DONE);
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .key(self.key(&format!("done:{}", job.job_id)))
+                .key(self.key("debounce"))
+                .key(self.key("waiting"))
+                .arg(record)
+                .arg(&job.job_id)
+                .arg(self.debounce_seconds.max(1));
+            self.link.call(|c| invocation.invoke(c))
+        }
+        .map_err(redis_error)?;
         Ok(())
     }
 
     fn done(&mut self, job: &RetrainingJob) -> Result<Option<Option<ModelUpdate>>, String> {
-        let record: Option<String> = self
-            .connection
-            .get(self.key(&format!("done:{}", job.job_id)))
-            .map_err(redis_error)?;
+        let key = self.key(&format!("done:{}", job.job_id));
+        let record: Option<String> = self.link.call(|c| c.get(key)).map_err(redis_error)?;
         record
             .map(|r| serde_json::from_str(&r).map_err(|e| format!("unreadable job record: {e}")))
             .transpose()
@@ -260,10 +279,8 @@ impl JobQueue for RedisJobQueue {
     fn recover(&mut self) -> Result<u64, String> {
         let own = self.worker.clone();
         let mut recovered = self.put_back(&own, true)?;
-        let workers: Vec<String> = self
-            .connection
-            .smembers(self.key("workers"))
-            .map_err(redis_error)?;
+        let key = self.key("workers");
+        let workers: Vec<String> = self.link.call(|c| c.smembers(key)).map_err(redis_error)?;
         for worker in workers.iter().filter(|w| **w != own) {
             recovered += self.put_back(worker, false)?;
         }
@@ -367,7 +384,7 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
             _ => {
                 let drift: DriftEvent = decode(&record.payload).map_err(reject)?;
                 if let Some(job) = self.retrainer.request(&drift) {
-                    let queued = self.queue.enqueue(&job).map_err(Failure::Retry)?;
+                    let queued = self.queue.enqueue(&job).map_err(Failure::redis)?;
                     info!(job = job.job_id.as_str(), queued = queued; "Retraining requested");
                 }
             }
@@ -375,9 +392,9 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
         Ok(())
     }
 
-    fn end_batch(&mut self, out: &mut Vec<Output>) -> Result<(), Failure> {
+    fn end_batch(&mut self, _: &[Record], out: &mut Vec<Output>) -> Result<(), Failure> {
         // Jobs of dead workers, and this worker's own from a failed batch, go back first.
-        let recovered = self.queue.recover().map_err(Failure::Retry)?;
+        let recovered = self.queue.recover().map_err(Failure::redis)?;
         if recovered > 0 {
             info!(recovered = recovered; "Unfinished retraining jobs put back");
         }
@@ -387,14 +404,14 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
         if !self.retrainer.ready() {
             return Ok(());
         }
-        while let Some(job) = self.queue.take().map_err(Failure::Retry)? {
-            if let Some(update) = self.queue.done(&job).map_err(Failure::Retry)? {
+        while let Some(job) = self.queue.take().map_err(Failure::redis)? {
+            if let Some(update) = self.queue.done(&job).map_err(Failure::redis)? {
                 // It ran, but the batch it ran in failed: its announcement was never sent.
                 if let Some(update) = update {
                     self.running_version = self.running_version.max(update.model_version);
                     out.push(json_output(MODEL_UPDATES, None, &update));
                 }
-                self.queue.complete(&job).map_err(Failure::Retry)?;
+                self.queue.complete(&job).map_err(Failure::redis)?;
                 continue;
             }
             let (outcome, publication, failed) =
@@ -411,19 +428,19 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
             if let Some(publication) = &publication {
                 self.publisher
                     .store_snapshot(&publication.snapshot)
-                    .map_err(Failure::Retry)?;
+                    .map_err(Failure::redis)?;
                 self.publisher
                     .record_version(&publication.update)
-                    .map_err(Failure::Retry)?;
+                    .map_err(Failure::postgres)?;
                 self.running_version = publication.update.model_version;
                 out.push(json_output(MODEL_UPDATES, None, &publication.update));
             }
             self.publisher
                 .record_job(&outcome)
-                .map_err(Failure::Retry)?;
+                .map_err(Failure::postgres)?;
             self.queue
                 .mark_done(&job, publication.as_ref().map(|p| &p.update))
-                .map_err(Failure::Retry)?;
+                .map_err(Failure::redis)?;
             let label = if failed {
                 "failed"
             } else if outcome.published {
@@ -442,8 +459,8 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                 decision = outcome.decision.as_str();
                 "Retraining job done"
             );
-            self.queue.complete(&job).map_err(Failure::Retry)?;
-            self.queue.renew().map_err(Failure::Retry)?;
+            self.queue.complete(&job).map_err(Failure::redis)?;
+            self.queue.renew().map_err(Failure::redis)?;
         }
         Ok(())
     }

@@ -37,12 +37,18 @@ pub enum Routing {
 pub struct AlertRouter {
     min_severity: Severity,
     dedupe_window_ms: i64,
-    last_notified: HashMap<(AlertKind, String, Severity), i64>,
+    last_notified: HashMap<DedupeKey, i64>,
     /// Newest event time notified.
     newest_ms: i64,
     /// Remembered keys at which the next pruning runs.
     prune_at: usize,
+    /// Since the last [`commit`](AlertRouter::commit): each notified key's previous time,
+    /// and the newest time before, for [`rollback`](AlertRouter::rollback).
+    journal: Vec<(DedupeKey, Option<i64>)>,
+    newest_at_commit: i64,
 }
+
+type DedupeKey = (AlertKind, String, Severity);
 
 /// Most alert keys remembered for de-duplication. Past it the oldest are forgotten (their
 /// next alert is notified again): memory stays bounded whatever the number of cards.
@@ -61,6 +67,8 @@ impl AlertRouter {
             last_notified: HashMap::new(),
             newest_ms: i64::MIN,
             prune_at: 1_024,
+            journal: Vec::new(),
+            newest_at_commit: i64::MIN,
         }
     }
 
@@ -85,6 +93,25 @@ impl AlertRouter {
         self.prune_at = (self.last_notified.len() * 2).clamp(1_024, MAX_DEDUPE_KEYS);
     }
 
+    /// Makes the decisions since the last commit final (their notifications are stored).
+    pub fn commit(&mut self) {
+        self.journal.clear();
+        self.newest_at_commit = self.newest_ms;
+    }
+
+    /// Forgets the decisions since the last commit (their notifications were not stored),
+    /// so that routing the same alerts again decides the same. A key pruned meanwhile stays
+    /// forgotten: at worst one more notification, never one fewer.
+    pub fn rollback(&mut self) {
+        for (key, previous) in self.journal.drain(..).rev() {
+            match previous {
+                Some(time) => self.last_notified.insert(key, time),
+                None => self.last_notified.remove(&key),
+            };
+        }
+        self.newest_ms = self.newest_at_commit;
+    }
+
     /// Routes one alert.
     pub fn route(&mut self, alert: &Alert) -> Routing {
         if alert.severity < self.min_severity {
@@ -97,7 +124,8 @@ impl AlertRouter {
         let key = (alert.kind, subject, alert.severity);
         match self.last_notified.get(&key) {
             Some(&last) if alert.timestamp_ms - last < self.dedupe_window_ms => Routing::Duplicate,
-            _ => {
+            previous => {
+                self.journal.push((key.clone(), previous.copied()));
                 self.last_notified.insert(key, alert.timestamp_ms);
                 self.newest_ms = self.newest_ms.max(alert.timestamp_ms);
                 if self.last_notified.len() >= self.prune_at {

@@ -1,8 +1,8 @@
 //! The metrics every service exports, in one typed place.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// A service's metrics, all named `anomaly_*` and labelled with the service.
@@ -54,6 +54,15 @@ pub struct Metrics {
     /// Records not processed yet, per topic and partition this instance owns (the partition's
     /// end from librdkafka's statistics, minus the next offset to process).
     pub consumer_lag: IntGaugeVec,
+    /// Duration of calls to a dependency (`redis`, `postgres`, `slack`), seconds.
+    pub dependency_seconds: HistogramVec,
+    /// Notifications by outcome of a try: `sent`, `retried`, `failed` (given up).
+    pub notifications: IntCounterVec,
+    /// Notifications in the outbox waiting to be sent or retried.
+    pub outbox_pending: IntGauge,
+    /// Partitions taken from this consumer by a rebalance (another member joined or left,
+    /// or this one missed its session or poll interval and was thrown out).
+    pub partitions_revoked: IntCounter,
 }
 
 impl Metrics {
@@ -115,6 +124,31 @@ impl Metrics {
                 &["topic", "partition"],
             )
             .expect("constant name"),
+            dependency_seconds: HistogramVec::new(
+                HistogramOpts::new(
+                    "dependency_seconds",
+                    "Duration of calls to a dependency (redis, postgres, slack)",
+                )
+                .buckets(vec![
+                    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                    1.0, 2.5, 5.0, 10.0, 30.0,
+                ]),
+                &["dependency"],
+            )
+            .expect("constant name"),
+            notifications: counter_vec(
+                "notifications_total",
+                "Notification tries by outcome (sent, retried, failed)",
+                "outcome",
+            ),
+            outbox_pending: gauge(
+                "outbox_pending",
+                "Notifications waiting in the outbox to be sent or retried",
+            ),
+            partitions_revoked: counter(
+                "partitions_revoked_total",
+                "Partitions taken from this consumer by a rebalance",
+            ),
             registry,
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -135,6 +169,10 @@ impl Metrics {
             Box::new(metrics.batch_records.clone()),
             Box::new(metrics.dedupe_keys.clone()),
             Box::new(metrics.consumer_lag.clone()),
+            Box::new(metrics.dependency_seconds.clone()),
+            Box::new(metrics.notifications.clone()),
+            Box::new(metrics.outbox_pending.clone()),
+            Box::new(metrics.partitions_revoked.clone()),
         ];
         for collector in collectors {
             metrics
@@ -143,6 +181,12 @@ impl Metrics {
                 .expect("distinct constant names");
         }
         metrics
+    }
+
+    /// The histogram of `dependency`'s call durations (`redis`, `postgres`, `slack`).
+    pub fn latency(&self, dependency: crate::failure::Dependency) -> Histogram {
+        self.dependency_seconds
+            .with_label_values(&[dependency.name()])
     }
 
     /// The Prometheus text exposition of every metric.
