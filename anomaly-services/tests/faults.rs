@@ -9,8 +9,8 @@ use std::time::Duration;
 mod common;
 
 use common::{
-    database_url, delete_redis_prefix, drop_schema, http_get, redis_connection, redis_url,
-    terminate, unique, wait_until,
+    card_states, committed_and_end, database_url, delete_redis_prefix, drop_schema, free_port,
+    http_get, metric, redis_connection, redis_url, terminate, unique, wait_until,
 };
 
 use anomaly_core::features::{CardState, FeatureStore, InMemoryStore};
@@ -19,17 +19,8 @@ use anomaly_services::adapters::postgres::{PgEventStore, Table};
 use anomaly_services::generator::{Generator, GeneratorParams};
 use anomaly_services::messages::ScoredEvent;
 use anomaly_services::messages::{FeatureVector, RawTransaction};
-use anomaly_services::services::applied_card::AppliedCard;
 use anomaly_services::stages::feature_engineering::FeatureEngineer;
 use rdkafka::mocking::MockCluster;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn start(bootstrap: &str, schema: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_drift-detector"))
@@ -134,18 +125,6 @@ fn drift_detector_killed_mid_stream_loses_and_duplicates_nothing() {
 }
 
 /// A counter from a service's `/metrics` (0 if it does not answer).
-fn metric(port: u16, name: &str) -> u64 {
-    http_get(port, "/metrics")
-        .and_then(|reply| {
-            reply
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(0, |v| v as u64)
-}
-
 const RAW: &str = "raw-transactions";
 
 fn start_feature_engineer(bootstrap: &str, prefix: &str, reset: &str, port: u16) -> Child {
@@ -161,46 +140,6 @@ fn start_feature_engineer(bootstrap: &str, prefix: &str, reset: &str, port: u16)
         .stdout(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-/// Per partition of `topic`: (the group's committed offset read from the cluster, -1 if none;
-/// the end offset).
-fn committed_and_end(bootstrap: &str, group: &str, topic: &str) -> Vec<(i64, i64)> {
-    use rdkafka::consumer::Consumer;
-    let committed = KafkaIo::connect(bootstrap, group, &[], "earliest")
-        .unwrap()
-        .committed(&[topic], Duration::from_secs(10))
-        .unwrap();
-    let reader: rdkafka::consumer::BaseConsumer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .unwrap();
-    committed
-        .iter()
-        .map(|((_, p), committed)| {
-            let (_, end) = reader
-                .fetch_watermarks(topic, *p, Duration::from_secs(10))
-                .unwrap();
-            (committed.unwrap_or(-1), end)
-        })
-        .collect()
-}
-
-/// Every card state under `prefix`, decoded.
-fn card_states(prefix: &str) -> std::collections::HashMap<String, AppliedCard> {
-    use anomaly_core::features::Compact;
-    let mut connection = redis_connection();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}card:*"))
-        .query(&mut connection)
-        .unwrap();
-    keys.into_iter()
-        .map(|key| {
-            let bytes: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut connection).unwrap();
-            let card = key.trim_start_matches(&format!("{prefix}card:")).to_owned();
-            (card, AppliedCard::decode(&bytes).unwrap())
-        })
-        .collect()
 }
 
 /// feature-engineer SIGKILLed mid-stream and restarted:
@@ -276,7 +215,7 @@ fn feature_engineer_killed_and_restarted(reset: &str) {
     first.wait().unwrap();
 
     let at_kill = committed_and_end(&bootstrap, "feature-engineer", RAW);
-    let states = card_states(&prefix);
+    let states = card_states(&mut redis_connection(), &prefix);
     // Per partition, the first record the stored states do not hold.
     let mut applied_end = [0i64; 4];
     for state in states.values() {
@@ -369,7 +308,7 @@ fn feature_engineer_killed_and_restarted(reset: &str) {
     for vector in &vectors {
         assert_eq!(vector, &expected[&vector.event_id]);
     }
-    let states = card_states(&prefix);
+    let states = card_states(&mut redis_connection(), &prefix);
     assert_eq!(states.len(), 200);
     for (card, state) in states {
         assert_eq!(

@@ -4,6 +4,8 @@
 // Each test file uses its own subset.
 #![allow(dead_code)]
 
+pub mod instances;
+
 use std::io::{Read, Write};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -93,4 +95,77 @@ pub fn terminate(child: &mut std::process::Child, limit: Duration) -> std::proce
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A loopback TCP port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of the first sample of metric `name` served on `port` (0 if absent).
+pub fn metric(port: u16, name: &str) -> u64 {
+    http_get(port, "/metrics")
+        .and_then(|reply| {
+            reply
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0, |v| v as u64)
+}
+
+/// The HTTP status code `/health` answers on `port`, if anything answers.
+pub fn health(port: u16) -> Option<u16> {
+    http_get(port, "/health")
+        .and_then(|reply| reply.split(' ').nth(1).and_then(|code| code.parse().ok()))
+}
+
+/// Per partition of `topic`: (the group's committed offset read from the cluster, -1 if none;
+/// the end offset).
+pub fn committed_and_end(bootstrap: &str, group: &str, topic: &str) -> Vec<(i64, i64)> {
+    use rdkafka::consumer::Consumer;
+    let committed =
+        anomaly_services::adapters::kafka::KafkaIo::connect(bootstrap, group, &[], "earliest")
+            .unwrap()
+            .committed(&[topic], Duration::from_secs(10))
+            .unwrap();
+    let reader: rdkafka::consumer::BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    committed
+        .iter()
+        .map(|((_, p), committed)| {
+            let (_, end) = reader
+                .fetch_watermarks(topic, *p, Duration::from_secs(10))
+                .unwrap();
+            (committed.unwrap_or(-1), end)
+        })
+        .collect()
+}
+
+/// Every card state under `prefix` (+ `card:`), decoded.
+pub fn card_states(
+    connection: &mut redis::Connection,
+    prefix: &str,
+) -> std::collections::HashMap<String, anomaly_services::services::applied_card::AppliedCard> {
+    use anomaly_core::features::Compact;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}card:*"))
+        .query(connection)
+        .unwrap();
+    keys.into_iter()
+        .map(|key| {
+            let bytes: Vec<u8> = redis::cmd("GET").arg(&key).query(connection).unwrap();
+            let card = key.trim_start_matches(&format!("{prefix}card:")).to_owned();
+            let state =
+                anomaly_services::services::applied_card::AppliedCard::decode(&bytes).unwrap();
+            (card, state)
+        })
+        .collect()
 }

@@ -1,0 +1,245 @@
+//! Dependencies restarting under load, with the real binaries: Redis and PostgreSQL servers of
+//! the tests' own are crashed twice each while a service consumes a stream. The service
+//! recovers by itself (`/health` goes 503 while the dependency is down, 200 once it is back),
+//! commits to the end of the topic (read back from the cluster), and the store holds exactly
+//! what was sent: every transaction once in the card windows, every scored event once in the
+//! table.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+mod common;
+
+use common::instances::{OwnPostgres, OwnRedis};
+use common::{
+    card_states, committed_and_end, free_port, health, metric, terminate, unique, wait_until,
+};
+
+use anomaly_core::features::{CardState, FeatureStore, InMemoryStore};
+use anomaly_services::adapters::kafka::{KafkaIo, Output};
+use anomaly_services::generator::{Generator, GeneratorParams};
+use anomaly_services::messages::{FeatureVector, RawTransaction, ScoredEvent};
+use anomaly_services::stages::feature_engineering::FeatureEngineer;
+use rdkafka::mocking::MockCluster;
+
+/// Sends `outputs` in chunks of 500, 150 ms apart: a stream that lasts while the test
+/// crashes things.
+fn send_slowly(bootstrap: &str, outputs: Vec<Output>) -> std::thread::JoinHandle<()> {
+    let bootstrap = bootstrap.to_owned();
+    std::thread::spawn(move || {
+        let writer = KafkaIo::connect(&bootstrap, "writer", &[], "earliest").unwrap();
+        for chunk in outputs.chunks(500) {
+            writer.send_all(chunk, Duration::from_secs(30)).unwrap();
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    })
+}
+
+/// Twice: once the service on `port` has consumed `at[i]` records, crashes the dependency
+/// (`set_up(false)`), waits for `/health` to turn 503, restarts it (`set_up(true)`) and waits
+/// for `/health` to turn 200 with records flowing again.
+fn crash_twice_under_load(port: u16, at: [u64; 2], mut set_up: impl FnMut(bool)) {
+    for threshold in at {
+        wait_until("records to flow", Duration::from_secs(60), || {
+            metric(port, "anomaly_events_in_total") >= threshold
+        });
+        set_up(false);
+        wait_until(
+            "/health to report the outage",
+            Duration::from_secs(30),
+            || health(port) == Some(503),
+        );
+        set_up(true);
+        let consumed = metric(port, "anomaly_events_in_total");
+        wait_until(
+            "/health to recover by itself",
+            Duration::from_secs(60),
+            || health(port) == Some(200) && metric(port, "anomaly_events_in_total") > consumed,
+        );
+    }
+}
+
+fn wait_for_commits_to_the_end(bootstrap: &str, group: &str, topic: &str) {
+    wait_until(
+        "offsets committed to the end of the topic",
+        Duration::from_secs(120),
+        || {
+            committed_and_end(bootstrap, group, topic)
+                .iter()
+                .all(|(committed, end)| committed == end)
+        },
+    );
+}
+
+fn feature_engineer(bootstrap: &str, redis_url: &str, prefix: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_feature-engineer"))
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+        .env("KAFKA_OFFSET_RESET", "earliest")
+        .env("KAFKA_BATCH_SIZE", "200")
+        .env("REDIS_URL", redis_url)
+        .env("REDIS_PREFIX", prefix)
+        .env("HTTP_PORT", port.to_string())
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn feature_engineer_recovers_from_redis_restarts_and_counts_every_transaction_once() {
+    let cluster = MockCluster::new(3).unwrap();
+    for topic in ["raw-transactions", "features"] {
+        cluster.create_topic(topic, 4, 1).unwrap();
+    }
+    cluster.create_topic("dead-letters", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let mut redis = OwnRedis::start();
+    let prefix = unique("test:restarts") + ":";
+    let transactions: Vec<RawTransaction> = Generator::new(GeneratorParams {
+        events: 30_000,
+        cards: 300,
+        ..GeneratorParams::default()
+    })
+    .collect();
+    let outputs = transactions
+        .iter()
+        .map(|tx| Output {
+            topic: "raw-transactions",
+            key: Some(tx.card_id.clone()),
+            payload: serde_json::to_vec(tx).unwrap(),
+        })
+        .collect();
+
+    let port = free_port();
+    let mut service = feature_engineer(&bootstrap, &redis.url(), &prefix, port);
+    let sender = send_slowly(&bootstrap, outputs);
+    crash_twice_under_load(port, [3_000, 15_000], |up| {
+        if up { redis.restart() } else { redis.crash() }
+    });
+    sender.join().unwrap();
+    wait_for_commits_to_the_end(&bootstrap, "feature-engineer", "raw-transactions");
+    let dead_letters = metric(port, "anomaly_dead_letters_total");
+    let redis_failures = metric(port, "anomaly_errors_total{kind=\"redis_unavailable\"");
+    let status = terminate(&mut service, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    assert_eq!(dead_letters, 0);
+    assert!(redis_failures >= 2, "{redis_failures} failed batches");
+
+    // Every transaction has its vector, equal to a run without restarts; a vector sent twice
+    // (its batch's card states were not written before the crash) is the same vector.
+    let mut reference = FeatureEngineer::new(InMemoryStore::new(CardState::default()));
+    let expected: std::collections::HashMap<String, FeatureVector> = transactions
+        .iter()
+        .map(|tx| (tx.event_id.clone(), reference.process(tx).unwrap()))
+        .collect();
+    let reader = KafkaIo::connect(&bootstrap, "test-reader", &["features"], "earliest").unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let mut vectors = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < transactions.len() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} distinct vectors",
+            seen.len()
+        );
+        for record in reader.poll_batch(5_000, Duration::from_millis(200)).records {
+            let vector: FeatureVector = serde_json::from_slice(&record.payload).unwrap();
+            assert_eq!(vector, expected[&vector.event_id]);
+            seen.insert(vector.event_id);
+            vectors += 1;
+        }
+    }
+    eprintln!(
+        "{} vectors for {} transactions",
+        vectors,
+        transactions.len()
+    );
+    // The card windows, read back from the restarted Redis, count every transaction once.
+    let states = card_states(&mut redis.connection(), &prefix);
+    assert_eq!(states.len(), 300);
+    for (card, state) in states {
+        assert_eq!(
+            Some(&state.card),
+            reference.store_mut().load(&card).unwrap().as_ref(),
+            "{card}"
+        );
+    }
+}
+
+fn drift_detector(bootstrap: &str, database_url: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_drift-detector"))
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+        .env("KAFKA_OFFSET_RESET", "earliest")
+        .env("KAFKA_BATCH_SIZE", "200")
+        .env("TIMESCALE_URL", database_url)
+        .env("TIMESCALE_SCHEMA", "anomaly")
+        .env("HTTP_PORT", port.to_string())
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn drift_detector_recovers_from_postgres_restarts_and_stores_every_event_once() {
+    let cluster = MockCluster::new(3).unwrap();
+    for topic in ["scores", "drift-events", "alerts"] {
+        cluster.create_topic(topic, 4, 1).unwrap();
+    }
+    cluster.create_topic("dead-letters", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let mut postgres = OwnPostgres::start();
+    let events: Vec<Output> = (0..30_000u32)
+        .map(|i| {
+            let event = ScoredEvent {
+                schema_version: anomaly_services::messages::SCHEMA_VERSION,
+                event_id: format!("event-{i}"),
+                card_id: format!("card-{}", i % 97),
+                timestamp_ms: 1_767_225_600_000 + i64::from(i) * 50,
+                score: 0.3,
+                is_anomaly: false,
+                is_fraud: false,
+                model_version: 1,
+                amount: 10.0,
+                phase: "normal".into(),
+            };
+            Output {
+                topic: "scores",
+                key: Some(event.card_id.clone()),
+                payload: serde_json::to_vec(&event).unwrap(),
+            }
+        })
+        .collect();
+
+    let port = free_port();
+    let mut service = drift_detector(&bootstrap, &postgres.url(), port);
+    wait_until("the schema", Duration::from_secs(60), || {
+        health(port).is_some()
+    });
+    let sender = send_slowly(&bootstrap, events);
+    crash_twice_under_load(port, [3_000, 15_000], |up| {
+        if up {
+            postgres.restart()
+        } else {
+            postgres.crash()
+        }
+    });
+    sender.join().unwrap();
+    wait_for_commits_to_the_end(&bootstrap, "drift-detector", "scores");
+    let dead_letters = metric(port, "anomaly_dead_letters_total");
+    let failures = metric(port, "anomaly_errors_total{kind=\"postgres_unavailable\"");
+    let status = terminate(&mut service, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    assert_eq!(dead_letters, 0);
+    assert!(failures >= 2, "{failures} failed batches");
+
+    let mut db = postgres::Client::connect(&postgres.url(), postgres::NoTls).unwrap();
+    let row = db
+        .query_one(
+            "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM anomaly.scored_events",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 30_000, "rows");
+    assert_eq!(row.get::<_, i64>(1), 30_000, "distinct events");
+}
