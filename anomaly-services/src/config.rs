@@ -105,6 +105,9 @@ pub struct ServiceConfig {
     /// `NOTIFY_MAX_AGE_S`: a notification still undelivered this long after its alert was
     /// stored is marked failed, default 86400 (a day).
     pub notify_max_age: std::time::Duration,
+    /// `NOTIFY_RETRY_MAX_S`: the longest wait between two tries of an undelivered
+    /// notification (the wait doubles from 1 s up to it), default 300.
+    pub notify_max_retry_wait: std::time::Duration,
 }
 
 impl ServiceConfig {
@@ -242,9 +245,16 @@ impl ServiceConfig {
             "a whole number of seconds from 1 to 2592000 (30 days)",
             1..=2_592_000,
         )?);
+        let notify_max_retry_wait = std::time::Duration::from_secs(setting(
+            "NOTIFY_RETRY_MAX_S",
+            300,
+            "a whole number of seconds from 1 to 3600",
+            1..=3_600,
+        )?);
         Ok(Self {
             kafka_tuning,
             notify_max_age,
+            notify_max_retry_wait,
             kafka_bootstrap_servers: text("KAFKA_BOOTSTRAP_SERVERS", "kafka:29092"),
             redis_url: Secret::new(redis_url),
             timescale_url: Secret::new(timescale_url),
@@ -325,6 +335,8 @@ mod tests {
         assert_eq!(c.slack_webhook_url, None);
         assert_eq!(c.min_slack_severity, Severity::High);
         assert_eq!((c.http_port, c.http_bind.as_str()), (8000, "127.0.0.1"));
+        assert_eq!(c.notify_max_age, std::time::Duration::from_secs(86_400));
+        assert_eq!(c.notify_max_retry_wait, std::time::Duration::from_secs(300));
     }
 
     #[test]

@@ -20,7 +20,7 @@ same statement; a notifier thread posts the outbox to SLACK_WEBHOOK_URL (5 s tim
 HTTP 429 Retry-After honoured, retried with backoff until delivered or NOTIFY_MAX_AGE_S old,
 then marked failed). The webhook URL is never logged. Environment (docs/OPERATIONS.md):
 KAFKA_BOOTSTRAP_SERVERS, TIMESCALE_URL, SLACK_WEBHOOK_URL, MIN_SLACK_SEVERITY,
-NOTIFY_MAX_AGE_S, HTTP_PORT (default 8005), HTTP_BIND, RUST_LOG. Stops cleanly on SIGTERM or
+NOTIFY_MAX_AGE_S, NOTIFY_RETRY_MAX_S, HTTP_PORT (default 8005), HTTP_BIND, RUST_LOG. Stops cleanly on SIGTERM or
 SIGINT.";
 
 fn main() -> ExitCode {
@@ -35,6 +35,7 @@ fn main() -> ExitCode {
                     .with_latency(ctx.status.metrics.latency(Postgres));
                 let settings = NotifierSettings {
                     max_age: config.notify_max_age,
+                    max_retry_wait: config.notify_max_retry_wait,
                     ..NotifierSettings::default()
                 };
                 let status = ctx.status.clone();
