@@ -258,4 +258,60 @@ mod tests {
         .unwrap();
         assert_eq!(alert, drift_alert(&once.writer.drifts[0]));
     }
+
+    /// Refuses the scored rows at the given indexes, as PostgreSQL refuses data.
+    struct Refusing(Vec<usize>);
+
+    impl EventWriter for Refusing {
+        fn write_scored(
+            &mut self,
+            events: &[ScoredEvent],
+        ) -> Result<Vec<RejectedRow>, Unavailable> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|&&i| i < events.len())
+                .map(|&index| RejectedRow {
+                    index,
+                    error: format!("refused row {index}"),
+                })
+                .collect())
+        }
+        fn write_drifts(&mut self, _: &[DriftEvent]) -> Result<Vec<RejectedRow>, Unavailable> {
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn rows_the_store_refuses_become_dead_letters_of_their_records() {
+        let status = Status::new("drift-detector");
+        let mut service = DriftService::new(Refusing(vec![1, 3]), 0, status.clone());
+        let batch = &records()[..5];
+        let mut out = Vec::new();
+        for record in batch {
+            service.handle(record, &mut out).unwrap();
+        }
+        service.end_batch(batch, &mut out).unwrap();
+        let letters: Vec<crate::messages::DeadLetter> = out
+            .iter()
+            .filter(|o| o.topic == crate::service::DEAD_LETTERS)
+            .map(|o| serde_json::from_slice(&o.payload).unwrap())
+            .collect();
+        let offsets: Vec<i64> = letters.iter().map(|l| l.offset).collect();
+        assert_eq!(offsets, [1, 3]);
+        assert_eq!(letters[0].error, "refused row 1");
+        assert_eq!(
+            letters[1].payload,
+            String::from_utf8_lossy(&batch[3].payload)
+        );
+        assert_eq!(status.metrics.dead_letters.get(), 2);
+        assert_eq!(
+            status
+                .metrics
+                .errors
+                .with_label_values(&["refused_by_store"])
+                .get(),
+            2
+        );
+    }
 }
