@@ -128,7 +128,7 @@ mod tests {
         }
     }
 
-    /// Alerts for 200,000 distinct cards, 10 ms of event time apart: the gauge of remembered
+    /// Alerts for 1,000,000 distinct cards, 10 ms of event time apart: the gauge of remembered
     /// keys stays at about two minutes' worth, not one per card.
     #[test]
     fn the_remembered_keys_gauge_stays_bounded_over_many_cards() {
@@ -141,7 +141,7 @@ mod tests {
         );
         let mut out = Vec::new();
         let mut most = 0;
-        for i in 0..200_000i64 {
+        for i in 0..1_000_000i64 {
             let alert = Alert {
                 schema_version: crate::messages::SCHEMA_VERSION,
                 alert_id: format!("a{i}"),
