@@ -22,12 +22,12 @@ pub enum Failure {
 impl Failure {
     /// A Redis failure: retry the batch.
     pub fn redis(error: impl fmt::Display) -> Self {
-        Self::Retry(Unavailable::new(Dependency::Redis, error))
+        Self::Retry(Unavailable::redis(error))
     }
 
     /// A PostgreSQL failure: retry the batch.
     pub fn postgres(error: impl fmt::Display) -> Self {
-        Self::Retry(Unavailable::new(Dependency::Postgres, error))
+        Self::Retry(Unavailable::postgres(error))
     }
 }
 
@@ -87,6 +87,16 @@ impl Unavailable {
             dependency,
             detail: error.to_string(),
         }
+    }
+
+    /// Redis failed with `error`.
+    pub fn redis(error: impl fmt::Display) -> Self {
+        Self::new(Dependency::Redis, error)
+    }
+
+    /// PostgreSQL failed with `error`.
+    pub fn postgres(error: impl fmt::Display) -> Self {
+        Self::new(Dependency::Postgres, error)
     }
 }
 

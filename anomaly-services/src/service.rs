@@ -83,16 +83,17 @@ pub trait Handler {
 
     /// Called once a batch (`batch`, every record handled) is processed, before its outputs
     /// are produced and its offsets stored: where a batch writer commits its rows, and
-    /// dead-letters (with [`dead_letter_late`]) the records whose rows the store refused. A
-    /// `Retry` makes the batch run again.
-    fn end_batch(&mut self, _batch: &[Record], _out: &mut Vec<Output>) -> Result<(), Failure> {
+    /// dead-letters (with [`dead_letter_late`]) the records whose rows the store refused. An
+    /// error (only a dependency's: a record's own fault is dead-lettered, never fails a
+    /// batch) makes the batch run again.
+    fn end_batch(&mut self, _batch: &[Record], _out: &mut Vec<Output>) -> Result<(), Unavailable> {
         Ok(())
     }
 
     /// Called once a batch's outputs are acknowledged, before its offsets are stored: where a
-    /// handler writes state that must not change unless the outputs went out. A `Retry`
-    /// makes the batch run again.
-    fn before_commit(&mut self) -> Result<(), Failure> {
+    /// handler writes state that must not change unless the outputs went out. An error makes
+    /// the batch run again.
+    fn before_commit(&mut self) -> Result<(), Unavailable> {
         Ok(())
     }
 
@@ -171,9 +172,9 @@ pub fn run(
             }
         }
         if retry.is_none()
-            && let Err(failure) = handler.end_batch(&batch, &mut outputs)
+            && let Err(e) = handler.end_batch(&batch, &mut outputs)
         {
-            retry = Some(batch_failure(failure));
+            retry = Some(e);
         }
         // Stages work per batch (one store round trip for all its records), so a record's
         // processing time is its share of the batch's; two clock reads per batch, not per record.
@@ -189,7 +190,7 @@ pub fn run(
                     Duration::from_millis(crate::adapters::kafka::SEND_TIMEOUT_MS),
                 )
                 .map_err(|e| Unavailable::new(Dependency::Kafka, e))
-                .and_then(|()| handler.before_commit().map_err(batch_failure)),
+                .and_then(|()| handler.before_commit()),
         };
         let outcome = outcome.and_then(|()| {
             io.mark_processed(&batch)
@@ -256,19 +257,6 @@ fn commit_if_due(io: &KafkaIo, status: &Status) -> Option<bool> {
             status.healthy.store(false, Ordering::Relaxed);
             Some(true)
         }
-    }
-}
-
-/// A failure that stops a whole batch: a rejection there (a handler refusing the batch as a
-/// whole) cannot be dead-lettered record by record, so it is retried like an outage of the
-/// store it came from and shows in the logs.
-fn batch_failure(failure: Failure) -> Unavailable {
-    match failure {
-        Failure::Retry(e) => e,
-        Failure::Reject { kind, error } => Unavailable::new(
-            Dependency::Postgres,
-            format!("batch refused ({kind}): {error}"),
-        ),
     }
 }
 

@@ -78,7 +78,7 @@ impl PgOutbox {
                 age: Duration::from_secs_f64(row.get::<_, f64>(3).max(0.0)),
             })
             .collect();
-        claimed.sort_by(|a, b| b.age.cmp(&a.age));
+        claimed.sort_by_key(|n| std::cmp::Reverse(n.age));
         Ok(claimed)
     }
 

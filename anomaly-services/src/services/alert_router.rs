@@ -73,11 +73,11 @@ impl<W: AlertWriter> Handler for AlertRouterService<W> {
         Ok(())
     }
 
-    fn end_batch(&mut self, batch: &[Record], out: &mut Vec<Output>) -> Result<(), Failure> {
+    fn end_batch(&mut self, batch: &[Record], out: &mut Vec<Output>) -> Result<(), Unavailable> {
         let written = self.writer.write_alerts(&self.pending);
         let sources = std::mem::take(&mut self.sources);
         self.pending.clear();
-        for RejectedRow { index, error } in written.map_err(Failure::Retry)? {
+        for RejectedRow { index, error } in written? {
             if let Some(record) = sources.get(index).and_then(|&(partition, offset)| {
                 batch
                     .iter()

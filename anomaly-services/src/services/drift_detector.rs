@@ -103,7 +103,7 @@ impl<W: EventWriter> Handler for DriftService<W> {
         Ok(())
     }
 
-    fn end_batch(&mut self, batch: &[Record], out: &mut Vec<Output>) -> Result<(), Failure> {
+    fn end_batch(&mut self, batch: &[Record], out: &mut Vec<Output>) -> Result<(), Unavailable> {
         let started = std::time::Instant::now();
         let written = self.writer.write_scored(&self.scored).and_then(|scored| {
             let drifts = self.writer.write_drifts(&self.drifts)?;
@@ -119,7 +119,7 @@ impl<W: EventWriter> Handler for DriftService<W> {
             .metrics
             .batch_flush_seconds
             .observe(started.elapsed().as_secs_f64());
-        let (scored, drifts) = written.map_err(Failure::Retry)?;
+        let (scored, drifts) = written?;
         let refused = scored
             .into_iter()
             .map(|row| (scored_sources.get(row.index), row.error))

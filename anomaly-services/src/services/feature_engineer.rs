@@ -6,8 +6,9 @@ use anomaly_core::features::{FeatureStore, InMemoryStore, TransactionError, Tran
 
 use crate::adapters::kafka::{Output, Record};
 use crate::adapters::redis::{DiscardedState, PreparedBatch, RedisFeatureStore};
+use crate::failure::{Failure, Unavailable};
 use crate::messages::{DeadLetter, RawTransaction, decode_transaction};
-use crate::service::{DEAD_LETTERS, Failure, Handler, dead_letter_output, json_output, reject};
+use crate::service::{DEAD_LETTERS, Handler, dead_letter_output, json_output, reject};
 use crate::services::applied_card::{AppliedCard, SourcePosition};
 use crate::stages::feature_engineering::feature_vector;
 use crate::telemetry::http::Status;
@@ -177,7 +178,7 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
         Ok(())
     }
 
-    fn end_batch(&mut self, _: &[Record], out: &mut Vec<Output>) -> Result<(), Failure> {
+    fn end_batch(&mut self, _: &[Record], out: &mut Vec<Output>) -> Result<(), Unavailable> {
         // Taken with its capacity, and given back cleared below: no regrowth per batch.
         let mut pending = std::mem::take(&mut self.pending);
         let transactions: Vec<_> = pending.iter().map(|(_, tx)| tx.transaction()).collect();
@@ -201,7 +202,7 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
                     Err(e) => Applied::Rejected(e),
                 }
             })
-            .map_err(|e| Failure::redis(e))?;
+            .map_err(Unavailable::redis)?;
         for discarded in S::discarded(&prepared) {
             // The card's windows restart empty; the old bytes are kept in the dead letter.
             let metrics = &self.status.metrics;
@@ -241,16 +242,16 @@ impl<S: BatchCardStore> Handler for FeatureEngineerService<S> {
         Ok(())
     }
 
-    fn before_commit(&mut self) -> Result<(), Failure> {
+    fn before_commit(&mut self) -> Result<(), Unavailable> {
         let Some(prepared) = self.prepared.take() else {
             return Ok(());
         };
         match self.store.commit(prepared) {
             Ok(true) => Ok(()),
-            Ok(false) => Err(Failure::redis(
+            Ok(false) => Err(Unavailable::redis(
                 "card states changed while the batch was in flight",
             )),
-            Err(e) => Err(Failure::redis(e)),
+            Err(e) => Err(Unavailable::redis(e)),
         }
     }
 

@@ -8,10 +8,11 @@ use log::info;
 use redis::Commands;
 
 use crate::adapters::kafka::{Output, Record};
+use crate::failure::{Failure, Unavailable};
 use crate::messages::{
     DriftEvent, FeatureVector, ModelUpdate, decode, decode_features, decode_scored,
 };
-use crate::service::{Failure, Handler, json_output, reject};
+use crate::service::{Handler, json_output, reject};
 use crate::stages::retraining::{JobOutcome, Retrainer, RetrainingJob};
 
 /// Topics it reads.
@@ -373,6 +374,10 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                 if self.vectors.insert(id.clone(), vector).is_none() {
                     self.arrival.push_back(id);
                 }
+                self.status
+                    .metrics
+                    .pending_vectors
+                    .set(self.vectors.len() as i64);
             }
             "scores" => {
                 let scored = decode_scored(&record.payload).map_err(reject)?;
@@ -380,6 +385,10 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                 if let Some(vector) = self.vectors.remove(&scored.event_id) {
                     self.retrainer.observe(vector, scored.score);
                 }
+                self.status
+                    .metrics
+                    .pending_vectors
+                    .set(self.vectors.len() as i64);
             }
             _ => {
                 let drift: DriftEvent = decode(&record.payload).map_err(reject)?;
@@ -392,9 +401,9 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
         Ok(())
     }
 
-    fn end_batch(&mut self, _: &[Record], out: &mut Vec<Output>) -> Result<(), Failure> {
+    fn end_batch(&mut self, _: &[Record], out: &mut Vec<Output>) -> Result<(), Unavailable> {
         // Jobs of dead workers, and this worker's own from a failed batch, go back first.
-        let recovered = self.queue.recover().map_err(Failure::redis)?;
+        let recovered = self.queue.recover().map_err(Unavailable::redis)?;
         if recovered > 0 {
             info!(recovered = recovered; "Unfinished retraining jobs put back");
         }
@@ -404,14 +413,14 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
         if !self.retrainer.ready() {
             return Ok(());
         }
-        while let Some(job) = self.queue.take().map_err(Failure::redis)? {
-            if let Some(update) = self.queue.done(&job).map_err(Failure::redis)? {
+        while let Some(job) = self.queue.take().map_err(Unavailable::redis)? {
+            if let Some(update) = self.queue.done(&job).map_err(Unavailable::redis)? {
                 // It ran, but the batch it ran in failed: its announcement was never sent.
                 if let Some(update) = update {
                     self.running_version = self.running_version.max(update.model_version);
                     out.push(json_output(MODEL_UPDATES, None, &update));
                 }
-                self.queue.complete(&job).map_err(Failure::redis)?;
+                self.queue.complete(&job).map_err(Unavailable::redis)?;
                 continue;
             }
             let (outcome, publication, failed) =
@@ -428,19 +437,19 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
             if let Some(publication) = &publication {
                 self.publisher
                     .store_snapshot(&publication.snapshot)
-                    .map_err(Failure::redis)?;
+                    .map_err(Unavailable::redis)?;
                 self.publisher
                     .record_version(&publication.update)
-                    .map_err(Failure::postgres)?;
+                    .map_err(Unavailable::postgres)?;
                 self.running_version = publication.update.model_version;
                 out.push(json_output(MODEL_UPDATES, None, &publication.update));
             }
             self.publisher
                 .record_job(&outcome)
-                .map_err(Failure::postgres)?;
+                .map_err(Unavailable::postgres)?;
             self.queue
                 .mark_done(&job, publication.as_ref().map(|p| &p.update))
-                .map_err(Failure::redis)?;
+                .map_err(Unavailable::redis)?;
             let label = if failed {
                 "failed"
             } else if outcome.published {
@@ -459,8 +468,8 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                 decision = outcome.decision.as_str();
                 "Retraining job done"
             );
-            self.queue.complete(&job).map_err(Failure::redis)?;
-            self.queue.renew().map_err(Failure::redis)?;
+            self.queue.complete(&job).map_err(Unavailable::redis)?;
+            self.queue.renew().map_err(Unavailable::redis)?;
         }
         Ok(())
     }

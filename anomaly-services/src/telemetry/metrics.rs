@@ -63,6 +63,8 @@ pub struct Metrics {
     /// Partitions taken from this consumer by a rebalance (another member joined or left,
     /// or this one missed its session or poll interval and was thrown out).
     pub partitions_revoked: IntCounter,
+    /// retraining-worker: feature vectors kept until their score arrives (bounded).
+    pub pending_vectors: IntGauge,
     /// The process's resident memory, bytes (Linux; read when the metrics are rendered).
     pub resident_memory_bytes: IntGauge,
 }
@@ -151,6 +153,10 @@ impl Metrics {
                 "partitions_revoked_total",
                 "Partitions taken from this consumer by a rebalance",
             ),
+            pending_vectors: gauge(
+                "pending_vectors",
+                "Feature vectors waiting for their score (retraining-worker, bounded)",
+            ),
             resident_memory_bytes: gauge(
                 "resident_memory_bytes",
                 "Resident memory of the process, bytes",
@@ -179,6 +185,7 @@ impl Metrics {
             Box::new(metrics.notifications.clone()),
             Box::new(metrics.outbox_pending.clone()),
             Box::new(metrics.partitions_revoked.clone()),
+            Box::new(metrics.pending_vectors.clone()),
             Box::new(metrics.resident_memory_bytes.clone()),
         ];
         for collector in collectors {
