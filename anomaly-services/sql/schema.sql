@@ -125,7 +125,10 @@ CREATE TABLE IF NOT EXISTS notifications (
     attempts        INTEGER     NOT NULL DEFAULT 0,
     next_attempt_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     last_error      TEXT,
-    finished_at     TIMESTAMPTZ
+    finished_at     TIMESTAMPTZ,
+    -- The claim that may record this try's outcome: a notifier whose lease ran out cannot
+    -- overwrite the outcome of the one that took the notification over.
+    claim_token     TEXT
 );
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (next_attempt_at)
     WHERE state = 'pending';

@@ -44,6 +44,8 @@ messages!(
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Longest id or label accepted (event, card, merchant, category, phase), in bytes.
 pub const MAX_TEXT_BYTES: usize = 128;
+/// Longest free text accepted (a drift's detail, an alert's message), in bytes.
+pub const MAX_FREE_TEXT_BYTES: usize = 4096;
 /// Earliest event time accepted, Unix milliseconds: 2000-01-01T00:00:00Z.
 pub const EARLIEST_EVENT_MS: i64 = 946_684_800_000;
 /// Latest event time accepted, Unix milliseconds: 9999-12-31T23:59:59.999Z. Every accepted
@@ -456,6 +458,66 @@ pub fn decode_scored(bytes: &[u8]) -> Result<ScoredEvent, MessageError> {
         )));
     }
     Ok(event)
+}
+
+/// Checks free text stored as is (a drift's detail, an alert's message): at most
+/// [`MAX_FREE_TEXT_BYTES`] and no NUL, which PostgreSQL text cannot hold.
+fn check_free_text(field: &str, value: &str) -> Result<(), MessageError> {
+    if value.len() > MAX_FREE_TEXT_BYTES || value.contains('\0') {
+        return Err(MessageError::Invalid(format!(
+            "{field} must be at most {MAX_FREE_TEXT_BYTES} bytes without NUL characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes a `drift-events` message and checks its ids, event time and detail.
+///
+/// ```
+/// use anomaly_services::messages::decode_drift;
+///
+/// let ok = br#"{"drift_id":"d1","detector":"ADWIN","timestamp_ms":1767225600000,
+///   "event_id":"e1","sequence":10,"model_version":1,"detail":"width 4000"}"#;
+/// assert!(decode_drift(ok).is_ok());
+/// let nul = String::from_utf8_lossy(ok).replace("width", "wi\\u0000dth");
+/// assert!(decode_drift(nul.as_bytes()).is_err());
+/// ```
+pub fn decode_drift(bytes: &[u8]) -> Result<DriftEvent, MessageError> {
+    let drift: DriftEvent = decode(bytes)?;
+    check_text("drift_id", &drift.drift_id, true)?;
+    check_text("event_id", &drift.event_id, true)?;
+    check_time(drift.timestamp_ms)?;
+    check_free_text("detail", &drift.detail)?;
+    Ok(drift)
+}
+
+/// Decodes an `alerts` message and checks its ids, event time, score, message and top
+/// features.
+pub fn decode_alert(bytes: &[u8]) -> Result<Alert, MessageError> {
+    let alert: Alert = decode(bytes)?;
+    check_text("alert_id", &alert.alert_id, true)?;
+    check_text("event_id", &alert.event_id, true)?;
+    if let Some(card) = &alert.card_id {
+        check_text("card_id", card, true)?;
+    }
+    check_time(alert.timestamp_ms)?;
+    if let Some(score) = alert.score
+        && !(0.0..=1.0).contains(&score)
+    {
+        return Err(MessageError::Invalid(format!(
+            "score {score} outside [0, 1]"
+        )));
+    }
+    check_free_text("message", &alert.message)?;
+    for (name, value) in &alert.top_features {
+        check_text("top_features name", name, true)?;
+        if !value.is_finite() {
+            return Err(MessageError::Invalid(format!(
+                "top_features value {value} of {name} is not finite"
+            )));
+        }
+    }
+    Ok(alert)
 }
 
 /// The metric label of a decoding error.

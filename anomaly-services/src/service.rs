@@ -148,7 +148,7 @@ pub fn run(
         let batch = polled.records;
         if batch.is_empty() {
             if polled.error.is_some() {
-                backoff.wait();
+                backoff.wait(shutdown);
             }
             continue;
         }
@@ -225,7 +225,7 @@ pub fn run(
                     stopped_by = Err(LoopError::RewindFailed(e.to_string()));
                     break;
                 }
-                backoff.wait();
+                backoff.wait(shutdown);
             }
         }
     }
@@ -284,10 +284,18 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// Sleeps between half and all of the current delay, then doubles it (capped).
-    fn wait(&mut self) {
+    /// Sleeps between half and all of the current delay (waking early on shutdown), then
+    /// doubles it (capped).
+    fn wait(&mut self, shutdown: &AtomicBool) {
         let half = self.next / 2;
-        std::thread::sleep(half + half.mul_f64(rand::random::<f64>()));
+        let until = Instant::now() + half + half.mul_f64(rand::random::<f64>());
+        while !shutdown.load(Ordering::Relaxed) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
         self.next = (self.next * 2).min(MAX_BACKOFF);
     }
 }

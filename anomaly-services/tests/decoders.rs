@@ -3,8 +3,8 @@
 
 use anomaly_services::messages::{
     Alert, DriftEvent, EARLIEST_EVENT_MS, LATEST_EVENT_MS, MAX_AMOUNT, MAX_MESSAGE_BYTES,
-    MAX_TEXT_BYTES, MessageError, ModelUpdate, decode, decode_features, decode_scored,
-    decode_transaction,
+    MAX_TEXT_BYTES, MessageError, ModelUpdate, decode, decode_alert, decode_drift, decode_features,
+    decode_scored, decode_transaction,
 };
 use proptest::prelude::*;
 
@@ -18,6 +18,8 @@ proptest! {
         let _ = decode_scored(&bytes);
         let _ = decode::<Alert>(&bytes);
         let _ = decode::<DriftEvent>(&bytes);
+        let _ = decode_alert(&bytes);
+        let _ = decode_drift(&bytes);
         let _ = decode::<ModelUpdate>(&bytes);
     }
 

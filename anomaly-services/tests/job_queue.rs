@@ -172,10 +172,16 @@ mod worker {
         fn store_snapshot(&mut self, _: &[u8]) -> Result<(), String> {
             Ok(())
         }
-        fn record_version(&mut self, _: &ModelUpdate) -> Result<(), String> {
+        fn record_version(
+            &mut self,
+            _: &ModelUpdate,
+        ) -> Result<(), anomaly_services::failure::Failure> {
             Ok(())
         }
-        fn record_job(&mut self, outcome: &JobOutcome) -> Result<(), String> {
+        fn record_job(
+            &mut self,
+            outcome: &JobOutcome,
+        ) -> Result<(), anomaly_services::failure::Failure> {
             self.jobs.lock().unwrap().push(outcome.clone());
             Ok(())
         }
@@ -226,7 +232,7 @@ mod worker {
             schema_version: anomaly_services::messages::SCHEMA_VERSION,
             drift_id: format!("d{sequence}"),
             detector: DriftSource::Adwin,
-            timestamp_ms: sequence as i64,
+            timestamp_ms: 1_767_225_600_000 + sequence as i64,
             event_id: format!("e{sequence}"),
             sequence,
             model_version: 1,

@@ -332,7 +332,10 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
     wait_until(
         "Slack to get the rate-limited notification again",
         Duration::from_secs(60),
-        || slack_bodies.lock().unwrap().len() >= 2,
+        || {
+            let bodies = slack_bodies.lock().unwrap();
+            bodies.len() >= 2 && bodies[1..].contains(&bodies[0])
+        },
     );
 
     shutdown.store(true, Ordering::Relaxed);
@@ -353,10 +356,9 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
         statuses[3].metrics.events_in.get(),
         "every alert consumed is stored"
     );
-    // Slack got alerts; its 429 was honoured and the same message sent again.
+    // Slack got alerts; the message it rate-limited was sent again later.
     let bodies = slack_bodies.lock().unwrap().clone();
-    assert!(bodies.len() >= 2, "{bodies:?}");
-    assert_eq!(bodies[0], bodies[1], "the rate-limited message is retried");
+    assert!(bodies[1..].contains(&bodies[0]), "{bodies:?}");
     assert!(bodies[0].contains("\"text\""));
 
     // A replay (a new consumer group reading the scores again, as after a crash) adds no row.

@@ -58,6 +58,8 @@ struct Webhook {
     url: String,
     mode: Mutex<Mode>,
     requests: AtomicUsize,
+    /// When each request arrived.
+    arrivals: Mutex<Vec<std::time::Instant>>,
     failures_served: AtomicUsize,
     delivered: Mutex<Vec<String>>,
 }
@@ -72,6 +74,7 @@ impl Webhook {
             ),
             mode: Mutex::new(Mode::RateLimitThenHang),
             requests: AtomicUsize::new(0),
+            arrivals: Mutex::new(Vec::new()),
             failures_served: AtomicUsize::new(0),
             delivered: Mutex::new(Vec::new()),
         });
@@ -93,6 +96,10 @@ impl Webhook {
         let Some(body) = read_body(&mut stream) else {
             return;
         };
+        self.arrivals
+            .lock()
+            .unwrap()
+            .push(std::time::Instant::now());
         let n = self.requests.fetch_add(1, Ordering::SeqCst);
         let mode = *self.mode.lock().unwrap();
         let reply = match mode {
@@ -211,6 +218,13 @@ fn a_rate_limiting_hanging_failing_webhook_loses_no_alert_and_never_holds_the_co
     );
     assert!(webhook.delivered.lock().unwrap().is_empty());
     assert_eq!(outbox_counts(&schema).pending, ALERTS as i64);
+    // The 429's `Retry-After: 1` was honoured: nothing was sent for a second after it.
+    let arrivals = webhook.arrivals.lock().unwrap().clone();
+    assert!(
+        arrivals[1] - arrivals[0] >= Duration::from_millis(950),
+        "retried {:?} after the 429",
+        arrivals[1] - arrivals[0]
+    );
 
     // Then it fails for a while, then recovers.
     webhook.set(Mode::Fail);
@@ -239,13 +253,19 @@ fn a_rate_limiting_hanging_failing_webhook_loses_no_alert_and_never_holds_the_co
     drop_schema(&schema);
 }
 
-/// Fails every try: `Unavailable` for alerts whose message says so, `Refused` for the others.
+/// Fails every try: `Refused` or `RateLimited` for alerts whose message says so,
+/// `Unavailable` for the others.
 struct Broken;
 
 impl Notifier for Broken {
     fn send(&mut self, text: &str) -> Result<(), SendError> {
         if text.contains("refused") {
             Err(SendError::Refused("Slack answered HTTP 400".into()))
+        } else if text.contains("limited") {
+            Err(SendError::RateLimited(
+                Duration::from_secs(1),
+                "rate limited (HTTP 429)".into(),
+            ))
         } else {
             Err(SendError::Unavailable("Slack answered HTTP 503".into()))
         }
@@ -259,8 +279,15 @@ fn refused_and_expired_notifications_are_marked_failed_and_counted() {
     let mut refused = alert(1);
     refused.message = "refused".into();
     let stale = alert(2);
+    let mut limited = alert(4);
+    limited.message = "limited".into();
     store
-        .write_alerts(&[(refused, true), (stale, true), (alert(3), false)])
+        .write_alerts(&[
+            (refused, true),
+            (stale, true),
+            (alert(3), false),
+            (limited, true),
+        ])
         .unwrap();
     let status = Status::new("alert-router");
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -276,8 +303,8 @@ fn refused_and_expired_notifications_are_marked_failed_and_counted() {
             run_notifier(&mut outbox, &mut Broken, &settings, &status, &shutdown);
         })
     };
-    wait_until("both marked failed", Duration::from_secs(30), || {
-        outbox_counts(&schema).failed == 2
+    wait_until("all three marked failed", Duration::from_secs(30), || {
+        outbox_counts(&schema).failed == 3
     });
     shutdown.store(true, Ordering::Relaxed);
     notifier.join().unwrap();
@@ -286,7 +313,7 @@ fn refused_and_expired_notifications_are_marked_failed_and_counted() {
         .notifications
         .with_label_values(&["failed"])
         .get();
-    assert_eq!(failed, 2);
+    assert_eq!(failed, 3);
     let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
     let rows: Vec<(String, String)> = admin
         .query(
@@ -310,5 +337,8 @@ fn refused_and_expired_notifications_are_marked_failed_and_counted() {
         "{}",
         rows[1].1
     );
+    // Rate limited for longer than the maximum age: given up too, not retried for ever.
+    assert_eq!(rows[2].0, "alert-4");
+    assert!(rows[2].1.contains("rate limited"), "{}", rows[2].1);
     drop_schema(&schema);
 }

@@ -210,3 +210,90 @@ fn poison_records_are_dead_lettered_and_their_partition_and_card_go_on() {
     }
     delete_redis_prefix(&prefix);
 }
+
+/// A scored event PostgreSQL refuses as data (a CHECK constraint the test adds to its own
+/// schema: SQLSTATE 23514), through Kafka and the drift-detector binary: it is dead-lettered
+/// with the SQLSTATE, the other rows of its batch are stored, the partition commits to its
+/// end.
+#[test]
+fn a_row_the_database_refuses_is_dead_lettered_and_its_batch_stored() {
+    use anomaly_services::adapters::postgres::{PgEventStore, Table};
+    let cluster = MockCluster::new(1).unwrap();
+    for topic in ["scores", "drift-events", "alerts", "dead-letters"] {
+        cluster.create_topic(topic, 1, 1).unwrap();
+    }
+    let bootstrap = cluster.bootstrap_servers();
+    let schema = unique("test_refused_row");
+    let mut db = PgEventStore::connect(&common::database_url(), &schema).unwrap();
+    let mut admin = postgres::Client::connect(&common::database_url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE \"{schema}\".scored_events ADD CONSTRAINT no_poison CHECK (card_id <> 'poison')"
+        ))
+        .unwrap();
+    let events: Vec<anomaly_services::adapters::kafka::Output> = (0..50)
+        .map(|i| {
+            let event = anomaly_services::messages::ScoredEvent {
+                schema_version: anomaly_services::messages::SCHEMA_VERSION,
+                event_id: format!("event-{i}"),
+                card_id: if i == 20 {
+                    "poison".into()
+                } else {
+                    format!("card-{i}")
+                },
+                timestamp_ms: 1_767_225_600_000 + i,
+                score: 0.3,
+                is_anomaly: false,
+                is_fraud: false,
+                model_version: 1,
+                amount: 10.0,
+                phase: "normal".into(),
+            };
+            anomaly_services::adapters::kafka::Output {
+                topic: "scores",
+                key: None,
+                payload: serde_json::to_vec(&event).unwrap(),
+            }
+        })
+        .collect();
+    KafkaIo::connect(&bootstrap, "writer", &[], "earliest")
+        .unwrap()
+        .send_all(&events, Duration::from_secs(30))
+        .unwrap();
+    let port = free_port();
+    let mut service = Command::new(env!("CARGO_BIN_EXE_drift-detector"))
+        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+        .env("KAFKA_OFFSET_RESET", "earliest")
+        .env("TIMESCALE_URL", common::database_url())
+        .env("TIMESCALE_SCHEMA", &schema)
+        .env("HTTP_PORT", port.to_string())
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the partition committed to its end",
+        Duration::from_secs(60),
+        || committed_and_end(&bootstrap, "drift-detector", "scores") == [(50, 50)],
+    );
+    let status = terminate(&mut service, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    assert_eq!(db.count(Table::ScoredEvents).unwrap(), 49);
+    let reader =
+        KafkaIo::connect(&bootstrap, "test-reader", &["dead-letters"], "earliest").unwrap();
+    let mut letters: Vec<DeadLetter> = Vec::new();
+    wait_until("the dead letter", Duration::from_secs(30), || {
+        for record in reader.poll_batch(100, Duration::from_millis(200)).records {
+            letters.push(serde_json::from_slice(&record.payload).unwrap());
+        }
+        !letters.is_empty()
+    });
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].offset, 20);
+    assert!(
+        letters[0].error.contains("SQLSTATE 23514"),
+        "{}",
+        letters[0].error
+    );
+    common::drop_schema(&schema);
+}

@@ -1,11 +1,13 @@
 //! Dependencies restarting under load, with the real binaries: Redis and PostgreSQL servers of
 //! the tests' own are crashed twice each while a service consumes a stream. The service
 //! recovers by itself (`/health` goes 503 while the dependency is down, 200 once it is back),
-//! commits to the end of the topic (read back from the cluster), and the store holds exactly
-//! what was sent: every transaction once in the card windows, every scored event once in the
-//! table.
+//! commits to the end of the topic (read back from the cluster), and the stores hold exactly
+//! what a run without crashes gives: every transaction once in the card windows; every scored
+//! event once in the table, and the drifts of detectors that saw every score once.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 mod common;
@@ -19,26 +21,46 @@ use anomaly_core::features::{CardState, FeatureStore, InMemoryStore};
 use anomaly_services::adapters::kafka::{KafkaIo, Output};
 use anomaly_services::generator::{Generator, GeneratorParams};
 use anomaly_services::messages::{FeatureVector, RawTransaction, ScoredEvent};
+use anomaly_services::stages::drift_monitor::DriftMonitor;
 use anomaly_services::stages::feature_engineering::FeatureEngineer;
 use rdkafka::mocking::MockCluster;
 
-/// Sends `outputs` in chunks of 500, 150 ms apart: a stream that lasts while the test
-/// crashes things.
-fn send_slowly(bootstrap: &str, outputs: Vec<Output>) -> std::thread::JoinHandle<()> {
+/// Sends `outputs` in chunks of 500, 150 ms apart, until they run out or `stop` is set;
+/// returns how many it sent (the first ones of `outputs`).
+fn send_until_stopped(
+    bootstrap: &str,
+    outputs: Vec<Output>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
     let bootstrap = bootstrap.to_owned();
     std::thread::spawn(move || {
         let writer = KafkaIo::connect(&bootstrap, "writer", &[], "earliest").unwrap();
+        let mut sent = 0;
         for chunk in outputs.chunks(500) {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             writer.send_all(chunk, Duration::from_secs(30)).unwrap();
+            sent += chunk.len();
             std::thread::sleep(Duration::from_millis(150));
         }
+        sent
     })
 }
 
-/// Twice: once the service on `port` has consumed `at[i]` records, crashes the dependency
-/// (`set_up(false)`), waits for `/health` to turn 503, restarts it (`set_up(true)`) and waits
-/// for `/health` to turn 200 with records flowing again.
-fn crash_twice_under_load(port: u16, at: [u64; 2], mut set_up: impl FnMut(bool)) {
+/// Streams `outputs` to the service on `port` and, while records keep arriving, twice: once
+/// it has consumed `at[i]` records, crashes the dependency (`set_up(false)`), waits for
+/// `/health` to turn 503, restarts it (`set_up(true)`) and waits for `/health` to turn 200
+/// with records flowing again. Then stops the stream; returns how many records were sent.
+fn crash_twice_under_load(
+    bootstrap: &str,
+    port: u16,
+    outputs: Vec<Output>,
+    at: [u64; 2],
+    mut set_up: impl FnMut(bool),
+) -> usize {
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = send_until_stopped(bootstrap, outputs, stop.clone());
     for threshold in at {
         wait_until("records to flow", Duration::from_secs(60), || {
             metric(port, "anomaly_events_in_total") >= threshold
@@ -57,6 +79,13 @@ fn crash_twice_under_load(port: u16, at: [u64; 2], mut set_up: impl FnMut(bool))
             || health(port) == Some(200) && metric(port, "anomaly_events_in_total") > consumed,
         );
     }
+    stop.store(true, Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    assert!(
+        sent as u64 > at[1],
+        "the stream ended before the second crash"
+    );
+    sent
 }
 
 fn wait_for_commits_to_the_end(bootstrap: &str, group: &str, topic: &str) {
@@ -95,8 +124,8 @@ fn feature_engineer_recovers_from_redis_restarts_and_counts_every_transaction_on
     let bootstrap = cluster.bootstrap_servers();
     let mut redis = OwnRedis::start();
     let prefix = unique("test:restarts") + ":";
-    let transactions: Vec<RawTransaction> = Generator::new(GeneratorParams {
-        events: 30_000,
+    let mut transactions: Vec<RawTransaction> = Generator::new(GeneratorParams {
+        events: 100_000,
         cards: 300,
         ..GeneratorParams::default()
     })
@@ -112,11 +141,10 @@ fn feature_engineer_recovers_from_redis_restarts_and_counts_every_transaction_on
 
     let port = free_port();
     let mut service = feature_engineer(&bootstrap, &redis.url(), &prefix, port);
-    let sender = send_slowly(&bootstrap, outputs);
-    crash_twice_under_load(port, [3_000, 15_000], |up| {
+    let sent = crash_twice_under_load(&bootstrap, port, outputs, [3_000, 15_000], |up| {
         if up { redis.restart() } else { redis.crash() }
     });
-    sender.join().unwrap();
+    transactions.truncate(sent);
     wait_for_commits_to_the_end(&bootstrap, "feature-engineer", "raw-transactions");
     let dead_letters = metric(port, "anomaly_dead_letters_total");
     let redis_failures = metric(port, "anomaly_errors_total{kind=\"redis_unavailable\"");
@@ -183,31 +211,34 @@ fn drift_detector(bootstrap: &str, database_url: &str, port: u16) -> Child {
 #[test]
 fn drift_detector_recovers_from_postgres_restarts_and_stores_every_event_once() {
     let cluster = MockCluster::new(3).unwrap();
-    for topic in ["scores", "drift-events", "alerts"] {
-        cluster.create_topic(topic, 4, 1).unwrap();
+    // One partition: the detectors see the scores in the order sent, so a run without
+    // crashes is known exactly.
+    for topic in ["scores", "drift-events", "alerts", "dead-letters"] {
+        cluster.create_topic(topic, 1, 1).unwrap();
     }
-    cluster.create_topic("dead-letters", 1, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let mut postgres = OwnPostgres::start();
-    let events: Vec<Output> = (0..30_000u32)
-        .map(|i| {
-            let event = ScoredEvent {
-                schema_version: anomaly_services::messages::SCHEMA_VERSION,
-                event_id: format!("event-{i}"),
-                card_id: format!("card-{}", i % 97),
-                timestamp_ms: 1_767_225_600_000 + i64::from(i) * 50,
-                score: 0.3,
-                is_anomaly: false,
-                is_fraud: false,
-                model_version: 1,
-                amount: 10.0,
-                phase: "normal".into(),
-            };
-            Output {
-                topic: "scores",
-                key: Some(event.card_id.clone()),
-                payload: serde_json::to_vec(&event).unwrap(),
-            }
+    // Scores that shift every 5,000 events, so ADWIN keeps finding drifts.
+    let mut events: Vec<ScoredEvent> = (0..100_000u32)
+        .map(|i| ScoredEvent {
+            schema_version: anomaly_services::messages::SCHEMA_VERSION,
+            event_id: format!("event-{i}"),
+            card_id: format!("card-{}", i % 97),
+            timestamp_ms: 1_767_225_600_000 + i64::from(i) * 50,
+            score: if (i / 5_000) % 2 == 0 { 0.3 } else { 0.8 },
+            is_anomaly: false,
+            is_fraud: false,
+            model_version: 1,
+            amount: 10.0,
+            phase: "normal".into(),
+        })
+        .collect();
+    let outputs = events
+        .iter()
+        .map(|event| Output {
+            topic: "scores",
+            key: Some(event.card_id.clone()),
+            payload: serde_json::to_vec(event).unwrap(),
         })
         .collect();
 
@@ -216,15 +247,14 @@ fn drift_detector_recovers_from_postgres_restarts_and_stores_every_event_once() 
     wait_until("the schema", Duration::from_secs(60), || {
         health(port).is_some()
     });
-    let sender = send_slowly(&bootstrap, events);
-    crash_twice_under_load(port, [3_000, 15_000], |up| {
+    let sent = crash_twice_under_load(&bootstrap, port, outputs, [3_000, 15_000], |up| {
         if up {
             postgres.restart()
         } else {
             postgres.crash()
         }
     });
-    sender.join().unwrap();
+    events.truncate(sent);
     wait_for_commits_to_the_end(&bootstrap, "drift-detector", "scores");
     let dead_letters = metric(port, "anomaly_dead_letters_total");
     let failures = metric(port, "anomaly_errors_total{kind=\"postgres_unavailable\"");
@@ -234,12 +264,35 @@ fn drift_detector_recovers_from_postgres_restarts_and_stores_every_event_once() 
     assert!(failures >= 2, "{failures} failed batches");
 
     let mut db = postgres::Client::connect(&postgres.url(), postgres::NoTls).unwrap();
-    let row = db
-        .query_one(
-            "SELECT COUNT(*), COUNT(DISTINCT event_id) FROM anomaly.scored_events",
+    let stored: i64 = db
+        .query_one("SELECT COUNT(*) FROM anomaly.scored_events", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, events.len() as i64, "rows");
+    // The detectors were put back to their last committed state before each replay: the
+    // drifts stored are those of detectors that saw every score once, in order.
+    let model = anomaly_services::pipeline::default_model();
+    let mut monitor =
+        DriftMonitor::new(u64::from(model.hst.window_size) + u64::from(model.sad_grace_period));
+    let mut expected: Vec<String> = events
+        .iter()
+        .flat_map(|event| monitor.process(event))
+        .map(|drift| drift.drift_id)
+        .collect();
+    expected.sort();
+    let got: Vec<String> = db
+        .query(
+            "SELECT drift_id FROM anomaly.drift_events ORDER BY drift_id",
             &[],
         )
-        .unwrap();
-    assert_eq!(row.get::<_, i64>(0), 30_000, "rows");
-    assert_eq!(row.get::<_, i64>(1), 30_000, "distinct events");
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        expected.len() >= 2,
+        "{} drifts: the stream must drift",
+        expected.len()
+    );
+    assert_eq!(got, expected);
 }

@@ -9,8 +9,8 @@
 #![no_main]
 
 use anomaly_services::messages::{
-    Alert, DriftEvent, EARLIEST_EVENT_MS, FeatureVector, LATEST_EVENT_MS, MAX_AMOUNT,
-    MAX_TEXT_BYTES, ModelUpdate, RawTransaction, ScoredEvent, decode, decode_features,
+    EARLIEST_EVENT_MS, FeatureVector, LATEST_EVENT_MS, MAX_AMOUNT,
+    MAX_TEXT_BYTES, ModelUpdate, RawTransaction, ScoredEvent, decode, decode_alert, decode_drift, decode_features,
     decode_scored, decode_transaction,
 };
 use libfuzzer_sys::fuzz_target;
@@ -72,8 +72,8 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(event) = decode_scored(data) {
         check_scored(&event);
     }
-    let _ = decode::<Alert>(data);
-    let _ = decode::<DriftEvent>(data);
+    let _ = decode_alert(data);
+    let _ = decode_drift(data);
     let _ = decode::<ModelUpdate>(data);
 
     // One field of a valid transaction replaced by the input's text.

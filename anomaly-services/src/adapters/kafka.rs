@@ -23,7 +23,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use thiserror::Error;
 
 /// `max.poll.interval.ms`: the longest a consumer may go between two polls before the group
-/// gives its partitions to another member (5 minutes).
+/// gives its partitions to another member (5 minutes, or the session timeout if longer).
 pub const MAX_POLL_INTERVAL_MS: u64 = 300_000;
 
 /// How long the services wait for a batch's delivery reports, milliseconds.
@@ -523,7 +523,13 @@ impl KafkaIo {
             // Kafka's default, set so that it is a decision: a batch's worst case (every
             // dependency call at its timeout) stays far below it, and Slack is called from
             // another thread, so a consumer is never thrown out of its group for being slow.
-            .set("max.poll.interval.ms", MAX_POLL_INTERVAL_MS.to_string())
+            // librdkafka refuses an interval below the session timeout.
+            .set(
+                "max.poll.interval.ms",
+                MAX_POLL_INTERVAL_MS
+                    .max(tuning.session_timeout.as_millis() as u64)
+                    .to_string(),
+            )
             .create_with_context(context)?;
         if !topics.is_empty() {
             consumer.subscribe(topics)?;
@@ -823,5 +829,22 @@ impl KafkaIo {
         }
         self.consumer.unsubscribe();
         committed.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// librdkafka refuses `max.poll.interval.ms` below `session.timeout.ms`: the longest
+    /// session the configuration accepts still makes a client (no broker needed).
+    #[test]
+    fn the_longest_accepted_session_timeout_makes_a_client() {
+        let tuning = KafkaTuning {
+            session_timeout: Duration::from_millis(1_800_000),
+            ..KafkaTuning::default()
+        };
+        let client = KafkaIo::connect_tuned("127.0.0.1:9", "g", &[], "earliest", tuning);
+        assert!(client.is_ok(), "{:?}", client.err());
     }
 }

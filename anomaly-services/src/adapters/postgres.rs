@@ -41,6 +41,9 @@ impl PgEventStore {
         // a transaction-scoped advisory lock.
         link.call(|client| {
             let mut tx = client.transaction()?;
+            // The statement timeout bounds a batch's writes, not this: converting a large
+            // table of an earlier version, or waiting for the service that does, takes longer.
+            tx.batch_execute("SET LOCAL statement_timeout = 0")?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
             tx.batch_execute(&format!(
                 "CREATE SCHEMA IF NOT EXISTS {quoted}; SET LOCAL search_path TO {quoted};"

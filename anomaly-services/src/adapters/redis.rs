@@ -101,8 +101,8 @@ impl<S: Compact + Clone> FeatureStore for RedisFeatureStore<S> {
     ) -> Result<R, RedisStoreError> {
         let key = format!("{}{key}", self.prefix);
         for _ in 0..MAX_ATTEMPTS {
-            let generation = self.link.generation();
             self.link.call(|c| redis::cmd("WATCH").arg(&key).exec(c))?;
+            let generation = self.link.generation();
             let stored: Option<Vec<u8>> = self.link.call(|c| c.get(&key))?;
             let (result, new_bytes) = update_encoded(&self.template, stored.as_deref(), &mut f)
                 .map_err(|source| RedisStoreError::Corrupt {
@@ -113,7 +113,7 @@ impl<S: Compact + Clone> FeatureStore for RedisFeatureStore<S> {
                 self.link.call(|c| redis::cmd("UNWATCH").exec(c))?;
                 return Ok(result);
             };
-            if self.link.generation() != generation {
+            if !self.link.holds(generation) {
                 return Err(RedisStoreError::ConnectionLost);
             }
             let ttl = self.ttl_seconds;
@@ -210,7 +210,7 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
             slot_of.push(slot);
         }
         let mut prepared = PreparedBatch {
-            generation: self.link.generation(),
+            generation: 0,
             writes: Vec::new(),
             discarded: Vec::new(),
         };
@@ -268,7 +268,7 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
     /// Writes a prepared batch in one MULTI/EXEC; `false` (nothing written) if another writer
     /// changed one of its keys since [`prepare_batch`](Self::prepare_batch).
     pub fn commit_batch(&mut self, prepared: PreparedBatch) -> Result<bool, RedisStoreError> {
-        if self.link.generation() != prepared.generation {
+        if !self.link.holds(prepared.generation) {
             // A new connection watches nothing: writing now could overwrite another writer's
             // update made since the read.
             return Err(RedisStoreError::ConnectionLost);

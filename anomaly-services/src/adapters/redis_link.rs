@@ -64,9 +64,16 @@ impl RedisLink {
     }
 
     /// Counts the connections opened: a call sequence that relies on per-connection state
-    /// (WATCH) compares it before and after to know it ran on one connection.
+    /// (WATCH) notes it after its first call and checks [`holds`](Self::holds) before the
+    /// last.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Whether the connection of `generation` is still open: the next call runs on it, not
+    /// on a new one (which would have lost its WATCHes).
+    pub fn holds(&self, generation: u64) -> bool {
+        self.connection.is_some() && self.generation == generation
     }
 
     fn connection(&mut self) -> RedisResult<&mut Connection> {

@@ -5,7 +5,7 @@
 use crate::adapters::kafka::{Output, Record};
 use crate::adapters::postgres::Inserted;
 use crate::failure::{Failure, RejectedRow, Unavailable};
-use crate::messages::{Alert, decode};
+use crate::messages::{Alert, decode_alert};
 use crate::service::{Handler, dead_letter_late, reject};
 use crate::stages::alert_routing::{AlertRouter, Routing};
 use crate::telemetry::http::Status;
@@ -62,7 +62,7 @@ impl<W: AlertWriter> AlertRouterService<W> {
 
 impl<W: AlertWriter> Handler for AlertRouterService<W> {
     fn handle(&mut self, record: &Record, _: &mut Vec<Output>) -> Result<(), Failure> {
-        let alert: Alert = decode(&record.payload).map_err(reject)?;
+        let alert = decode_alert(&record.payload).map_err(reject)?;
         let notify = self.notify && self.router.route(&alert) == Routing::Notify;
         self.status
             .metrics
@@ -76,8 +76,11 @@ impl<W: AlertWriter> Handler for AlertRouterService<W> {
     fn end_batch(&mut self, batch: &[Record], out: &mut Vec<Output>) -> Result<(), Unavailable> {
         let written = self.writer.write_alerts(&self.pending);
         let sources = std::mem::take(&mut self.sources);
-        self.pending.clear();
+        let pending = std::mem::take(&mut self.pending);
         for RejectedRow { index, error } in written? {
+            if let Some((alert, true)) = pending.get(index) {
+                self.router.unroute(alert);
+            }
             if let Some(record) = sources.get(index).and_then(|&(partition, offset)| {
                 batch
                     .iter()
@@ -147,7 +150,7 @@ mod tests {
                 alert_id: format!("a{i}"),
                 kind: AlertKind::Anomaly,
                 severity: Severity::High,
-                timestamp_ms: i * 10,
+                timestamp_ms: 1_767_225_600_000 + i * 10,
                 event_id: format!("e{i}"),
                 card_id: Some(format!("card-{i}")),
                 score: Some(0.9),
@@ -193,7 +196,7 @@ mod tests {
                 alert_id: format!("a{i}"),
                 kind: AlertKind::Anomaly,
                 severity: Severity::Critical,
-                timestamp_ms: 1_000 + i,
+                timestamp_ms: 1_767_225_600_000 + i,
                 event_id: format!("e{i}"),
                 card_id: Some(card.into()),
                 score: Some(0.99),
@@ -220,5 +223,80 @@ mod tests {
         service.batch_committed();
         // c2 notified once (on the replay); c1's second alert is a repeat of a0.
         assert_eq!(service.writer.notified, ["a0", "a1"]);
+    }
+
+    /// Refuses the first alert it is given, as PostgreSQL refuses a row as data.
+    #[derive(Default)]
+    struct RefusesFirst {
+        refused: bool,
+        notified: Vec<String>,
+    }
+
+    impl AlertWriter for RefusesFirst {
+        fn write_alerts(
+            &mut self,
+            alerts: &[(Alert, bool)],
+        ) -> Result<Vec<RejectedRow>, Unavailable> {
+            let mut rejected = Vec::new();
+            for (i, (alert, notify)) in alerts.iter().enumerate() {
+                if !self.refused {
+                    self.refused = true;
+                    rejected.push(RejectedRow {
+                        index: i,
+                        error: "refused".into(),
+                    });
+                } else if *notify {
+                    self.notified.push(alert.alert_id.clone());
+                }
+            }
+            Ok(rejected)
+        }
+    }
+
+    /// An alert whose row was refused queued no notification: the next alert of its card is
+    /// not taken for its repeat.
+    #[test]
+    fn a_refused_alert_does_not_silence_the_next_one() {
+        let status = Status::new("alert-router");
+        let mut service = AlertRouterService::new(
+            AlertRouter::new(Severity::High, 60_000),
+            RefusesFirst::default(),
+            true,
+            status.clone(),
+        );
+        let record = |i: i64| Record {
+            topic: ALERTS.into(),
+            partition: 0,
+            offset: i,
+            key: None,
+            payload: serde_json::to_vec(&Alert {
+                schema_version: crate::messages::SCHEMA_VERSION,
+                alert_id: format!("a{i}"),
+                kind: AlertKind::Anomaly,
+                severity: Severity::Critical,
+                timestamp_ms: 1_767_225_600_000 + i,
+                event_id: format!("e{i}"),
+                card_id: Some("c1".into()),
+                score: Some(0.99),
+                message: "m".into(),
+                top_features: vec![],
+            })
+            .unwrap(),
+            timestamp_ms: None,
+        };
+        for i in 0..2 {
+            let batch = [record(i)];
+            let mut out = Vec::new();
+            service.handle(&batch[0], &mut out).unwrap();
+            service.end_batch(&batch, &mut out).unwrap();
+            service.batch_committed();
+            assert_eq!(
+                out.iter()
+                    .filter(|o| o.topic == crate::service::DEAD_LETTERS)
+                    .count(),
+                usize::from(i == 0)
+            );
+        }
+        assert_eq!(service.writer.notified, ["a1"]);
     }
 }

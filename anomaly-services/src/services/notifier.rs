@@ -15,8 +15,9 @@ use crate::telemetry::http::Status;
 /// Why a message was not delivered.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SendError {
-    /// HTTP 429: send nothing for this long (the webhook's `Retry-After`).
-    RateLimited(Duration),
+    /// HTTP 429: send nothing for this long (the webhook's `Retry-After`, at least a second),
+    /// and why.
+    RateLimited(Duration, String),
     /// Unreachable, timed out or failing (HTTP 5xx): try again later.
     Unavailable(String),
     /// Refused (HTTP 4xx other than 429): it will never be accepted.
@@ -79,7 +80,8 @@ impl Notifier for SlackNotifier {
                     .header("Retry-After")
                     .and_then(|s| s.trim().parse::<u64>().ok())
                     .map_or(Duration::from_secs(1), Duration::from_secs)
-                    .min(MAX_RETRY_AFTER),
+                    .clamp(Duration::from_secs(1), MAX_RETRY_AFTER),
+                "rate limited (HTTP 429)".into(),
             )),
             Err(ureq::Error::Status(code, _)) if code < 500 => {
                 Err(SendError::Refused(format!("Slack answered HTTP {code}")))
@@ -103,7 +105,8 @@ pub struct NotifierSettings {
     pub max_age: Duration,
     /// Notifications claimed at a time.
     pub claim: i64,
-    /// How long a claim holds before another notifier may take it again.
+    /// How long a claim holds before another notifier may take it again; no send starts
+    /// later than the webhook timeout plus ten seconds before it ends.
     pub lease: Duration,
     /// Wait when nothing is due.
     pub idle_wait: Duration,
@@ -119,8 +122,8 @@ impl Default for NotifierSettings {
     fn default() -> Self {
         Self {
             max_age: Duration::from_secs(24 * 3600),
-            claim: 50,
-            lease: Duration::from_secs(120),
+            claim: 20,
+            lease: Duration::from_secs(180),
             idle_wait: Duration::from_millis(200),
             first_retry_wait: Duration::from_secs(1),
             max_retry_wait: Duration::from_secs(300),
@@ -152,15 +155,19 @@ pub fn run_notifier(
 ) {
     let metrics = &status.metrics;
     let mut outbox_wait = Duration::from_millis(100);
-    let mut next_housekeeping = Instant::now();
+    let mut next_gauge = Instant::now();
+    let mut next_pruning = Instant::now();
     info!("Notifier started");
     while !shutdown.load(Ordering::Relaxed) {
-        if Instant::now() >= next_housekeeping {
-            next_housekeeping = Instant::now() + Duration::from_secs(5);
-            match outbox.counts() {
-                Ok(counts) => metrics.outbox_pending.set(counts.pending),
+        if Instant::now() >= next_gauge {
+            next_gauge = Instant::now() + Duration::from_secs(5);
+            match outbox.pending() {
+                Ok(pending) => metrics.outbox_pending.set(pending),
                 Err(e) => warn!(error = e.to_string().as_str(); "Outbox not readable"),
             }
+        }
+        if Instant::now() >= next_pruning {
+            next_pruning = Instant::now() + Duration::from_secs(3600);
             if let Err(e) = outbox.forget_sent(settings.keep_sent) {
                 warn!(error = e.to_string().as_str(); "Sent notifications not pruned");
             }
@@ -190,8 +197,9 @@ pub fn run_notifier(
 }
 
 /// Sends `claimed` in order and records each outcome. When the webhook asks for a pause or
-/// is down, the rest of the claim is rescheduled untried (a failing webhook is not hammered)
-/// and the pause is returned.
+/// is down, the rest of the claim is given back untried (a failing webhook is not hammered)
+/// and the pause is returned. Nothing is sent once the claim's lease could end before the
+/// send does: another notifier may take it over then.
 fn deliver(
     outbox: &mut PgOutbox,
     notifier: &mut impl Notifier,
@@ -200,7 +208,17 @@ fn deliver(
     claimed: &[Notification],
 ) -> Option<Duration> {
     let metrics = &status.metrics;
+    let claimed_at = Instant::now();
     for (i, notification) in claimed.iter().enumerate() {
+        if claimed_at.elapsed() + SLACK_TIMEOUT + LEASE_MARGIN >= settings.lease {
+            give_back(
+                outbox,
+                &claimed[i..],
+                Duration::ZERO,
+                "claim ran out of time",
+            );
+            return None;
+        }
         let started = Instant::now();
         let sent = notifier.send(&notification.text);
         metrics
@@ -208,49 +226,68 @@ fn deliver(
             .with_label_values(&["slack"])
             .observe(started.elapsed().as_secs_f64());
         let id = notification.alert_id.as_str();
+        let too_old = notification.age >= settings.max_age;
         let (outcome, recorded, pause) = match sent {
-            Ok(()) => ("sent", outbox.sent(id), None),
+            Ok(()) => ("sent", outbox.sent(notification), None),
             Err(SendError::Refused(e)) => {
                 warn!(alert = id, error = e.as_str(); "Notification refused by the webhook");
-                ("failed", outbox.failed(id, &e), None)
+                ("failed", outbox.failed(notification, &e), None)
             }
-            Err(SendError::Unavailable(e)) if notification.age >= settings.max_age => {
+            Err(SendError::Unavailable(e) | SendError::RateLimited(_, e)) if too_old => {
                 let e = format!(
                     "undelivered after {} tries over {} s: {e}",
                     notification.attempts,
                     notification.age.as_secs()
                 );
                 warn!(alert = id, error = e.as_str(); "Notification given up");
-                ("failed", outbox.failed(id, &e), None)
+                ("failed", outbox.failed(notification, &e), None)
             }
             Err(SendError::Unavailable(e)) => {
                 let wait = settings.retry_wait(notification.attempts);
-                ("retried", outbox.retry_later(id, wait, &e), Some((wait, e)))
+                (
+                    "retried",
+                    outbox.retry_later(notification, wait, &e),
+                    Some((wait, e)),
+                )
             }
-            Err(SendError::RateLimited(wait)) => (
+            Err(SendError::RateLimited(wait, e)) => (
                 "retried",
-                outbox.retry_later(id, wait, "rate limited (HTTP 429)"),
-                Some((wait, "rate limited (HTTP 429)".to_owned())),
+                outbox.retry_later(notification, wait, &e),
+                Some((wait, e)),
             ),
         };
         metrics.notifications.with_label_values(&[outcome]).inc();
-        if let Err(e) = recorded {
-            // Its claim expires and it is sent again: at least once, never lost.
-            warn!(alert = id, error = e.to_string().as_str(); "Notification outcome not recorded");
-            metrics.errors.with_label_values(&["outbox"]).inc();
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(alert = id; "Notification taken over by another notifier before its outcome was recorded")
+            }
+            Err(e) => {
+                // Its claim expires and it is sent again: at least once, never lost.
+                warn!(alert = id, error = e.to_string().as_str(); "Notification outcome not recorded");
+                metrics.errors.with_label_values(&["outbox"]).inc();
+            }
         }
         if let Some((wait, reason)) = pause {
             warn!(wait_ms = wait.as_millis() as u64, error = reason.as_str(); "Webhook unavailable; pausing notifications");
             metrics.errors.with_label_values(&["notify"]).inc();
-            for rest in &claimed[i + 1..] {
-                if let Err(e) = outbox.release(&rest.alert_id, wait, &reason) {
-                    warn!(alert = rest.alert_id.as_str(), error = e.to_string().as_str(); "Notification not rescheduled");
-                }
-            }
+            give_back(outbox, &claimed[i + 1..], wait, &reason);
             return Some(wait);
         }
     }
     None
+}
+
+/// Room left in a claim's lease after the last send it starts.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+/// Gives back untried notifications, due again in `after`.
+fn give_back(outbox: &mut PgOutbox, untried: &[Notification], after: Duration, reason: &str) {
+    for notification in untried {
+        if let Err(e) = outbox.release(notification, after, reason) {
+            warn!(alert = notification.alert_id.as_str(), error = e.to_string().as_str(); "Notification not given back; its lease will expire");
+        }
+    }
 }
 
 /// Sleeps `wait`, waking early on shutdown.

@@ -9,9 +9,7 @@ use redis::Commands;
 
 use crate::adapters::kafka::{Output, Record};
 use crate::failure::{Failure, Unavailable};
-use crate::messages::{
-    DriftEvent, FeatureVector, ModelUpdate, decode, decode_features, decode_scored,
-};
+use crate::messages::{FeatureVector, ModelUpdate, decode_drift, decode_features, decode_scored};
 use crate::service::{Handler, json_output, reject};
 use crate::stages::retraining::{JobOutcome, Retrainer, RetrainingJob};
 
@@ -293,10 +291,24 @@ impl JobQueue for RedisJobQueue {
 pub trait ModelPublisher {
     /// Stores the snapshot as the active model.
     fn store_snapshot(&mut self, snapshot: &[u8]) -> Result<(), String>;
-    /// Records the version (the `model_versions` table).
-    fn record_version(&mut self, update: &ModelUpdate) -> Result<(), String>;
-    /// Records a job's outcome, published or not (the `retraining_jobs` table).
-    fn record_job(&mut self, outcome: &JobOutcome) -> Result<(), String>;
+    /// Records the version (the `model_versions` table); a row the store refuses as data is
+    /// a `Reject` (counted, not retried).
+    fn record_version(&mut self, update: &ModelUpdate) -> Result<(), Failure>;
+    /// Records a job's outcome, published or not (the `retraining_jobs` table); a row the
+    /// store refuses as data is a `Reject`.
+    fn record_job(&mut self, outcome: &JobOutcome) -> Result<(), Failure>;
+}
+
+/// A store error as a [`Failure`]: refused as data, or unavailable.
+fn store_failure(e: crate::adapters::postgres::StoreError) -> Failure {
+    if e.is_permanent() {
+        Failure::Reject {
+            kind: "refused_by_store",
+            error: e.to_string(),
+        }
+    } else {
+        Failure::postgres(e)
+    }
 }
 
 /// Redis `active_model` + PostgreSQL `model_versions`.
@@ -311,17 +323,17 @@ impl ModelPublisher for StorePublisher {
     fn store_snapshot(&mut self, snapshot: &[u8]) -> Result<(), String> {
         self.models.publish(snapshot).map_err(|e| e.to_string())
     }
-    fn record_version(&mut self, update: &ModelUpdate) -> Result<(), String> {
+    fn record_version(&mut self, update: &ModelUpdate) -> Result<(), Failure> {
         self.events
             .write_model_version(update)
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(store_failure)
     }
-    fn record_job(&mut self, outcome: &JobOutcome) -> Result<(), String> {
+    fn record_job(&mut self, outcome: &JobOutcome) -> Result<(), Failure> {
         self.events
             .write_job(outcome)
             .map(drop)
-            .map_err(|e| e.to_string())
+            .map_err(store_failure)
     }
 }
 
@@ -359,6 +371,22 @@ impl<Q: JobQueue, P: ModelPublisher> RetrainingService<Q, P> {
     }
 }
 
+impl<Q: JobQueue, P: ModelPublisher> RetrainingService<Q, P> {
+    /// A row refused as data is counted and logged, not retried (it would fail every time
+    /// and stall the worker); an unavailable store fails the batch.
+    fn unless_refused(&self, recorded: Result<(), Failure>) -> Result<(), Unavailable> {
+        match recorded {
+            Ok(()) => Ok(()),
+            Err(Failure::Retry(e)) => Err(e),
+            Err(Failure::Reject { kind, error }) => {
+                self.status.metrics.errors.with_label_values(&[kind]).inc();
+                log::warn!(error = error.as_str(); "Row refused by the database; not retried");
+                Ok(())
+            }
+        }
+    }
+}
+
 impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
     fn handle(&mut self, record: &Record, _: &mut Vec<Output>) -> Result<(), Failure> {
         match record.topic.as_str() {
@@ -391,7 +419,7 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                     .set(self.vectors.len() as i64);
             }
             _ => {
-                let drift: DriftEvent = decode(&record.payload).map_err(reject)?;
+                let drift = decode_drift(&record.payload).map_err(reject)?;
                 if let Some(job) = self.retrainer.request(&drift) {
                     let queued = self.queue.enqueue(&job).map_err(Failure::redis)?;
                     info!(job = job.job_id.as_str(), queued = queued; "Retraining requested");
@@ -438,15 +466,13 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                 self.publisher
                     .store_snapshot(&publication.snapshot)
                     .map_err(Unavailable::redis)?;
-                self.publisher
-                    .record_version(&publication.update)
-                    .map_err(Unavailable::postgres)?;
+                let recorded = self.publisher.record_version(&publication.update);
+                self.unless_refused(recorded)?;
                 self.running_version = publication.update.model_version;
                 out.push(json_output(MODEL_UPDATES, None, &publication.update));
             }
-            self.publisher
-                .record_job(&outcome)
-                .map_err(Unavailable::postgres)?;
+            let recorded = self.publisher.record_job(&outcome);
+            self.unless_refused(recorded)?;
             self.queue
                 .mark_done(&job, publication.as_ref().map(|p| &p.update))
                 .map_err(Unavailable::redis)?;

@@ -42,9 +42,10 @@ pub struct AlertRouter {
     newest_ms: i64,
     /// Remembered keys at which the next pruning runs.
     prune_at: usize,
-    /// Since the last [`commit`](AlertRouter::commit): each notified key's previous time,
-    /// and the newest time before, for [`rollback`](AlertRouter::rollback).
-    journal: Vec<(DedupeKey, Option<i64>)>,
+    /// Since the last [`commit`](AlertRouter::commit): each notified key's previous time and
+    /// the time it was set to, and the newest time before, for
+    /// [`rollback`](AlertRouter::rollback) and [`unroute`](AlertRouter::unroute).
+    journal: Vec<(DedupeKey, Option<i64>, i64)>,
     newest_at_commit: i64,
 }
 
@@ -103,7 +104,7 @@ impl AlertRouter {
     /// so that routing the same alerts again decides the same. A key pruned meanwhile stays
     /// forgotten: at worst one more notification, never one fewer.
     pub fn rollback(&mut self) {
-        for (key, previous) in self.journal.drain(..).rev() {
+        for (key, previous, _) in self.journal.drain(..).rev() {
             match previous {
                 Some(time) => self.last_notified.insert(key, time),
                 None => self.last_notified.remove(&key),
@@ -112,20 +113,46 @@ impl AlertRouter {
         self.newest_ms = self.newest_at_commit;
     }
 
+    /// Forgets the decision to notify `alert`, routed since the last commit, whose
+    /// notification was not stored after all (the database refused its row): the next alert
+    /// of its kind, card and severity is not taken for its repeat.
+    pub fn unroute(&mut self, alert: &Alert) {
+        let key = Self::key(alert);
+        let Some(at) = self
+            .journal
+            .iter()
+            .rposition(|(k, _, set_to)| *k == key && *set_to == alert.timestamp_ms)
+        else {
+            return;
+        };
+        let (key, previous, set_to) = self.journal.remove(at);
+        if self.last_notified.get(&key) == Some(&set_to) {
+            match previous {
+                Some(time) => self.last_notified.insert(key, time),
+                None => self.last_notified.remove(&key),
+            };
+        }
+    }
+
+    fn key(alert: &Alert) -> DedupeKey {
+        let subject = alert
+            .card_id
+            .clone()
+            .unwrap_or_else(|| alert.message.split(':').next().unwrap_or("").to_owned());
+        (alert.kind, subject, alert.severity)
+    }
+
     /// Routes one alert.
     pub fn route(&mut self, alert: &Alert) -> Routing {
         if alert.severity < self.min_severity {
             return Routing::Stored;
         }
-        let subject = alert
-            .card_id
-            .clone()
-            .unwrap_or_else(|| alert.message.split(':').next().unwrap_or("").to_owned());
-        let key = (alert.kind, subject, alert.severity);
+        let key = Self::key(alert);
         match self.last_notified.get(&key) {
             Some(&last) if alert.timestamp_ms - last < self.dedupe_window_ms => Routing::Duplicate,
             previous => {
-                self.journal.push((key.clone(), previous.copied()));
+                self.journal
+                    .push((key.clone(), previous.copied(), alert.timestamp_ms));
                 self.last_notified.insert(key, alert.timestamp_ms);
                 self.newest_ms = self.newest_ms.max(alert.timestamp_ms);
                 if self.last_notified.len() >= self.prune_at {
