@@ -180,7 +180,8 @@ pub fn run(
         if retrainer.ready()
             && let Some(job) = waiting_job.take()
         {
-            let (outcome, publish) = retrainer.run(job, inference.version())?;
+            let running = inference.version();
+            let (outcome, publish) = retrainer.run(job, running, running + 1)?;
             if let Some(publication) = publish {
                 // The published bytes go through the same validation as in the services.
                 if inference.swap(&publication.snapshot).is_ok() {

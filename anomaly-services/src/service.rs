@@ -97,6 +97,11 @@ pub trait Handler {
         Ok(())
     }
 
+    /// Called on every turn of the loop, between batches, whether records came or not:
+    /// where a handler does periodic work (ml-inference checks for a newer model). It counts
+    /// and logs its own errors; the loop goes on.
+    fn tick(&mut self) {}
+
     /// Called once a batch's outputs are acknowledged and its offsets stored: state that
     /// records learned from is now final (a handler keeps a copy to return to).
     fn batch_committed(&mut self) {}
@@ -138,6 +143,7 @@ pub fn run(
     let mut stopped_by = Ok(());
     let mut commits_failing = false;
     while !shutdown.load(Ordering::Relaxed) {
+        handler.tick();
         commits_failing = commit_if_due(io, status).unwrap_or(commits_failing);
         let polled = io.poll_batch(io.tuning().batch_size, Duration::from_millis(200));
         if let Some(e) = &polled.error {

@@ -166,11 +166,18 @@ mod worker {
     #[derive(Clone, Default)]
     struct Published {
         jobs: std::sync::Arc<std::sync::Mutex<Vec<JobOutcome>>>,
+        next: std::sync::Arc<std::sync::Mutex<u64>>,
     }
 
     impl ModelPublisher for Published {
-        fn store_snapshot(&mut self, _: &[u8]) -> Result<(), String> {
-            Ok(())
+        fn next_version(&mut self) -> Result<u64, String> {
+            // Above the fresh model's version, 1, like the Redis counter.
+            let mut next = self.next.lock().unwrap();
+            *next = (*next).max(1) + 1;
+            Ok(*next)
+        }
+        fn store_snapshot(&mut self, _: u64, _: &[u8]) -> Result<bool, String> {
+            Ok(true)
         }
         fn record_version(
             &mut self,

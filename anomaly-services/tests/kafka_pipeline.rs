@@ -34,7 +34,7 @@ use anomaly_services::services::drift_detector::DriftService;
 use anomaly_services::services::feature_engineer::FeatureEngineerService;
 use anomaly_services::services::ml_inference::InferenceService;
 use anomaly_services::services::notifier::{NotifierSettings, SlackNotifier, run_notifier};
-use anomaly_services::services::producer::produce;
+use anomaly_services::services::producer::{Shard, produce};
 use anomaly_services::services::retraining_worker::{
     RedisJobQueue, RetrainingService, StorePublisher,
 };
@@ -131,19 +131,25 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
         ..GeneratorParams::default()
     })
     .collect();
-    // The producer service's own loop sends them.
+    // The producer service's own loop sends them, as two instances splitting the cards
+    // (every row below is checked to exist once: neither sends what the other does).
     let producer_status = Status::new("producer");
-    let sent = produce(
-        &KafkaIo::connect(&bootstrap, "producer", &[], "latest").unwrap(),
-        Generator::new(GeneratorParams {
-            events: 3_000,
-            cards: 50,
-            ..GeneratorParams::default()
-        }),
-        0.0,
-        &producer_status,
-        &AtomicBool::new(false),
-    );
+    let sent: u64 = (0..2)
+        .map(|instance| {
+            produce(
+                &KafkaIo::connect(&bootstrap, "producer", &[], "latest").unwrap(),
+                Generator::new(GeneratorParams {
+                    events: 3_000,
+                    cards: 50,
+                    ..GeneratorParams::default()
+                }),
+                Shard::new(instance, 2).unwrap(),
+                0.0,
+                &producer_status,
+                &AtomicBool::new(false),
+            )
+        })
+        .sum();
     assert_eq!(sent, transactions.len() as u64);
 
     let shutdown = Arc::new(AtomicBool::new(false));
@@ -461,9 +467,11 @@ fn ml_inference_hot_swaps_only_valid_newer_models() {
 
     // A valid version 2 is adopted.
     let v2 = Ensemble::with_features(default_model(), &names).unwrap();
-    models
-        .publish(&Snapshot::new(2, Model::Ensemble(v2)).to_bytes())
-        .unwrap();
+    assert!(
+        models
+            .publish(2, &Snapshot::new(2, Model::Ensemble(v2)).to_bytes())
+            .unwrap()
+    );
     writer
         .send_all(&[announce(2)], Duration::from_secs(10))
         .unwrap();
@@ -477,7 +485,7 @@ fn ml_inference_hot_swaps_only_valid_newer_models() {
     .to_bytes();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
-    models.publish(&bytes).unwrap();
+    assert!(models.publish(3, &bytes).unwrap());
     writer
         .send_all(&[announce(3)], Duration::from_secs(10))
         .unwrap();

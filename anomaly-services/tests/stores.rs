@@ -289,8 +289,17 @@ fn the_model_store_round_trips_snapshots() {
     let prefix = unique("test:model") + ":";
     let mut models = RedisModelStore::connect(&redis_url(), &prefix).unwrap();
     assert_eq!(models.load().unwrap(), None);
-    models.publish(b"ANOMSNAP...").unwrap();
-    assert_eq!(models.load().unwrap().as_deref(), Some(&b"ANOMSNAP..."[..]));
+    assert_eq!(models.active_version().unwrap(), None);
+    // Versions are allocated above the fresh model's (1), one per call.
+    assert_eq!(models.allocate_version().unwrap(), 2);
+    assert_eq!(models.allocate_version().unwrap(), 3);
+    assert!(models.publish(3, b"version 3").unwrap());
+    // Never backwards: an older or equal version is not published.
+    assert!(!models.publish(2, b"version 2").unwrap());
+    assert!(!models.publish(3, b"another 3").unwrap());
+    assert_eq!(models.load().unwrap().as_deref(), Some(&b"version 3"[..]));
+    assert_eq!(models.active_version().unwrap(), Some(3));
+    assert_eq!(models.allocate_version().unwrap(), 4);
     delete_redis_prefix(&prefix);
 }
 

@@ -293,11 +293,35 @@ impl<S: Compact + Clone> RedisFeatureStore<S> {
     }
 }
 
-/// The published model: snapshot bytes under `prefix` + `active_model`.
+/// The published model: snapshot bytes under `prefix` + `active_model`, its version under
+/// `active_version`, and the counter versions are allocated from, `model_versions_allocated`.
+/// Versions are allocated atomically (two workers never get the same one) and publication is
+/// compare-and-set: the active model never goes back to an older version.
 pub struct RedisModelStore {
     link: RedisLink,
     key: String,
+    version_key: String,
+    counter_key: String,
 }
+
+/// The next version: one more than the counter and than the active version (the counter may
+/// be behind a model published before it existed; the fresh model is version 1).
+const ALLOCATE_VERSION: &str = r"
+local v = redis.call('INCR', KEYS[1])
+local active = tonumber(redis.call('GET', KEYS[2]) or '1')
+if v <= active then
+  v = active + 1
+  redis.call('SET', KEYS[1], v)
+end
+return v";
+
+/// Makes ARGV[2] the active model as version ARGV[1] unless the active version is as new.
+const PUBLISH_IF_NEWER: &str = r"
+local active = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[1]) <= active then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1])
+return 1";
 
 impl RedisModelStore {
     /// Connects to `url`.
@@ -305,7 +329,22 @@ impl RedisModelStore {
         Ok(Self {
             link: RedisLink::open(url)?,
             key: format!("{prefix}active_model"),
+            version_key: format!("{prefix}active_version"),
+            counter_key: format!("{prefix}model_versions_allocated"),
         })
+    }
+
+    /// A version number no other caller got, above the active version.
+    pub fn allocate_version(&mut self) -> Result<u64, RedisStoreError> {
+        let script = redis::Script::new(ALLOCATE_VERSION);
+        let mut invocation = script.prepare_invoke();
+        invocation.key(&self.counter_key).key(&self.version_key);
+        Ok(self.link.call(|c| invocation.invoke(c))?)
+    }
+
+    /// The active model's version, if one was published with it.
+    pub fn active_version(&mut self) -> Result<Option<u64>, RedisStoreError> {
+        Ok(self.link.call(|c| c.get(&self.version_key))?)
     }
 
     /// Records the duration of every Redis call in `latency`.
@@ -314,10 +353,18 @@ impl RedisModelStore {
         self
     }
 
-    /// Stores `snapshot` as the active model.
-    pub fn publish(&mut self, snapshot: &[u8]) -> Result<(), RedisStoreError> {
-        let () = self.link.call(|c| c.set(&self.key, snapshot))?;
-        Ok(())
+    /// Makes `snapshot` the active model as `version`, unless the active version is as new
+    /// (another worker published a newer one meanwhile); returns whether it did.
+    pub fn publish(&mut self, version: u64, snapshot: &[u8]) -> Result<bool, RedisStoreError> {
+        let script = redis::Script::new(PUBLISH_IF_NEWER);
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(&self.key)
+            .key(&self.version_key)
+            .arg(version)
+            .arg(snapshot);
+        let published: i64 = self.link.call(|c| invocation.invoke(c))?;
+        Ok(published == 1)
     }
 
     /// The active model's snapshot bytes, if one was published.

@@ -1,5 +1,7 @@
 //! `features` -> `scores` (+ `alerts`), and `model-updates` -> hot swap of the active model.
 
+use std::time::{Duration, Instant};
+
 use log::{info, warn};
 
 use crate::adapters::kafka::{Output, Record};
@@ -21,13 +23,23 @@ pub const ALERTS: &str = "alerts";
 pub trait ModelSource {
     /// The active snapshot's bytes, if any; `Err` for a store failure.
     fn load_active(&mut self) -> Result<Option<Vec<u8>>, String>;
+    /// The active snapshot's version, if one was published with it.
+    fn active_version(&mut self) -> Result<Option<u64>, String>;
 }
 
 impl ModelSource for crate::adapters::redis::RedisModelStore {
     fn load_active(&mut self) -> Result<Option<Vec<u8>>, String> {
         self.load().map_err(|e| e.to_string())
     }
+    fn active_version(&mut self) -> Result<Option<u64>, String> {
+        self.active_version().map_err(|e| e.to_string())
+    }
 }
+
+/// How often every instance checks Redis for a newer active model. An announcement on
+/// `model-updates` reaches one instance of the group (and makes it check at once); the others
+/// adopt the model within this interval.
+pub const MODEL_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Scores then learns every vector; swaps models when a newer valid one is published.
 pub struct InferenceService<M> {
@@ -36,6 +48,9 @@ pub struct InferenceService<M> {
     committed: Inference,
     models: M,
     metrics: std::sync::Arc<crate::telemetry::http::Status>,
+    next_poll: Instant,
+    /// The newest version found invalid: not loaded again.
+    rejected: u64,
 }
 
 impl<M: ModelSource> InferenceService<M> {
@@ -54,36 +69,53 @@ impl<M: ModelSource> InferenceService<M> {
             stage,
             models,
             metrics: status,
+            next_poll: Instant::now(),
+            rejected: 0,
         }
     }
 
     fn metrics(&self) -> &Metrics {
         &self.metrics.metrics
     }
+
+    /// Swaps to the active model if it is newer than the running one and not known to be
+    /// invalid; returns whether it did.
+    fn adopt_active(&mut self) -> Result<bool, String> {
+        let Some(active) = self.models.active_version()? else {
+            return Ok(false);
+        };
+        if active <= self.stage.version() || active <= self.rejected {
+            return Ok(false);
+        }
+        let Some(bytes) = self.models.load_active()? else {
+            warn!(version = active; "Active version set but no active model stored");
+            return Ok(false);
+        };
+        match self.stage.swap(&bytes) {
+            Ok(version) => {
+                self.metrics().active_model_version.set(version as i64);
+                info!(version = version; "Switched to a new model");
+                Ok(true)
+            }
+            Err(e) => {
+                // The running model stays; a bad snapshot is not a record's fault.
+                self.rejected = active;
+                self.metrics()
+                    .errors
+                    .with_label_values(&["model_rejected"])
+                    .inc();
+                warn!(version = active, error = e.to_string().as_str(); "Rejected a published model");
+                Ok(false)
+            }
+        }
+    }
 }
 
 impl<M: ModelSource> Handler for InferenceService<M> {
     fn handle(&mut self, record: &Record, out: &mut Vec<Output>) -> Result<(), Failure> {
         if record.topic == MODEL_UPDATES {
-            let update: ModelUpdate = decode(&record.payload).map_err(reject)?;
-            let Some(bytes) = self.models.load_active().map_err(Failure::redis)? else {
-                warn!(version = update.model_version; "Model update announced but no active model stored");
-                return Ok(());
-            };
-            match self.stage.swap(&bytes) {
-                Ok(version) => {
-                    self.metrics().active_model_version.set(version as i64);
-                    info!(version = version; "Switched to a new model");
-                }
-                Err(e) => {
-                    // The running model stays; a bad snapshot is not the message's fault.
-                    self.metrics()
-                        .errors
-                        .with_label_values(&["model_rejected"])
-                        .inc();
-                    warn!(error = e.to_string().as_str(); "Rejected a published model");
-                }
-            }
+            let _: ModelUpdate = decode(&record.payload).map_err(reject)?;
+            self.adopt_active().map_err(Failure::redis)?;
             return Ok(());
         }
         let vector = decode_features(&record.payload).map_err(reject)?;
@@ -109,6 +141,25 @@ impl<M: ModelSource> Handler for InferenceService<M> {
         self.committed.clone_from(&self.stage);
     }
 
+    fn tick(&mut self) {
+        if Instant::now() < self.next_poll {
+            return;
+        }
+        self.next_poll = Instant::now() + MODEL_POLL_INTERVAL;
+        // Between batches the stage is the committed one: a model adopted here is committed.
+        match self.adopt_active() {
+            Ok(true) => self.committed.clone_from(&self.stage),
+            Ok(false) => {}
+            Err(e) => {
+                self.metrics()
+                    .errors
+                    .with_label_values(&["redis_unavailable"])
+                    .inc();
+                warn!(error = e.as_str(); "Could not check for a newer model");
+            }
+        }
+    }
+
     fn batch_failed(&mut self) {
         // The replay scores the same vectors again: the model must not have learned them.
         self.stage.clone_from(&self.committed);
@@ -130,6 +181,9 @@ mod tests {
 
     impl ModelSource for NoModels {
         fn load_active(&mut self) -> Result<Option<Vec<u8>>, String> {
+            Ok(None)
+        }
+        fn active_version(&mut self) -> Result<Option<u64>, String> {
             Ok(None)
         }
     }

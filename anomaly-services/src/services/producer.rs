@@ -15,11 +15,57 @@ use crate::telemetry::http::Status;
 /// Topic it writes.
 pub const SINK: &str = "raw-transactions";
 
-/// Sends the whole stream (or until `shutdown`), in acknowledged batches of `KAFKA_BATCH_SIZE`; returns how
-/// many transactions were delivered.
+/// The part of the stream one of several producer instances sends: every instance generates
+/// the same seeded stream and sends the transactions of the cards that hash to it, so the
+/// instances together send the stream once, each card's transactions from one instance, in
+/// order.
+///
+/// ```
+/// use anomaly_services::services::producer::Shard;
+///
+/// let shards: Vec<Shard> = (0..3).map(|i| Shard::new(i, 3).unwrap()).collect();
+/// for card in ["card-000001", "card-000002", "card-000003"] {
+///     assert_eq!(shards.iter().filter(|s| s.owns(card)).count(), 1);
+/// }
+/// assert!(Shard::WHOLE.owns("any card"));
+/// assert!(Shard::new(3, 3).is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    index: u32,
+    count: u32,
+}
+
+impl Shard {
+    /// The only instance: the whole stream.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// Instance `index` (from 0) of `count`.
+    pub fn new(index: u32, count: u32) -> Result<Self, String> {
+        if count == 0 || index >= count {
+            return Err(format!(
+                "producer instance {index} of {count}: expected 0 <= PRODUCER_INSTANCE < PRODUCER_INSTANCES"
+            ));
+        }
+        Ok(Self { index, count })
+    }
+
+    /// Whether this instance sends the transactions of `card_id` (FNV-1a of its bytes, modulo
+    /// the count: the same on every instance, build and platform).
+    pub fn owns(&self, card_id: &str) -> bool {
+        let hash = card_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        hash % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+/// Sends this instance's share of the stream (or until `shutdown`), in acknowledged batches of
+/// `KAFKA_BATCH_SIZE`; returns how many transactions were delivered.
 pub fn produce(
     io: &KafkaIo,
     generator: Generator,
+    shard: Shard,
     replay_speed: f64,
     status: &Status,
     shutdown: &AtomicBool,
@@ -40,6 +86,9 @@ pub fn produce(
         if replay_speed > 0.0 {
             let origin = *first_ms.get_or_insert(tx.timestamp_ms);
             pace(start, tx.timestamp_ms - origin, replay_speed);
+        }
+        if !shard.owns(&tx.card_id) {
+            continue;
         }
         batch.push(json_output(SINK, Some(tx.card_id.clone()), &tx));
         if batch.len() == batch_size {

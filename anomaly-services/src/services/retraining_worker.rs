@@ -289,8 +289,11 @@ impl JobQueue for RedisJobQueue {
 
 /// Where a published model goes.
 pub trait ModelPublisher {
-    /// Stores the snapshot as the active model.
-    fn store_snapshot(&mut self, snapshot: &[u8]) -> Result<(), String>;
+    /// A version number no other worker gets, above the active model's.
+    fn next_version(&mut self) -> Result<u64, String>;
+    /// Makes the snapshot the active model as `version` unless a newer one is active (another
+    /// worker published meanwhile); returns whether it did.
+    fn store_snapshot(&mut self, version: u64, snapshot: &[u8]) -> Result<bool, String>;
     /// Records the version (the `model_versions` table); a row the store refuses as data is
     /// a `Reject` (counted, not retried).
     fn record_version(&mut self, update: &ModelUpdate) -> Result<(), Failure>;
@@ -320,8 +323,13 @@ pub struct StorePublisher {
 }
 
 impl ModelPublisher for StorePublisher {
-    fn store_snapshot(&mut self, snapshot: &[u8]) -> Result<(), String> {
-        self.models.publish(snapshot).map_err(|e| e.to_string())
+    fn next_version(&mut self) -> Result<u64, String> {
+        self.models.allocate_version().map_err(|e| e.to_string())
+    }
+    fn store_snapshot(&mut self, version: u64, snapshot: &[u8]) -> Result<bool, String> {
+        self.models
+            .publish(version, snapshot)
+            .map_err(|e| e.to_string())
     }
     fn record_version(&mut self, update: &ModelUpdate) -> Result<(), Failure> {
         self.events
@@ -451,8 +459,12 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                 self.queue.complete(&job).map_err(Unavailable::redis)?;
                 continue;
             }
-            let (outcome, publication, failed) =
-                match self.retrainer.run(job.clone(), self.running_version) {
+            let version = self.publisher.next_version().map_err(Unavailable::redis)?;
+            let (mut outcome, mut publication, failed) =
+                match self
+                    .retrainer
+                    .run(job.clone(), self.running_version, version)
+                {
                     Ok((outcome, publication)) => (outcome, publication, false),
                     // Training failed on its data: retrying would fail the same way, so the
                     // job is recorded as failed and removed.
@@ -462,10 +474,21 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
                         true,
                     ),
                 };
+            if let Some(candidate) = &publication
+                && !self
+                    .publisher
+                    .store_snapshot(version, &candidate.snapshot)
+                    .map_err(Unavailable::redis)?
+            {
+                // Another worker made a newer model active while this one trained: the
+                // active model never goes back.
+                outcome.published = false;
+                outcome.decision = format!(
+                    "superseded: version {version} trained, but a newer version was active by then"
+                );
+                publication = None;
+            }
             if let Some(publication) = &publication {
-                self.publisher
-                    .store_snapshot(&publication.snapshot)
-                    .map_err(Unavailable::redis)?;
                 let recorded = self.publisher.record_version(&publication.update);
                 self.unless_refused(recorded)?;
                 self.running_version = publication.update.model_version;

@@ -170,14 +170,15 @@ impl Retrainer {
     }
 
     /// Trains a candidate on the recent history, judges it against the running model on the
-    /// holdout, and returns the snapshot to publish (as `running_version + 1`) if the
-    /// candidate is not worse. A job that trained starts the debounce (see
+    /// holdout, and returns the snapshot to publish as `version` (allocated by the caller: with
+    /// several workers, from a shared counter) if the candidate is not worse. A job that trained starts the debounce (see
     /// [`request`](Self::request)); one without enough data (see [`ready`](Self::ready))
     /// trains nothing and starts none.
     pub fn run(
         &mut self,
         job: RetrainingJob,
         running_version: u64,
+        version: u64,
     ) -> Result<(JobOutcome, Option<Publication>), AnomalyError> {
         let mut outcome = JobOutcome::untrained(job, running_version, String::new());
         if !self.ready() {
@@ -196,7 +197,6 @@ impl Retrainer {
             .take(split)
             .map(|(v, _)| v.features.as_slice())
             .collect();
-        let version = running_version + 1;
         let mut params = self.model_params.clone();
         params.hst.seed = Some(params.hst.seed.unwrap_or(0).wrapping_add(version));
         let mut candidate = Ensemble::train_fresh(params, &self.features, &train)?;
@@ -287,7 +287,7 @@ mod tests {
         let mut retrainer = Retrainer::new(params, default_model(), names);
         let job = retrainer.request(&drift(10)).unwrap();
         assert!(!retrainer.ready());
-        let (outcome, _) = retrainer.run(job, 1).unwrap();
+        let (outcome, _) = retrainer.run(job, 1, 2).unwrap();
         assert_eq!(outcome.candidate_version, None);
         assert!(retrainer.request(&drift(20)).is_some(), "no debounce yet");
 
@@ -298,7 +298,7 @@ mod tests {
         }
         assert!(retrainer.ready());
         let job = retrainer.request(&drift(30)).unwrap();
-        let (outcome, _) = retrainer.run(job, 1).unwrap();
+        let (outcome, _) = retrainer.run(job, 1, 2).unwrap();
         assert_eq!(outcome.candidate_version, Some(2));
         assert!(retrainer.request(&drift(500)).is_none(), "debounced");
         assert!(retrainer.request(&drift(1_030)).is_some(), "debounce over");
