@@ -207,6 +207,7 @@ impl ServiceConfig {
         let millis = |d: std::time::Duration| d.as_millis() as u64;
         let kafka_tuning = crate::adapters::kafka::KafkaTuning {
             statistics_interval: defaults.statistics_interval,
+            report_partition_ends: false,
             batch_size: setting(
                 "KAFKA_BATCH_SIZE",
                 defaults.batch_size as u64,

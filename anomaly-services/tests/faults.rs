@@ -24,6 +24,8 @@ use rdkafka::mocking::MockCluster;
 
 fn start(bootstrap: &str, schema: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_drift-detector"))
+        .env("REDIS_URL", redis_url())
+        .env("REDIS_PREFIX", format!("{schema}:"))
         .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
         .env("KAFKA_OFFSET_RESET", "earliest")
         // The mock cluster hands a killed member's partitions over only when its session expires.
@@ -122,6 +124,7 @@ fn drift_detector_killed_mid_stream_loses_and_duplicates_nothing() {
         "the score shift was not detected"
     );
     drop_schema(&schema);
+    delete_redis_prefix(&format!("{schema}:"));
 }
 
 /// A counter from a service's `/metrics` (0 if it does not answer).

@@ -262,6 +262,8 @@ fn a_row_the_database_refuses_is_dead_lettered_and_its_batch_stored() {
         .unwrap();
     let port = free_port();
     let mut service = Command::new(env!("CARGO_BIN_EXE_drift-detector"))
+        .env("REDIS_URL", redis_url())
+        .env("REDIS_PREFIX", format!("{schema}:"))
         .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
         .env("KAFKA_OFFSET_RESET", "earliest")
         .env("TIMESCALE_URL", common::database_url())
@@ -296,4 +298,5 @@ fn a_row_the_database_refuses_is_dead_lettered_and_its_batch_stored() {
         letters[0].error
     );
     common::drop_schema(&schema);
+    delete_redis_prefix(&format!("{schema}:"));
 }

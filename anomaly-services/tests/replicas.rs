@@ -10,8 +10,8 @@ use std::time::Duration;
 mod common;
 
 use common::{
-    database_url, delete_redis_prefix, drop_schema, free_port, health, metric, redis_url,
-    terminate, unique, wait_until,
+    KillOnDrop, database_url, delete_redis_prefix, drop_schema, free_port, health, metric,
+    redis_url, terminate, unique, wait_until,
 };
 
 use anomaly_core::anomaly::Ensemble;
@@ -55,9 +55,9 @@ fn every_ml_inference_instance_adopts_every_published_model() {
     let prefix = unique("test:replicas") + ":";
     let mut models = RedisModelStore::connect(&redis_url(), &prefix).unwrap();
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut instances: Vec<Child> = ports
+    let mut instances: Vec<KillOnDrop> = ports
         .iter()
-        .map(|&port| ml_inference(&bootstrap, &prefix, port))
+        .map(|&port| KillOnDrop(ml_inference(&bootstrap, &prefix, port)))
         .collect();
     for &port in &ports {
         wait_until("an instance to start", Duration::from_secs(60), || {
@@ -98,7 +98,7 @@ fn every_ml_inference_instance_adopts_every_published_model() {
         );
     }
     for instance in &mut instances {
-        let status = terminate(instance, Duration::from_secs(15));
+        let status = terminate(&mut instance.0, Duration::from_secs(15));
         assert!(status.success(), "{status:?}");
     }
     delete_redis_prefix(&prefix);
@@ -170,6 +170,193 @@ fn racing_publishers_get_distinct_versions_and_the_active_model_never_goes_back(
         .map(|r| r.get(0))
         .collect();
     assert_eq!(rows, [5]);
+    delete_redis_prefix(&prefix);
+    drop_schema(&schema);
+}
+
+fn drift_detector(bootstrap: &str, schema: &str, prefix: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_drift-detector"))
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+        .env("KAFKA_OFFSET_RESET", "earliest")
+        // The mock cluster hands a killed member's partitions over when its session expires.
+        .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+        .env("TIMESCALE_URL", database_url())
+        .env("TIMESCALE_SCHEMA", schema)
+        .env("REDIS_URL", redis_url())
+        .env("REDIS_PREFIX", prefix)
+        .env("HTTP_PORT", port.to_string())
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Three drift-detector instances over six partitions, the stream arriving live with a shift
+/// every 10,000 events; the owner of the detectors is SIGKILLed mid-stream and restarted:
+/// - one instance at a time owns the detectors (each instance's `/metrics`), a standby takes
+///   over after the kill, and the checkpoint covers every record once at the end (read back
+///   from Redis);
+/// - every scored event is stored once;
+/// - every shift is found, about as often as one detector on the whole stream finds it: not
+///   once per instance.
+#[test]
+fn three_drift_detectors_run_the_detectors_once_and_a_standby_takes_over() {
+    const EVENTS: u32 = 60_000;
+    const SHIFT_EVERY: u32 = 10_000;
+    let cluster = MockCluster::new(3).unwrap();
+    for topic in ["scores", "drift-events", "alerts"] {
+        cluster.create_topic(topic, 6, 1).unwrap();
+    }
+    cluster.create_topic("dead-letters", 1, 1).unwrap();
+    let bootstrap = cluster.bootstrap_servers();
+    let schema = unique("test_drift_replicas");
+    let prefix = unique("test:drift-replicas") + ":";
+    let events: Vec<anomaly_services::messages::ScoredEvent> = (0..EVENTS)
+        .map(|i| anomaly_services::messages::ScoredEvent {
+            schema_version: anomaly_services::messages::SCHEMA_VERSION,
+            event_id: format!("event-{i}"),
+            card_id: format!("card-{}", i % 600),
+            timestamp_ms: 1_767_225_600_000 + i64::from(i) * 50,
+            score: if (i / SHIFT_EVERY) % 2 == 0 { 0.3 } else { 0.8 },
+            is_anomaly: false,
+            is_fraud: false,
+            model_version: 1,
+            amount: 10.0,
+            phase: "normal".into(),
+        })
+        .collect();
+    PgEventStore::connect(&database_url(), &schema).unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut instances: Vec<KillOnDrop> = ports
+        .iter()
+        .map(|&port| KillOnDrop(drift_detector(&bootstrap, &schema, &prefix, port)))
+        .collect();
+    let leaders = |ports: &[u16]| -> Vec<u16> {
+        ports
+            .iter()
+            .copied()
+            .filter(|&port| metric(port, "anomaly_drift_leader") == 1)
+            .collect()
+    };
+    wait_until(
+        "one owner of the detectors",
+        Duration::from_secs(60),
+        || leaders(&ports).len() == 1,
+    );
+    // The stream arrives live, 500 events every 100 ms.
+    let sender = {
+        let (bootstrap, events) = (bootstrap.clone(), events.clone());
+        std::thread::spawn(move || {
+            let writer = KafkaIo::connect(&bootstrap, "writer", &[], "earliest").unwrap();
+            for chunk in events.chunks(500) {
+                let outputs: Vec<Output> = chunk
+                    .iter()
+                    .map(|e| Output {
+                        topic: "scores",
+                        key: Some(e.card_id.clone()),
+                        payload: serde_json::to_vec(e).unwrap(),
+                    })
+                    .collect();
+                writer.send_all(&outputs, Duration::from_secs(30)).unwrap();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    // Mid-stream, the owner is killed; a standby takes over; the killed one comes back.
+    let mut db = PgEventStore::connect(&database_url(), &schema).unwrap();
+    wait_until(
+        "a third of the stream stored",
+        Duration::from_secs(60),
+        || {
+            db.count(anomaly_services::adapters::postgres::Table::ScoredEvents)
+                .unwrap()
+                >= u64::from(EVENTS / 3)
+        },
+    );
+    let owner = leaders(&ports)[0];
+    let killed = ports.iter().position(|&p| p == owner).unwrap();
+    instances[killed].0.kill().unwrap();
+    instances[killed].0.wait().unwrap();
+    let survivors: Vec<u16> = ports.iter().copied().filter(|&p| p != owner).collect();
+    wait_until("a standby to take over", Duration::from_secs(60), || {
+        leaders(&survivors).len() == 1
+    });
+    instances[killed] = KillOnDrop(drift_detector(&bootstrap, &schema, &prefix, ports[killed]));
+    sender.join().unwrap();
+
+    wait_until(
+        "every scored event stored",
+        Duration::from_secs(120),
+        || {
+            db.count(anomaly_services::adapters::postgres::Table::ScoredEvents)
+                .unwrap()
+                == u64::from(EVENTS)
+        },
+    );
+    // The detectors' checkpoint covers every record of every partition, once.
+    let mut redis = common::redis_connection();
+    wait_until(
+        "the checkpoint to reach the end",
+        Duration::from_secs(60),
+        || {
+            let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(format!("{prefix}drift-detectors:checkpoint"))
+                .query(&mut redis)
+                .unwrap();
+            bytes.is_some_and(|bytes| {
+                let checkpoint: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                let positions = checkpoint["positions"].as_object().unwrap();
+                positions.values().map(|v| v.as_i64().unwrap()).sum::<i64>() == i64::from(EVENTS)
+            })
+        },
+    );
+    assert_eq!(leaders(&ports).len(), 1, "one owner at the end");
+    for instance in &mut instances {
+        let status = terminate(&mut instance.0, Duration::from_secs(15));
+        assert!(status.success(), "{status:?}");
+    }
+
+    // One detector over the stream in the order sent: the drifts each shift gives.
+    let model = default_model();
+    let mut reference = anomaly_services::stages::drift_monitor::DriftMonitor::new(
+        u64::from(model.hst.window_size) + u64::from(model.sad_grace_period),
+    );
+    let per_shift = |indexes: &mut dyn Iterator<Item = u32>| {
+        let mut counts = vec![0usize; (EVENTS / SHIFT_EVERY) as usize];
+        for i in indexes {
+            counts[(i / SHIFT_EVERY) as usize] += 1;
+        }
+        counts
+    };
+    let expected = per_shift(
+        &mut events
+            .iter()
+            .enumerate()
+            .flat_map(|(i, e)| reference.process(e).into_iter().map(move |_| i as u32)),
+    );
+    let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+    let found: Vec<u32> = admin
+        .query(
+            &format!("SELECT event_id FROM \"{schema}\".drift_events WHERE detector = 'ADWIN'"),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0)["event-".len()..].parse().unwrap())
+        .collect();
+    let got = per_shift(&mut found.into_iter());
+    eprintln!("ADWIN drifts per stretch: one detector {expected:?}, three instances {got:?}");
+    for (stretch, (&want, &have)) in expected.iter().zip(&got).enumerate().skip(1) {
+        assert!(
+            have >= 1,
+            "the shift at {} was not found",
+            stretch as u32 * SHIFT_EVERY
+        );
+        assert!(
+            have <= want + 1,
+            "stretch {stretch}: {have} drifts where one detector finds {want}"
+        );
+    }
     delete_redis_prefix(&prefix);
     drop_schema(&schema);
 }

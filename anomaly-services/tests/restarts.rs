@@ -194,8 +194,10 @@ fn feature_engineer_recovers_from_redis_restarts_and_counts_every_transaction_on
     }
 }
 
-fn drift_detector(bootstrap: &str, database_url: &str, port: u16) -> Child {
+fn drift_detector(bootstrap: &str, database_url: &str, prefix: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_drift-detector"))
+        .env("REDIS_URL", common::redis_url())
+        .env("REDIS_PREFIX", prefix)
         .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
         .env("KAFKA_OFFSET_RESET", "earliest")
         .env("KAFKA_BATCH_SIZE", "200")
@@ -243,7 +245,8 @@ fn drift_detector_recovers_from_postgres_restarts_and_stores_every_event_once() 
         .collect();
 
     let port = free_port();
-    let mut service = drift_detector(&bootstrap, &postgres.url(), port);
+    let prefix = unique("test:restarts-drift") + ":";
+    let mut service = drift_detector(&bootstrap, &postgres.url(), &prefix, port);
     wait_until("the schema", Duration::from_secs(60), || {
         health(port).is_some()
     });
@@ -295,4 +298,5 @@ fn drift_detector_recovers_from_postgres_restarts_and_stores_every_event_once() 
         expected.len()
     );
     assert_eq!(got, expected);
+    common::delete_redis_prefix(&prefix);
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
+use log::{error, info, warn};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -131,6 +131,9 @@ pub struct KafkaTuning {
     /// (`KAFKA_SESSION_TIMEOUT_MS`): a crashed instance's partitions stay unconsumed that
     /// long.
     pub session_timeout: Duration,
+    /// Report, in [`Polled::ends`], each partition whose end the consumer reaches (a reader
+    /// merging partitions by event time needs to know a partition has nothing more yet).
+    pub report_partition_ends: bool,
 }
 
 impl Default for KafkaTuning {
@@ -142,6 +145,7 @@ impl Default for KafkaTuning {
             session_timeout: Duration::from_secs(30),
             fetch_wait_ms: 50,
             statistics_interval: Duration::from_secs(5),
+            report_partition_ends: false,
         }
     }
 }
@@ -325,6 +329,17 @@ impl GroupContext {
 }
 
 impl ClientContext for GroupContext {
+    /// librdkafka's errors, logged; reaching a partition's end is not one (a reader that asked
+    /// for it gets it in [`Polled::ends`]).
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
+            error!(error = error.to_string().as_str(), reason = reason; "librdkafka error");
+        }
+    }
+
     /// Every `statistics.interval.ms`: the lag of each partition this consumer owns, its end
     /// (last stable offset) minus the next offset to process. (librdkafka's own
     /// `consumer_lag` counts from offsets it committed or stored itself: never, here.)
@@ -423,6 +438,9 @@ pub struct Polled {
     pub records: Vec<Record>,
     /// The error that stopped the poll.
     pub error: Option<KafkaError>,
+    /// Partitions whose end was reached during the poll (only with
+    /// [`KafkaTuning::report_partition_ends`]).
+    pub ends: Vec<i32>,
 }
 
 /// A service's Kafka side: one consumer (in a consumer group) and one producer.
@@ -506,6 +524,14 @@ impl KafkaIo {
             .set("auto.offset.reset", start_from.name())
             .set("fetch.wait.max.ms", tuning.fetch_wait_ms.to_string())
             .set(
+                "enable.partition.eof",
+                if tuning.report_partition_ends {
+                    "true"
+                } else {
+                    "false"
+                },
+            )
+            .set(
                 "statistics.interval.ms",
                 tuning.statistics_interval.as_millis().to_string(),
             )
@@ -571,9 +597,42 @@ impl KafkaIo {
         &self.tuning
     }
 
+    /// Reads every partition of `topic` outside any consumer group (nothing is committed):
+    /// from `positions` where given (the next offset to read, kept by the caller with the
+    /// state it covers), from `start` elsewhere. For a single owner of a whole stream, whose
+    /// position lives in its checkpoint; returns the partitions assigned.
+    pub fn assign_all(
+        &self,
+        topic: &str,
+        positions: &BTreeMap<i32, i64>,
+        start: StartFrom,
+        timeout: Duration,
+    ) -> KafkaResult<Vec<i32>> {
+        let metadata = self.consumer.fetch_metadata(Some(topic), timeout)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut list = TopicPartitionList::new();
+        for &partition in &partitions {
+            let offset = match positions.get(&partition) {
+                Some(&next) => Offset::Offset(next),
+                None => match start {
+                    StartFrom::Earliest => Offset::Beginning,
+                    StartFrom::Latest => Offset::End,
+                },
+            };
+            list.add_partition_offset(topic, partition, offset)?;
+        }
+        self.consumer.assign(&list)?;
+        Ok(partitions)
+    }
+
     /// Up to `max` records, waiting at most `wait` for the first one.
     pub fn poll_batch(&self, max: usize, wait: Duration) -> Polled {
         let mut batch = Vec::new();
+        let mut ends = Vec::new();
         let deadline = Instant::now() + wait;
         while batch.len() < max {
             let timeout = if batch.is_empty() {
@@ -590,10 +649,12 @@ impl KafkaIo {
                     payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                     timestamp_ms: message.timestamp().to_millis(),
                 }),
+                Some(Err(KafkaError::PartitionEOF(partition))) => ends.push(partition),
                 Some(Err(e)) => {
                     return Polled {
                         records: batch,
                         error: Some(e),
+                        ends,
                     };
                 }
                 None => break,
@@ -602,6 +663,7 @@ impl KafkaIo {
         Polled {
             records: batch,
             error: None,
+            ends,
         }
     }
 
@@ -812,7 +874,18 @@ impl KafkaIo {
     /// shutdown, after the last batch). A failed commit is an error: the next start replays
     /// from the previous commit.
     pub fn close(&self) -> KafkaResult<()> {
-        let committed = self.commit_processed();
+        let mut committed = self.commit_processed();
+        // When instances stop together, the group is rebalancing and refuses commits until
+        // it is done; polling lets this member take part in it (what it returns is not
+        // processed, so not committed).
+        let until = Instant::now() + Duration::from_secs(5);
+        while let Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress)) =
+            &committed
+            && Instant::now() < until
+        {
+            let _ = self.consumer.poll(Duration::from_millis(100));
+            committed = self.commit_processed();
+        }
         match &committed {
             Ok(offsets) => {
                 let all = self

@@ -1,6 +1,7 @@
 //! Real-world adapters behind the stages: Kafka (transport), PostgreSQL/TimescaleDB (event
 //! store) and Redis (feature store, model store).
 
+pub mod checkpoints;
 pub mod kafka;
 pub mod outbox;
 pub mod postgres;

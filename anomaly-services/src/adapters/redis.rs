@@ -25,6 +25,9 @@ pub enum RedisStoreError {
     /// watched, so the write was not made (the batch is prepared again).
     #[error("the Redis connection was lost between reading and writing a batch")]
     ConnectionLost,
+    /// State that could not be encoded for storage.
+    #[error("cannot encode state: {0}")]
+    Encoding(String),
     /// Other writers kept changing the key.
     #[error("gave up updating `{key}` after {attempts} conflicting attempts")]
     Contended {

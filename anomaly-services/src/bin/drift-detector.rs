@@ -1,34 +1,116 @@
-//! drift-detector: `scores` -> ADWIN (scores) and DDM (errors) -> `drift-events`, drift
-//! `alerts`; scored events and drift events stored in PostgreSQL/TimescaleDB.
+//! drift-detector: `scores` -> the scored_events table (every instance, its partitions) and
+//! ADWIN (scores) and DDM (errors) -> `drift-events`, drift `alerts`, drift_events (one
+//! elected instance, the whole stream).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use anomaly_services::adapters::checkpoints::Ownership;
+use anomaly_services::adapters::kafka::{KafkaIo, KafkaTuning, StartFrom};
+use anomaly_services::config::redact_url;
+use anomaly_services::failure::Dependency::Postgres;
 use anomaly_services::pipeline::default_model;
 use anomaly_services::services::drift_detector::{DriftService, SCORES};
+use anomaly_services::services::drift_leader::{LeaderSettings, run_drift_leader};
 use anomaly_services::services::main::{connect_event_store, connect_kafka, service_main};
+use anomaly_services::startup::retry_store;
 use log::info;
 
 const HELP: &str = "\
-drift-detector: watches `scores` with ADWIN (score stream) and DDM (error stream: anomaly
-flag vs fraud label), publishes drifts to `drift-events` and drift alerts to `alerts`, and
-writes scored events and drift events to PostgreSQL (idempotently, before committing offsets).
-Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, TIMESCALE_URL, HTTP_PORT (default
-8003), HTTP_BIND, RUST_LOG. Stops cleanly on SIGTERM or SIGINT.";
+drift-detector: stores the scored events of its partitions of `scores` in PostgreSQL
+(idempotently, before committing offsets). One instance at a time, the holder of a Redis
+lease (10 s, renewed), also watches the whole score stream with ADWIN (scores) and DDM (error
+stream: anomaly flag vs fraud label), publishes drifts to `drift-events` and drift alerts to
+`alerts`, writes drift events to PostgreSQL and checkpoints the detectors with the offsets
+they cover to Redis after every batch; the other instances stand by and take over from the
+checkpoint. Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, TIMESCALE_URL,
+REDIS_URL, REDIS_PREFIX, HTTP_PORT (default 8003), HTTP_BIND, RUST_LOG. Stops cleanly on
+SIGTERM or SIGINT (giving the lease up).";
+
+/// How long the drift detectors' lease lasts unrenewed: a crashed owner's standby takes over
+/// after at most this.
+const LEASE: Duration = Duration::from_secs(10);
+
+/// The owner's client: the services' tuning, and partition ends reported (its event-time
+/// merge needs them).
+fn owner_tuning(config: &anomaly_services::config::ServiceConfig) -> KafkaTuning {
+    KafkaTuning {
+        report_partition_ends: true,
+        ..config.kafka_tuning.clone()
+    }
+}
 
 fn main() -> ExitCode {
     service_main("drift-detector", 8003, HELP, |ctx| {
         let config = &ctx.config;
-        let store = connect_event_store(config)?.with_latency(
-            ctx.status
-                .metrics
-                .latency(anomaly_services::failure::Dependency::Postgres),
-        );
+        let latency = || ctx.status.metrics.latency(Postgres);
+        let store = connect_event_store(config)?.with_latency(latency());
+        let mut drift_store = connect_event_store(config)?.with_latency(latency());
+        let redis_url = config.redis_url.expose().to_owned();
+        // Unique among running instances even where every container's process id is 1.
+        let instance = format!("drift-detector-{:016x}", rand::random::<u64>());
+        let mut ownership = retry_store("redis", || {
+            Ownership::connect(
+                &redis_url,
+                &config.redis_prefix,
+                "drift-detectors",
+                &instance,
+                LEASE,
+            )
+        })
+        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
         let io = connect_kafka(config, "drift-detector", &[SCORES])?;
         let model = default_model();
-        let warm_up = u64::from(model.hst.window_size) + u64::from(model.sad_grace_period);
-        info!("Service started");
-        let mut handler = DriftService::new(store, warm_up, ctx.status.clone());
-        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
-            .map_err(|e| e.to_string())
+        let settings = LeaderSettings {
+            lease: LEASE,
+            start: StartFrom::parse(&config.kafka_offset_reset).unwrap_or(StartFrom::Latest),
+            warm_up: u64::from(model.hst.window_size) + u64::from(model.sad_grace_period),
+            batch_size: config.kafka_tuning.batch_size,
+        };
+        let source = {
+            let (bootstrap, reset, tuning) = (
+                config.kafka_bootstrap_servers.clone(),
+                config.kafka_offset_reset.clone(),
+                owner_tuning(config),
+            );
+            // Read outside any group (nothing subscribed, nothing committed): the position
+            // is the checkpoint's.
+            move || {
+                KafkaIo::connect_tuned(
+                    &bootstrap,
+                    "drift-detector-owner",
+                    &[],
+                    &reset,
+                    tuning.clone(),
+                )
+                .map_err(|e| e.to_string())
+            }
+        };
+        let leader = {
+            let (status, shutdown) = (ctx.status.clone(), ctx.shutdown.clone());
+            std::thread::Builder::new()
+                .name("drift-owner".into())
+                .spawn(move || {
+                    run_drift_leader(
+                        &mut ownership,
+                        &source,
+                        &mut drift_store,
+                        &settings,
+                        &status,
+                        &shutdown,
+                    );
+                })
+                .map_err(|e| format!("cannot start the drift detectors' thread: {e}"))?
+        };
+        info!(instance = instance.as_str(); "Service started");
+        let mut handler = DriftService::rows_only(store, ctx.status.clone());
+        let outcome = anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
+            .map_err(|e| e.to_string());
+        ctx.shutdown
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        if leader.join().is_err() {
+            return Err("the drift detectors' thread panicked".into());
+        }
+        outcome
     })
 }

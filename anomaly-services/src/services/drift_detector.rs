@@ -42,9 +42,11 @@ impl EventWriter for crate::adapters::postgres::PgEventStore {
 /// Watches scores for drift; batches rows per poll batch (at most 100 rows, at most one poll
 /// interval old: the batch writer's size and time bounds).
 pub struct DriftService<W> {
-    monitor: DriftMonitor,
+    /// The detectors, when this handler runs them (one process alone); `None` when the
+    /// instances' elected owner does ([`drift_leader`](super::drift_leader)).
+    monitor: Option<DriftMonitor>,
     /// The monitor after the last committed batch.
-    committed: DriftMonitor,
+    committed: Option<DriftMonitor>,
     writer: W,
     scored: Vec<ScoredEvent>,
     drifts: Vec<DriftEvent>,
@@ -55,12 +57,32 @@ pub struct DriftService<W> {
 }
 
 impl<W: EventWriter> DriftService<W> {
-    /// A handler writing to `writer`; `warm_up` scored events are stored but not watched.
+    /// A handler storing scored events and running the detectors on the records it reads;
+    /// `warm_up` scored events are stored but not watched. Right for one instance reading
+    /// every partition; with several, use [`rows_only`](Self::rows_only) and the elected
+    /// owner.
     pub fn new(writer: W, warm_up: u64, status: std::sync::Arc<Status>) -> Self {
         let monitor = DriftMonitor::new(warm_up);
         Self {
-            committed: monitor.clone(),
-            monitor,
+            committed: Some(monitor.clone()),
+            monitor: Some(monitor),
+            writer,
+            scored: Vec::new(),
+            drifts: Vec::new(),
+            scored_sources: Vec::new(),
+            drift_sources: Vec::new(),
+            status,
+        }
+    }
+}
+
+impl<W: EventWriter> DriftService<W> {
+    /// A handler that only stores the scored events of the partitions it is assigned (the
+    /// detectors run in the elected owner).
+    pub fn rows_only(writer: W, status: std::sync::Arc<Status>) -> Self {
+        Self {
+            monitor: None,
+            committed: None,
             writer,
             scored: Vec::new(),
             drifts: Vec::new(),
@@ -74,7 +96,11 @@ impl<W: EventWriter> DriftService<W> {
 impl<W: EventWriter> Handler for DriftService<W> {
     fn handle(&mut self, record: &Record, out: &mut Vec<Output>) -> Result<(), Failure> {
         let event = decode_scored(&record.payload).map_err(reject)?;
-        for drift in self.monitor.process(&event) {
+        let found = match self.monitor.as_mut() {
+            Some(monitor) => monitor.process(&event),
+            None => Vec::new(),
+        };
+        for drift in found {
             self.status
                 .metrics
                 .drifts
@@ -247,7 +273,10 @@ mod tests {
         assert_eq!(got, expected);
         assert_eq!(replayed.writer.drifts, once.writer.drifts);
         // The detectors saw every score once: the next batch behaves the same on both.
-        assert_eq!(replayed.monitor.seen(), once.monitor.seen());
+        assert_eq!(
+            replayed.monitor.as_ref().map(DriftMonitor::seen),
+            once.monitor.as_ref().map(DriftMonitor::seen)
+        );
         let alert: Alert = serde_json::from_slice(
             &expected
                 .iter()

@@ -3,6 +3,7 @@
 pub mod alert_router;
 pub mod applied_card;
 pub mod drift_detector;
+pub mod drift_leader;
 pub mod feature_engineer;
 pub mod main;
 pub mod ml_inference;

@@ -22,7 +22,7 @@ use crate::messages::{Alert, AlertKind, DriftEvent, DriftSource, ScoredEvent, Se
 ///     .sum();
 /// assert!(drifts >= 1);
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DriftMonitor {
     adwin: Adwin,
     ddm: Ddm,

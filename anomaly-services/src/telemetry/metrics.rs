@@ -63,6 +63,8 @@ pub struct Metrics {
     /// Partitions taken from this consumer by a rebalance (another member joined or left,
     /// or this one missed its session or poll interval and was thrown out).
     pub partitions_revoked: IntCounter,
+    /// drift-detector: 1 while this instance owns the drift detectors, 0 on standby.
+    pub drift_leader: IntGauge,
     /// retraining-worker: feature vectors kept until their score arrives (bounded).
     pub pending_vectors: IntGauge,
     /// The process's resident memory, bytes (Linux; read when the metrics are rendered).
@@ -153,6 +155,10 @@ impl Metrics {
                 "partitions_revoked_total",
                 "Partitions taken from this consumer by a rebalance",
             ),
+            drift_leader: gauge(
+                "drift_leader",
+                "1 while this instance owns the drift detectors (drift-detector)",
+            ),
             pending_vectors: gauge(
                 "pending_vectors",
                 "Feature vectors waiting for their score (retraining-worker, bounded)",
@@ -185,6 +191,7 @@ impl Metrics {
             Box::new(metrics.notifications.clone()),
             Box::new(metrics.outbox_pending.clone()),
             Box::new(metrics.partitions_revoked.clone()),
+            Box::new(metrics.drift_leader.clone()),
             Box::new(metrics.pending_vectors.clone()),
             Box::new(metrics.resident_memory_bytes.clone()),
         ];

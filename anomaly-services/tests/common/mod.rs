@@ -169,3 +169,13 @@ pub fn card_states(
         })
         .collect()
 }
+
+/// A child process killed when dropped, so that a failing test leaves no service running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,325 @@
+//! The drift detectors' single owner. ADWIN and DDM watch the whole score stream: split over
+//! the instances of a consumer group, each would see a third of it, report each drift once
+//! per instance and lose its state whenever a partition moved. So one drift-detector instance
+//! at a time, the holder of a Redis lease, runs them: it reads every partition of `scores`
+//! outside the group, and after each batch writes the drifts' rows, sends their events and
+//! alerts, then checkpoints the detectors with the offsets they cover (a write fenced by the
+//! lease). The other instances stand by; when the lease ends (crash, shutdown), one of them
+//! takes over from the checkpoint, so the detectors go on as if nothing happened. Scored
+//! events are stored by every instance from its own partitions, in the group (see
+//! [`drift_detector`](super::drift_detector)).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::checkpoints::Ownership;
+use crate::adapters::kafka::{KafkaIo, Output, Record, StartFrom};
+use crate::messages::{DriftEvent, ScoredEvent, decode_scored};
+use crate::service::json_output;
+use crate::services::drift_detector::{ALERTS, DRIFT_EVENTS, EventWriter, SCORES};
+use crate::stages::drift_monitor::{DriftMonitor, drift_alert};
+use crate::telemetry::http::Status;
+
+/// The detectors and the next offset of every partition they have seen.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DetectorCheckpoint {
+    /// ADWIN and DDM.
+    pub monitor: DriftMonitor,
+    /// Per partition of `scores`, the first offset the detectors have not seen.
+    pub positions: BTreeMap<i32, i64>,
+}
+
+/// How the owner works.
+#[derive(Clone, Debug)]
+pub struct LeaderSettings {
+    /// How long the lease lasts without renewal: a crashed owner is replaced after it.
+    pub lease: Duration,
+    /// Where the detectors start on a partition no checkpoint covers.
+    pub start: StartFrom,
+    /// Scored events counted but not watched at the start (the model's warm-up).
+    pub warm_up: u64,
+    /// Records per batch.
+    pub batch_size: usize,
+}
+
+/// Where the owner reads from: a Kafka client outside any group, made for each session.
+pub trait ScoreSource {
+    /// A fresh client.
+    fn connect(&self) -> Result<KafkaIo, String>;
+}
+
+impl<F: Fn() -> Result<KafkaIo, String>> ScoreSource for F {
+    fn connect(&self) -> Result<KafkaIo, String> {
+        self()
+    }
+}
+
+/// One stretch of ownership: a client reading every partition, the records read and not yet
+/// detected, and the detectors as of the last checkpoint written.
+struct Session {
+    io: KafkaIo,
+    merge: EventTimeMerge,
+    checkpoint: DetectorCheckpoint,
+}
+
+/// A scored event read and waiting for its turn (`None`: it does not decode, and is skipped).
+struct Pending {
+    time: i64,
+    partition: i32,
+    offset: i64,
+    event: Option<ScoredEvent>,
+}
+
+/// Hands the records of several partitions over in event-time order: a record goes out only
+/// when every partition has one buffered or has reached its end, so a partition read in a
+/// burst (the backlog after a takeover) does not run ahead of the others and make the
+/// detectors see the stream out of order.
+struct EventTimeMerge {
+    buffers: BTreeMap<i32, VecDeque<Pending>>,
+    at_end: BTreeSet<i32>,
+}
+
+impl EventTimeMerge {
+    fn new(partitions: &[i32]) -> Self {
+        Self {
+            buffers: partitions.iter().map(|&p| (p, VecDeque::new())).collect(),
+            at_end: BTreeSet::new(),
+        }
+    }
+
+    fn push(&mut self, record: &Record) {
+        let event = decode_scored(&record.payload).ok();
+        self.at_end.remove(&record.partition);
+        self.buffers
+            .entry(record.partition)
+            .or_default()
+            .push_back(Pending {
+                // Undecodable records go first: they only move the position.
+                time: event.as_ref().map_or(i64::MIN, |e| e.timestamp_ms),
+                partition: record.partition,
+                offset: record.offset,
+                event,
+            });
+    }
+
+    /// Nothing follows the buffered records of `partition` for now.
+    fn reached_end(&mut self, partition: i32) {
+        self.at_end.insert(partition);
+    }
+
+    fn pop(&mut self) -> Option<Pending> {
+        let mut earliest: Option<(i64, i32)> = None;
+        for (&partition, buffer) in &self.buffers {
+            match buffer.front() {
+                Some(head) if earliest.is_none_or(|(time, _)| head.time < time) => {
+                    earliest = Some((head.time, partition));
+                }
+                Some(_) => {}
+                None if self.at_end.contains(&partition) => {}
+                // It may yet deliver something earlier than every head.
+                None => return None,
+            }
+        }
+        let (_, partition) = earliest?;
+        self.buffers.get_mut(&partition)?.pop_front()
+    }
+}
+
+/// Runs for the life of the service: stands by, owns the detectors while it holds the lease,
+/// gives the lease up at shutdown.
+pub fn run_drift_leader(
+    ownership: &mut Ownership,
+    source: &impl ScoreSource,
+    writer: &mut impl EventWriter,
+    settings: &LeaderSettings,
+    status: &Status,
+    shutdown: &AtomicBool,
+) {
+    let metrics = &status.metrics;
+    let mut session: Option<Session> = None;
+    let mut renew_at = Instant::now();
+    while !shutdown.load(Ordering::Relaxed) {
+        if session.is_none() || Instant::now() >= renew_at {
+            match ownership.acquire() {
+                Ok(true) => renew_at = Instant::now() + settings.lease / 3,
+                Ok(false) => {
+                    if session.take().is_some() {
+                        warn!("Lost the drift detectors' lease; standing by");
+                    }
+                    metrics.drift_leader.set(0);
+                    pause(Duration::from_secs(1), shutdown);
+                    continue;
+                }
+                Err(e) => {
+                    // Without renewing, the lease may run out: stop before another takes over.
+                    warn!(error = e.to_string().as_str(); "Lease not renewed; standing by");
+                    metrics
+                        .errors
+                        .with_label_values(&["redis_unavailable"])
+                        .inc();
+                    session = None;
+                    metrics.drift_leader.set(0);
+                    pause(Duration::from_secs(1), shutdown);
+                    continue;
+                }
+            }
+        }
+        let current = match session.as_mut() {
+            Some(current) => current,
+            None => match start_session(ownership, source, settings, status) {
+                Ok(started) => {
+                    metrics.drift_leader.set(1);
+                    session.insert(started)
+                }
+                Err(e) => {
+                    warn!(error = e.as_str(); "Could not take the drift detectors over; retrying");
+                    pause(Duration::from_secs(1), shutdown);
+                    continue;
+                }
+            },
+        };
+        match run_batch(current, ownership, writer, settings, status) {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!("Lost the drift detectors' lease while checkpointing; standing by");
+                session = None;
+                metrics.drift_leader.set(0);
+            }
+            Err(e) => {
+                // Start again from the checkpoint: the batch is read and detected again.
+                warn!(error = e.as_str(); "Drift batch failed; resuming from the checkpoint");
+                metrics.errors.with_label_values(&["drift_leader"]).inc();
+                session = None;
+                pause(Duration::from_millis(500), shutdown);
+            }
+        }
+    }
+    if session.is_some() {
+        if let Err(e) = ownership.release() {
+            warn!(error = e.to_string().as_str(); "Lease not released; a standby takes over when it ends");
+        }
+        metrics.drift_leader.set(0);
+    }
+}
+
+/// Restores the detectors from the newest checkpoint that decodes and reads every partition
+/// from the positions it covers.
+fn start_session(
+    ownership: &mut Ownership,
+    source: &impl ScoreSource,
+    settings: &LeaderSettings,
+    status: &Status,
+) -> Result<Session, String> {
+    let restored = ownership
+        .load::<DetectorCheckpoint>()
+        .map_err(|e| e.to_string())?;
+    if let Some(reason) = &restored.fell_back {
+        status
+            .metrics
+            .errors
+            .with_label_values(&["checkpoint_corrupt"])
+            .inc();
+        warn!(error = reason.as_str(); "Newest drift checkpoint unreadable; using the one before");
+    }
+    let checkpoint = restored.state.unwrap_or_else(|| DetectorCheckpoint {
+        monitor: DriftMonitor::new(settings.warm_up),
+        positions: BTreeMap::new(),
+    });
+    let io = source.connect()?;
+    let partitions = io
+        .assign_all(
+            SCORES,
+            &checkpoint.positions,
+            settings.start,
+            Duration::from_secs(10),
+        )
+        .map_err(|e| e.to_string())?;
+    info!(
+        partitions = partitions.len(),
+        seen = checkpoint.monitor.seen();
+        "Took the drift detectors over"
+    );
+    Ok(Session {
+        io,
+        merge: EventTimeMerge::new(&partitions),
+        checkpoint,
+    })
+}
+
+/// One batch: detect, store the drifts, send them, checkpoint. `Ok(false)` if the lease was
+/// lost (nothing checkpointed).
+fn run_batch(
+    session: &mut Session,
+    ownership: &mut Ownership,
+    writer: &mut impl EventWriter,
+    settings: &LeaderSettings,
+    status: &Status,
+) -> Result<bool, String> {
+    let polled = session
+        .io
+        .poll_batch(settings.batch_size, Duration::from_millis(200));
+    if let Some(e) = polled.error {
+        return Err(format!("Kafka poll: {e}"));
+    }
+    for record in &polled.records {
+        session.merge.push(record);
+    }
+    for &partition in &polled.ends {
+        session.merge.reached_end(partition);
+    }
+    let mut next = session.checkpoint.clone();
+    let mut drifts: Vec<DriftEvent> = Vec::new();
+    let mut outputs: Vec<Output> = Vec::new();
+    let mut detected = 0;
+    while let Some(pending) = session.merge.pop() {
+        if pending.offset < next.positions.get(&pending.partition).copied().unwrap_or(0) {
+            continue;
+        }
+        next.positions.insert(pending.partition, pending.offset + 1);
+        detected += 1;
+        // A bad record is dead-lettered by the instance that stores it; here it is skipped.
+        let Some(event) = pending.event else {
+            continue;
+        };
+        for drift in next.monitor.process(&event) {
+            status
+                .metrics
+                .drifts
+                .with_label_values(&[drift.detector.name()])
+                .inc();
+            let key = Some(drift.detector.name().to_owned());
+            outputs.push(json_output(DRIFT_EVENTS, key.clone(), &drift));
+            outputs.push(json_output(ALERTS, key, &drift_alert(&drift)));
+            drifts.push(drift);
+        }
+    }
+    if detected == 0 {
+        return Ok(true);
+    }
+    // Drift rows are generated by the detectors themselves: none can be refused as data.
+    writer.write_drifts(&drifts).map_err(|e| e.to_string())?;
+    session
+        .io
+        .send_all(
+            &outputs,
+            Duration::from_millis(crate::adapters::kafka::SEND_TIMEOUT_MS),
+        )
+        .map_err(|e| format!("Kafka send: {e}"))?;
+    if !ownership.save(&next).map_err(|e| e.to_string())? {
+        return Ok(false);
+    }
+    session.checkpoint = next;
+    Ok(true)
+}
+
+/// Sleeps `wait`, waking early on shutdown.
+fn pause(wait: Duration, shutdown: &AtomicBool) {
+    let until = Instant::now() + wait;
+    while !shutdown.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
