@@ -470,3 +470,52 @@ fn rows_refused_as_data_are_reported_and_the_others_stored() {
     assert_eq!(store.write_scored(&[scored(7)]).unwrap().new, 1);
     drop_schema(&schema);
 }
+
+/// The checkpoint of an owned state: written only by the lease holder, the previous one kept;
+/// a newest checkpoint that does not decode falls back to the previous with the reason; none
+/// at all restores nothing.
+#[test]
+fn checkpoints_are_fenced_by_the_lease_and_fall_back_when_corrupt() {
+    use anomaly_services::adapters::checkpoints::Ownership;
+    use std::time::Duration;
+    let prefix = unique("test:ownership") + ":";
+    let lease = Duration::from_secs(30);
+    let mut a = Ownership::connect(&redis_url(), &prefix, "state", "a", lease).unwrap();
+    let mut b = Ownership::connect(&redis_url(), &prefix, "state", "b", lease).unwrap();
+    // Missing: nothing restored, nothing to fall back from.
+    let restored = a.load::<Vec<u64>>().unwrap();
+    assert_eq!((restored.state, restored.fell_back), (None, None));
+    assert!(a.acquire().unwrap());
+    assert!(!b.acquire().unwrap(), "one holder at a time");
+    assert!(a.acquire().unwrap(), "the holder renews");
+    assert!(a.save(&vec![1u64]).unwrap());
+    assert!(a.save(&vec![1u64, 2]).unwrap());
+    assert!(!b.save(&vec![9u64]).unwrap(), "only the holder writes");
+    assert_eq!(b.load::<Vec<u64>>().unwrap().state, Some(vec![1, 2]));
+    // The newest is corrupted: the one before is restored, and the reason given.
+    let mut redis = redis_connection();
+    let () = redis::cmd("SET")
+        .arg(format!("{prefix}state:checkpoint"))
+        .arg("{not json")
+        .query(&mut redis)
+        .unwrap();
+    let restored = b.load::<Vec<u64>>().unwrap();
+    assert_eq!(restored.state, Some(vec![1]));
+    assert!(
+        restored
+            .fell_back
+            .as_deref()
+            .unwrap()
+            .contains("does not decode"),
+        "{:?}",
+        restored.fell_back
+    );
+    // Released, the lease goes to the next one at once.
+    a.release().unwrap();
+    assert!(b.acquire().unwrap());
+    assert!(
+        !a.save(&vec![3u64]).unwrap(),
+        "the former holder is fenced off"
+    );
+    delete_redis_prefix(&prefix);
+}

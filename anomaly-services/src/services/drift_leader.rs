@@ -323,3 +323,69 @@ fn pause(wait: Duration, shutdown: &AtomicBool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(partition: i32, offset: i64, time: i64) -> Record {
+        let event = ScoredEvent {
+            schema_version: crate::messages::SCHEMA_VERSION,
+            event_id: format!("e{partition}-{offset}"),
+            card_id: "c".into(),
+            timestamp_ms: 1_767_225_600_000 + time,
+            score: 0.5,
+            is_anomaly: false,
+            is_fraud: false,
+            model_version: 1,
+            amount: 1.0,
+            phase: "p".into(),
+        };
+        Record {
+            topic: SCORES.into(),
+            partition,
+            offset,
+            key: None,
+            payload: serde_json::to_vec(&event).unwrap(),
+            timestamp_ms: None,
+        }
+    }
+
+    fn drain(merge: &mut EventTimeMerge) -> Vec<(i32, i64)> {
+        std::iter::from_fn(|| merge.pop())
+            .map(|p| (p.partition, p.offset))
+            .collect()
+    }
+
+    /// A burst from one partition waits for the others: records go out in event-time order,
+    /// and only as far as every partition has spoken or reached its end.
+    #[test]
+    fn partitions_are_merged_by_event_time() {
+        let mut merge = EventTimeMerge::new(&[0, 1]);
+        for (offset, time) in [(0, 10), (1, 30), (2, 50)] {
+            merge.push(&record(0, offset, time));
+        }
+        assert_eq!(
+            drain(&mut merge),
+            [],
+            "partition 1 may still hold earlier events"
+        );
+        merge.push(&record(1, 0, 20));
+        assert_eq!(drain(&mut merge), [(0, 0), (1, 0)]);
+        merge.reached_end(1);
+        assert_eq!(drain(&mut merge), [(0, 1), (0, 2)]);
+        // New data on partition 1 clears its end: once it is out, partition 1 may again
+        // deliver something earlier than partition 0's head.
+        merge.push(&record(1, 1, 60));
+        merge.push(&record(0, 3, 70));
+        assert_eq!(drain(&mut merge), [(1, 1)]);
+        merge.reached_end(1);
+        assert_eq!(drain(&mut merge), [(0, 3)]);
+        // An undecodable record is not held back by event time (it only moves the position).
+        let mut bad = record(1, 2, 0);
+        bad.payload = b"{".to_vec();
+        merge.push(&bad);
+        merge.push(&record(0, 4, 90));
+        assert_eq!(drain(&mut merge), [(1, 2)]);
+    }
+}
