@@ -174,7 +174,17 @@ fn racing_publishers_get_distinct_versions_and_the_active_model_never_goes_back(
     drop_schema(&schema);
 }
 
+/// Where an instance's log goes, to show when it exits badly.
+fn log_path(port: u16) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("anomaly-test-drift-detector-{port}.log"))
+}
+
 fn drift_detector(bootstrap: &str, schema: &str, prefix: &str, port: u16) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(port))
+        .unwrap();
     Command::new(env!("CARGO_BIN_EXE_drift-detector"))
         .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
         .env("KAFKA_OFFSET_RESET", "earliest")
@@ -186,7 +196,7 @@ fn drift_detector(bootstrap: &str, schema: &str, prefix: &str, port: u16) -> Chi
         .env("REDIS_PREFIX", prefix)
         .env("HTTP_PORT", port.to_string())
         .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
+        .stdout(log)
         .spawn()
         .unwrap()
 }
@@ -311,9 +321,11 @@ fn three_drift_detectors_run_the_detectors_once_and_a_standby_takes_over() {
         },
     );
     assert_eq!(leaders(&ports).len(), 1, "one owner at the end");
-    for instance in &mut instances {
+    for (instance, port) in instances.iter_mut().zip(&ports) {
         let status = terminate(&mut instance.0, Duration::from_secs(15));
-        assert!(status.success(), "{status:?}");
+        let log = std::fs::read_to_string(log_path(*port)).unwrap_or_default();
+        assert!(status.success(), "{status:?}; its log:\n{log}");
+        let _ = std::fs::remove_file(log_path(*port));
     }
 
     // One detector over the stream in the order sent: the drifts each shift gives.

@@ -546,6 +546,10 @@ impl KafkaIo {
                     .min(3_000)
                     .to_string(),
             )
+            // Incremental rebalances: when an instance joins or leaves, only the partitions
+            // that move are revoked; the others keep being consumed (the eager protocol stops
+            // every member for every rebalance).
+            .set("partition.assignment.strategy", "cooperative-sticky")
             // Kafka's default, set so that it is a decision: a batch's worst case (every
             // dependency call at its timeout) stays far below it, and Slack is called from
             // another thread, so a consumer is never thrown out of its group for being slow.
@@ -875,12 +879,16 @@ impl KafkaIo {
     /// from the previous commit.
     pub fn close(&self) -> KafkaResult<()> {
         let mut committed = self.commit_processed();
-        // When instances stop together, the group is rebalancing and refuses commits until
-        // it is done; polling lets this member take part in it (what it returns is not
-        // processed, so not committed).
+        // When instances stop together, the group is rebalancing and refuses commits of the
+        // old generation until this member has rejoined; polling lets it take part (what it
+        // returns is not processed, so not committed; partitions it loses are committed by
+        // the revocation).
         let until = Instant::now() + Duration::from_secs(5);
-        while let Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::RebalanceInProgress)) =
-            &committed
+        while let Err(KafkaError::ConsumerCommit(
+            RDKafkaErrorCode::RebalanceInProgress
+            | RDKafkaErrorCode::IllegalGeneration
+            | RDKafkaErrorCode::UnknownMemberId,
+        )) = &committed
             && Instant::now() < until
         {
             let _ = self.consumer.poll(Duration::from_millis(100));
@@ -901,7 +909,23 @@ impl KafkaIo {
             Err(e) => warn!(error = e.to_string().as_str(); "Final commit failed"),
         }
         self.consumer.unsubscribe();
-        committed.map(drop)
+        match committed {
+            Ok(_) => Ok(()),
+            // The group gave this member's partitions to others while it stopped: they resume
+            // from the last commit (at most a commit interval again), as after any rebalance.
+            // Not a failure of this shutdown.
+            Err(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::RebalanceInProgress
+                | RDKafkaErrorCode::IllegalGeneration
+                | RDKafkaErrorCode::UnknownMemberId,
+            )) => {
+                warn!(
+                    "The group moved this instance's partitions on while it stopped; their new owners resume from the last commit"
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
