@@ -24,6 +24,20 @@ use anomaly_services::messages::ModelUpdate;
 use anomaly_services::pipeline::default_model;
 use rdkafka::mocking::MockCluster;
 
+/// These tests run many service processes each: one at a time, so that a two-core machine
+/// runs them at a speed their timeouts allow.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Stopping a member of a group that is rebalancing takes longer than stopping a lone
+/// consumer: its final commit is retried while it rejoins (up to 5 s), then it leaves.
+const STOP_LIMIT: Duration = Duration::from_secs(30);
+
 fn snapshot(version: u64) -> Vec<u8> {
     let model = Ensemble::with_features(default_model(), &TransactionFeatures::NAMES).unwrap();
     Snapshot::new(version, Model::Ensemble(model)).to_bytes()
@@ -44,6 +58,7 @@ fn ml_inference(bootstrap: &str, prefix: &str, port: u16) -> Child {
 
 #[test]
 fn every_ml_inference_instance_adopts_every_published_model() {
+    let _serial = one_at_a_time();
     let cluster = MockCluster::new(3).unwrap();
     for topic in ["features", "scores", "alerts"] {
         cluster.create_topic(topic, 6, 1).unwrap();
@@ -98,7 +113,7 @@ fn every_ml_inference_instance_adopts_every_published_model() {
         );
     }
     for instance in &mut instances {
-        let status = terminate(&mut instance.0, Duration::from_secs(15));
+        let status = terminate(&mut instance.0, STOP_LIMIT);
         assert!(status.success(), "{status:?}");
     }
     delete_redis_prefix(&prefix);
@@ -109,6 +124,7 @@ fn every_ml_inference_instance_adopts_every_published_model() {
 /// and only it gets a `model_versions` row; the active version never went back.
 #[test]
 fn racing_publishers_get_distinct_versions_and_the_active_model_never_goes_back() {
+    let _serial = one_at_a_time();
     let prefix = unique("test:race") + ":";
     let schema = unique("test_race");
     PgEventStore::connect(&database_url(), &schema).unwrap();
@@ -211,6 +227,7 @@ fn drift_detector(bootstrap: &str, schema: &str, prefix: &str, port: u16) -> Chi
 ///   once per instance.
 #[test]
 fn three_drift_detectors_run_the_detectors_once_and_a_standby_takes_over() {
+    let _serial = one_at_a_time();
     const EVENTS: u32 = 60_000;
     const SHIFT_EVERY: u32 = 10_000;
     let cluster = MockCluster::new(3).unwrap();
@@ -322,7 +339,7 @@ fn three_drift_detectors_run_the_detectors_once_and_a_standby_takes_over() {
     );
     assert_eq!(leaders(&ports).len(), 1, "one owner at the end");
     for (instance, port) in instances.iter_mut().zip(&ports) {
-        let status = terminate(&mut instance.0, Duration::from_secs(15));
+        let status = terminate(&mut instance.0, STOP_LIMIT);
         let log = std::fs::read_to_string(log_path(*port)).unwrap_or_default();
         assert!(status.success(), "{status:?}; its log:\n{log}");
         let _ = std::fs::remove_file(log_path(*port));
@@ -369,6 +386,162 @@ fn three_drift_detectors_run_the_detectors_once_and_a_standby_takes_over() {
             "stretch {stretch}: {have} drifts where one detector finds {want}"
         );
     }
+    delete_redis_prefix(&prefix);
+    drop_schema(&schema);
+}
+
+/// A service binary of the whole-pipeline run, with what every one of them needs.
+fn service(name: &str, bootstrap: &str, schema: &str, prefix: &str, port: u16) -> KillOnDrop {
+    let binary = match name {
+        "feature-engineer" => env!("CARGO_BIN_EXE_feature-engineer"),
+        "ml-inference" => env!("CARGO_BIN_EXE_ml-inference"),
+        "drift-detector" => env!("CARGO_BIN_EXE_drift-detector"),
+        "retraining-worker" => env!("CARGO_BIN_EXE_retraining-worker"),
+        _ => env!("CARGO_BIN_EXE_alert-router"),
+    };
+    KillOnDrop(
+        Command::new(binary)
+            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+            .env("KAFKA_OFFSET_RESET", "earliest")
+            .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+            .env("TIMESCALE_URL", database_url())
+            .env("TIMESCALE_SCHEMA", schema)
+            .env("REDIS_URL", redis_url())
+            .env("REDIS_PREFIX", prefix)
+            .env("SLACK_WEBHOOK_URL", "")
+            .env("HTTP_PORT", port.to_string())
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The whole pipeline with several instances of every service over six partitions per
+/// topic (two producers splitting the cards, three of each consumer, two retraining
+/// workers): every transaction is scored and stored exactly once, one instance owns the drift
+/// detectors and drifts are found, and every ml-inference instance ends on the newest
+/// published model.
+#[test]
+fn several_instances_of_every_service_process_every_event_once() {
+    let _serial = one_at_a_time();
+    const EVENTS: u64 = 12_000;
+    let cluster = MockCluster::new(3).unwrap();
+    for topic in anomaly_services::services::TOPICS {
+        cluster.create_topic(topic, 6, 1).unwrap();
+    }
+    let bootstrap = cluster.bootstrap_servers();
+    let schema = unique("test_all_replicas");
+    let prefix = unique("test:all-replicas") + ":";
+    PgEventStore::connect(&database_url(), &schema).unwrap();
+    let mut running: Vec<(&str, u16, KillOnDrop)> = Vec::new();
+    for (name, count) in [
+        ("feature-engineer", 3),
+        ("ml-inference", 3),
+        ("drift-detector", 3),
+        ("alert-router", 3),
+        ("retraining-worker", 2),
+    ] {
+        for _ in 0..count {
+            let port = free_port();
+            running.push((
+                name,
+                port,
+                service(name, &bootstrap, &schema, &prefix, port),
+            ));
+        }
+    }
+    for (_, port, _) in &running {
+        wait_until("every instance up", Duration::from_secs(60), || {
+            health(*port).is_some()
+        });
+    }
+    // Two producers, each the cards that hash to it; each exits once its share is sent.
+    let producers: Vec<KillOnDrop> = (0..2)
+        .map(|instance| {
+            KillOnDrop(
+                Command::new(env!("CARGO_BIN_EXE_producer"))
+                    .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+                    .env("REPLAY_SPEED", "0")
+                    .env("PRODUCER_EVENTS", EVENTS.to_string())
+                    .env("PRODUCER_CARDS", "200")
+                    .env("PRODUCER_INSTANCES", "2")
+                    .env("PRODUCER_INSTANCE", instance.to_string())
+                    .env("HTTP_PORT", free_port().to_string())
+                    .env("RUST_LOG", "error")
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for mut producer in producers {
+        let status = producer.0.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+    // The producers sent the stream once between them (read from the broker: the table's
+    // unique key would hide a duplicate).
+    let reader: rdkafka::consumer::BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let on_topic: i64 = (0..6)
+        .map(|p| {
+            use rdkafka::consumer::Consumer;
+            reader
+                .fetch_watermarks("raw-transactions", p, Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .sum();
+    assert_eq!(on_topic, EVENTS as i64);
+    let mut db = PgEventStore::connect(&database_url(), &schema).unwrap();
+    wait_until(
+        "every transaction scored and stored",
+        Duration::from_secs(300),
+        || {
+            db.count(anomaly_services::adapters::postgres::Table::ScoredEvents)
+                .unwrap()
+                >= EVENTS
+        },
+    );
+    let ports = |service: &str| -> Vec<u16> {
+        running
+            .iter()
+            .filter(|(name, _, _)| *name == service)
+            .map(|(_, port, _)| *port)
+            .collect()
+    };
+    let drift_owners: Vec<u16> = ports("drift-detector")
+        .into_iter()
+        .filter(|&port| metric(port, "anomaly_drift_leader") == 1)
+        .collect();
+    assert_eq!(drift_owners.len(), 1, "one owner of the drift detectors");
+    wait_until("drifts stored", Duration::from_secs(120), || {
+        db.count(anomaly_services::adapters::postgres::Table::DriftEvents)
+            .unwrap()
+            > 0
+    });
+    // Whatever was published last, every ml-inference instance runs it.
+    let mut models = RedisModelStore::connect(&redis_url(), &prefix).unwrap();
+    wait_until(
+        "every ml-inference instance on the active model",
+        Duration::from_secs(60),
+        || {
+            let active = models.active_version().unwrap().unwrap_or(1);
+            ports("ml-inference")
+                .iter()
+                .all(|&port| metric(port, "anomaly_active_model_version") == active)
+        },
+    );
+    // Exactly once: as many rows as transactions (the count above could only grow past it).
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        db.count(anomaly_services::adapters::postgres::Table::ScoredEvents)
+            .unwrap(),
+        EVENTS
+    );
+    drop(running);
     delete_redis_prefix(&prefix);
     drop_schema(&schema);
 }
