@@ -333,7 +333,10 @@ fn three_drift_detectors_run_the_detectors_once_and_a_standby_takes_over() {
             bytes.is_some_and(|bytes| {
                 let checkpoint: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
                 let positions = checkpoint["positions"].as_object().unwrap();
+                // Every record read once (the positions) and counted once by the detectors
+                // (what they have seen, restored across the takeover).
                 positions.values().map(|v| v.as_i64().unwrap()).sum::<i64>() == i64::from(EVENTS)
+                    && checkpoint["monitor"]["seen"].as_u64() == Some(u64::from(EVENTS))
             })
         },
     );

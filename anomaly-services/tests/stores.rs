@@ -300,6 +300,32 @@ fn the_model_store_round_trips_snapshots() {
     assert_eq!(models.load().unwrap().as_deref(), Some(&b"version 3"[..]));
     assert_eq!(models.active_version().unwrap(), Some(3));
     assert_eq!(models.allocate_version().unwrap(), 4);
+
+    // A model published before versions were stored beside it: its snapshot's version is
+    // recorded, and allocation continues above it.
+    let legacy = unique("test:legacy-model") + ":";
+    let mut old = RedisModelStore::connect(&redis_url(), &legacy).unwrap();
+    let mut redis = redis_connection();
+    let v7 = anomaly_core::snapshot::Snapshot::new(
+        7,
+        anomaly_core::snapshot::Model::Ensemble(
+            anomaly_core::anomaly::Ensemble::with_features(
+                anomaly_services::pipeline::default_model(),
+                &anomaly_core::features::TransactionFeatures::NAMES,
+            )
+            .unwrap(),
+        ),
+    )
+    .to_bytes();
+    let () = redis::cmd("SET")
+        .arg(format!("{legacy}active_model"))
+        .arg(v7)
+        .query(&mut redis)
+        .unwrap();
+    assert_eq!(old.adopt_unversioned_model().unwrap(), Some(7));
+    assert_eq!(old.adopt_unversioned_model().unwrap(), None, "once");
+    assert_eq!(old.allocate_version().unwrap(), 8);
+    delete_redis_prefix(&legacy);
     delete_redis_prefix(&prefix);
 }
 
@@ -476,7 +502,7 @@ fn rows_refused_as_data_are_reported_and_the_others_stored() {
 /// at all restores nothing.
 #[test]
 fn checkpoints_are_fenced_by_the_lease_and_fall_back_when_corrupt() {
-    use anomaly_services::adapters::checkpoints::Ownership;
+    use anomaly_services::adapters::checkpoints::{Lease, Ownership};
     use std::time::Duration;
     let prefix = unique("test:ownership") + ":";
     let lease = Duration::from_secs(30);
@@ -485,9 +511,13 @@ fn checkpoints_are_fenced_by_the_lease_and_fall_back_when_corrupt() {
     // Missing: nothing restored, nothing to fall back from.
     let restored = a.load::<Vec<u64>>().unwrap();
     assert_eq!((restored.state, restored.fell_back), (None, None));
-    assert!(a.acquire().unwrap());
-    assert!(!b.acquire().unwrap(), "one holder at a time");
-    assert!(a.acquire().unwrap(), "the holder renews");
+    assert_eq!(a.acquire().unwrap(), Lease::Taken);
+    assert_eq!(
+        b.acquire().unwrap(),
+        Lease::HeldElsewhere,
+        "one holder at a time"
+    );
+    assert_eq!(a.acquire().unwrap(), Lease::Renewed, "the holder renews");
     assert!(a.save(&vec![1u64]).unwrap());
     assert!(a.save(&vec![1u64, 2]).unwrap());
     assert!(!b.save(&vec![9u64]).unwrap(), "only the holder writes");
@@ -512,10 +542,24 @@ fn checkpoints_are_fenced_by_the_lease_and_fall_back_when_corrupt() {
     );
     // Released, the lease goes to the next one at once.
     a.release().unwrap();
-    assert!(b.acquire().unwrap());
+    assert_eq!(b.acquire().unwrap(), Lease::Taken);
     assert!(
         !a.save(&vec![3u64]).unwrap(),
         "the former holder is fenced off"
     );
+    // An expired lease is taken afresh, not renewed: its former holder learns that its state
+    // may be stale.
+    let mut brief = Ownership::connect(
+        &redis_url(),
+        &prefix,
+        "brief",
+        "a",
+        Duration::from_millis(100),
+    )
+    .unwrap();
+    assert_eq!(brief.acquire().unwrap(), Lease::Taken);
+    assert_eq!(brief.acquire().unwrap(), Lease::Renewed);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(brief.acquire().unwrap(), Lease::Taken);
     delete_redis_prefix(&prefix);
 }

@@ -11,14 +11,27 @@ use serde::de::DeserializeOwned;
 use super::redis::RedisStoreError;
 use super::redis_link::RedisLink;
 
-/// Takes the lease (ARGV[1] = owner, ARGV[2] = milliseconds) or renews it if held.
+/// Renews the lease if held (1), takes it if free (2) (ARGV[1] = owner, ARGV[2] =
+/// milliseconds), or leaves it to its holder (0).
 const ACQUIRE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 2 end
 return 0";
+
+/// What [`Ownership::acquire`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lease {
+    /// This owner held it, and still does.
+    Renewed,
+    /// It was free (never taken, released, or expired: perhaps held by another meanwhile),
+    /// and this owner took it: state held in memory may be stale, restore the checkpoint.
+    Taken,
+    /// Another owner holds it.
+    HeldElsewhere,
+}
 
 /// Gives the lease up if held.
 const RELEASE: &str = r"
@@ -50,7 +63,7 @@ pub struct Restored<T> {
 ///
 /// let mut owner = Ownership::connect("redis://127.0.0.1:6379", "", "detectors", "instance-a",
 ///     Duration::from_secs(10))?;
-/// if owner.acquire()? {
+/// if owner.acquire()? != anomaly_services::adapters::checkpoints::Lease::HeldElsewhere {
 ///     let restored = owner.load::<Vec<u64>>()?;
 ///     let mut state = restored.state.unwrap_or_default();
 ///     state.push(1);
@@ -87,9 +100,8 @@ impl Ownership {
         })
     }
 
-    /// Takes the lease if nobody holds it, or renews it if this owner does; `false` while
-    /// another holds it.
-    pub fn acquire(&mut self) -> Result<bool, RedisStoreError> {
+    /// Renews the lease if this owner holds it, takes it if nobody does.
+    pub fn acquire(&mut self) -> Result<Lease, RedisStoreError> {
         let script = redis::Script::new(ACQUIRE);
         let mut invocation = script.prepare_invoke();
         invocation
@@ -97,7 +109,11 @@ impl Ownership {
             .arg(&self.owner)
             .arg(self.lease.as_millis() as u64);
         let held: i64 = self.link.call(|c| invocation.invoke(c))?;
-        Ok(held == 1)
+        Ok(match held {
+            1 => Lease::Renewed,
+            2 => Lease::Taken,
+            _ => Lease::HeldElsewhere,
+        })
     }
 
     /// Gives the lease up (at shutdown: a standby takes over at once instead of after the

@@ -408,7 +408,11 @@ impl ConsumerContext for GroupContext {
             other => {
                 warn!(error = RDKafkaErrorCode::from(other).to_string().as_str(); "Rebalance failed");
                 self.positions().clear();
-                consumer.unassign()
+                if cooperative {
+                    consumer.incremental_unassign(partitions)
+                } else {
+                    consumer.unassign()
+                }
             }
         };
         if let Err(e) = applied {
@@ -603,12 +607,14 @@ impl KafkaIo {
 
     /// Reads every partition of `topic` outside any consumer group (nothing is committed):
     /// from `positions` where given (the next offset to read, kept by the caller with the
-    /// state it covers), from `start` elsewhere. For a single owner of a whole stream, whose
-    /// position lives in its checkpoint; returns the partitions assigned.
+    /// state it covers), from `start` elsewhere, resolved to a concrete offset (the
+    /// partition's first or next one) that is added to `positions`, so that whoever resumes
+    /// from them starts where this reader did, not at a later end. For a single owner of a
+    /// whole stream, whose position lives in its checkpoint; returns the partitions assigned.
     pub fn assign_all(
         &self,
         topic: &str,
-        positions: &BTreeMap<i32, i64>,
+        positions: &mut BTreeMap<i32, i64>,
         start: StartFrom,
         timeout: Duration,
     ) -> KafkaResult<Vec<i32>> {
@@ -620,14 +626,19 @@ impl KafkaIo {
             .collect();
         let mut list = TopicPartitionList::new();
         for &partition in &partitions {
-            let offset = match positions.get(&partition) {
-                Some(&next) => Offset::Offset(next),
-                None => match start {
-                    StartFrom::Earliest => Offset::Beginning,
-                    StartFrom::Latest => Offset::End,
-                },
+            let next = match positions.get(&partition) {
+                Some(&next) => next,
+                None => {
+                    let (low, high) = self.consumer.fetch_watermarks(topic, partition, timeout)?;
+                    let first = match start {
+                        StartFrom::Earliest => low,
+                        StartFrom::Latest => high,
+                    };
+                    positions.insert(partition, first);
+                    first
+                }
             };
-            list.add_partition_offset(topic, partition, offset)?;
+            list.add_partition_offset(topic, partition, Offset::Offset(next))?;
         }
         self.consumer.assign(&list)?;
         Ok(partitions)
@@ -645,14 +656,18 @@ impl KafkaIo {
                 Duration::ZERO
             };
             match self.consumer.poll(timeout) {
-                Some(Ok(message)) => batch.push(Record {
-                    topic: message.topic().to_owned(),
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    timestamp_ms: message.timestamp().to_millis(),
-                }),
+                Some(Ok(message)) => {
+                    // A record after an end: that partition is not at its end any more.
+                    ends.retain(|&p| p != message.partition());
+                    batch.push(Record {
+                        topic: message.topic().to_owned(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        timestamp_ms: message.timestamp().to_millis(),
+                    });
+                }
                 Some(Err(KafkaError::PartitionEOF(partition))) => ends.push(partition),
                 Some(Err(e)) => {
                     return Polled {

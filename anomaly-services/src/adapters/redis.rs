@@ -350,6 +350,33 @@ impl RedisModelStore {
         Ok(self.link.call(|c| c.get(&self.version_key))?)
     }
 
+    /// A model published before versions were stored beside it (`active_model` without
+    /// `active_version`): records the version its snapshot carries, so that allocation and
+    /// publication count from it instead of from 1. Call at start-up; returns the version
+    /// recorded, if any.
+    pub fn adopt_unversioned_model(&mut self) -> Result<Option<u64>, RedisStoreError> {
+        if self.active_version()?.is_some() {
+            return Ok(None);
+        }
+        let Some(bytes) = self.load()? else {
+            return Ok(None);
+        };
+        // An unreadable snapshot is ml-inference's to reject; it carries no usable version.
+        let Ok(snapshot) = anomaly_core::snapshot::Snapshot::from_bytes(&bytes) else {
+            return Ok(None);
+        };
+        let version = snapshot.model_version;
+        let set: bool = self.link.call(|c| {
+            redis::cmd("SET")
+                .arg(&self.version_key)
+                .arg(version)
+                .arg("NX")
+                .query::<Option<String>>(c)
+                .map(|reply| reply.is_some())
+        })?;
+        Ok(set.then_some(version))
+    }
+
     /// Records the duration of every Redis call in `latency`.
     pub fn with_latency(mut self, latency: prometheus::Histogram) -> Self {
         self.link = self.link.with_latency(latency);

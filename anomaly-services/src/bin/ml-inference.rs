@@ -38,6 +38,11 @@ fn main() -> ExitCode {
                 .metrics
                 .latency(anomaly_services::failure::Dependency::Redis),
         );
+        // A model published by a version before `active_version` existed: record its version,
+        // which the other instances' checks compare against.
+        if let Err(e) = models.adopt_unversioned_model() {
+            warn!(error = e.to_string().as_str(); "Could not record the active model's version");
+        }
         let names: Vec<String> = TransactionFeatures::NAMES
             .iter()
             .map(|s| s.to_string())

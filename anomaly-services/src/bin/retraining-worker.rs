@@ -49,12 +49,20 @@ fn main() -> ExitCode {
         .with_latency(ctx.status.metrics.latency(Redis));
         let recovered = queue.adopt_unlisted()? + queue.recover()?;
         info!(recovered = recovered; "Jobs of crashed workers put back");
-        let publisher = StorePublisher {
-            models: retry_store("redis", || {
-                RedisModelStore::connect(&redis_url, &config.redis_prefix)
-            })
+        let mut models = retry_store("redis", || {
+            RedisModelStore::connect(&redis_url, &config.redis_prefix)
+        })
+        .map_err(|e| e.to_string())?
+        .with_latency(ctx.status.metrics.latency(Redis));
+        // A model published by a version before `active_version` existed: count from it.
+        if let Some(version) = models
+            .adopt_unversioned_model()
             .map_err(|e| e.to_string())?
-            .with_latency(ctx.status.metrics.latency(Redis)),
+        {
+            info!(version = version; "Recorded the active model's version");
+        }
+        let publisher = StorePublisher {
+            models,
             events: connect_event_store(config)?.with_latency(ctx.status.metrics.latency(Postgres)),
         };
         let io = connect_kafka(config, "retraining-worker", &SOURCES)?;

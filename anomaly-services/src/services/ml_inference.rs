@@ -51,6 +51,9 @@ pub struct InferenceService<M> {
     next_poll: Instant,
     /// The newest version found invalid: not loaded again.
     rejected: u64,
+    /// A batch failed and has not been processed again yet: no model is adopted between
+    /// (its replay must score with the model of its first run).
+    replay_pending: bool,
 }
 
 impl<M: ModelSource> InferenceService<M> {
@@ -71,6 +74,7 @@ impl<M: ModelSource> InferenceService<M> {
             metrics: status,
             next_poll: Instant::now(),
             rejected: 0,
+            replay_pending: false,
         }
     }
 
@@ -139,10 +143,11 @@ impl<M: ModelSource> Handler for InferenceService<M> {
 
     fn batch_committed(&mut self) {
         self.committed.clone_from(&self.stage);
+        self.replay_pending = false;
     }
 
     fn tick(&mut self) {
-        if Instant::now() < self.next_poll {
+        if self.replay_pending || Instant::now() < self.next_poll {
             return;
         }
         self.next_poll = Instant::now() + MODEL_POLL_INTERVAL;
@@ -163,6 +168,7 @@ impl<M: ModelSource> Handler for InferenceService<M> {
     fn batch_failed(&mut self) {
         // The replay scores the same vectors again: the model must not have learned them.
         self.stage.clone_from(&self.committed);
+        self.replay_pending = true;
         self.metrics()
             .active_model_version
             .set(self.stage.version() as i64);
