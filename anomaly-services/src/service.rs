@@ -294,14 +294,7 @@ impl Backoff {
     /// doubles it (capped).
     fn wait(&mut self, shutdown: &AtomicBool) {
         let half = self.next / 2;
-        let until = Instant::now() + half + half.mul_f64(rand::random::<f64>());
-        while !shutdown.load(Ordering::Relaxed) {
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            std::thread::sleep(left.min(Duration::from_millis(100)));
-        }
+        crate::startup::sleep_unless_shutdown(half + half.mul_f64(rand::random::<f64>()), shutdown);
         self.next = (self.next * 2).min(MAX_BACKOFF);
     }
 }

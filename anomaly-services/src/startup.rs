@@ -70,6 +70,29 @@ pub fn retry_store<T, E: std::fmt::Display>(
     )
 }
 
+/// Sleeps `wait`, waking early (within 100 ms) once `shutdown` is set: every wait of a
+/// service's threads (backoff, idle, pause) goes through it, so SIGTERM is never kept waiting.
+///
+/// ```
+/// use std::sync::atomic::AtomicBool;
+/// use std::time::{Duration, Instant};
+/// use anomaly_services::startup::sleep_unless_shutdown;
+///
+/// let started = Instant::now();
+/// sleep_unless_shutdown(Duration::from_secs(60), &AtomicBool::new(true));
+/// assert!(started.elapsed() < Duration::from_secs(1));
+/// ```
+pub fn sleep_unless_shutdown(wait: Duration, shutdown: &AtomicBool) {
+    let until = std::time::Instant::now() + wait;
+    while !shutdown.load(std::sync::atomic::Ordering::Relaxed) {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
 /// A flag set by SIGTERM or SIGINT; the loop checks it between records.
 pub fn shutdown_flag() -> std::io::Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));

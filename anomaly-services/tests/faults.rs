@@ -17,7 +17,6 @@ use anomaly_core::features::{CardState, FeatureStore, InMemoryStore};
 use anomaly_services::adapters::kafka::{KafkaIo, Output};
 use anomaly_services::adapters::postgres::{PgEventStore, Table};
 use anomaly_services::generator::{Generator, GeneratorParams};
-use anomaly_services::messages::ScoredEvent;
 use anomaly_services::messages::{FeatureVector, RawTransaction};
 use anomaly_services::stages::feature_engineering::FeatureEngineer;
 use rdkafka::mocking::MockCluster;
@@ -50,18 +49,11 @@ fn drift_detector_killed_mid_stream_loses_and_duplicates_nothing() {
 
     let events: Vec<Output> = (0..20_000u32)
         .map(|i| {
-            let event = ScoredEvent {
-                schema_version: anomaly_services::messages::SCHEMA_VERSION,
-                event_id: format!("event-{i}"),
-                card_id: format!("card-{}", i % 97),
-                timestamp_ms: 1_767_225_600_000 + i64::from(i) * 50,
-                score: if i < 10_000 { 0.3 } else { 0.8 },
-                is_anomaly: false,
-                is_fraud: false,
-                model_version: 1,
-                amount: 10.0,
-                phase: "normal".into(),
-            };
+            let event = common::scored_event(
+                i,
+                format!("card-{}", i % 97),
+                if i < 10_000 { 0.3 } else { 0.8 },
+            );
             Output {
                 topic: "scores",
                 key: Some(event.card_id.clone()),

@@ -3,7 +3,7 @@
 //! retraining-worker and alert-router, plus a local HTTP server standing in for Slack that
 //! rate-limits its first request.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,32 +56,7 @@ fn fake_slack() -> (String, Arc<Mutex<Vec<String>>>) {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut request = Vec::new();
-            let mut chunk = [0u8; 4096];
-            // Read headers, then the body by Content-Length.
-            let body = loop {
-                let Ok(n) = stream.read(&mut chunk) else {
-                    break String::new();
-                };
-                if n == 0 {
-                    break String::new();
-                }
-                request.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&request).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= length {
-                        break body.to_string();
-                    }
-                }
-            };
+            let body = common::read_http_body(&mut stream).unwrap_or_default();
             let first = {
                 let mut b = seen.lock().unwrap();
                 b.push(body);

@@ -5,9 +5,8 @@
 //! once. In process: notifications the webhook refuses, or that outlive the maximum age, are
 //! marked failed and counted.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -93,7 +92,7 @@ impl Webhook {
     }
 
     fn answer(&self, mut stream: TcpStream) {
-        let Some(body) = read_body(&mut stream) else {
+        let Some(body) = common::read_http_body(&mut stream) else {
             return;
         };
         self.arrivals
@@ -130,33 +129,6 @@ impl Webhook {
     }
 }
 
-/// The request's body (by Content-Length), or `None` if the client went away.
-fn read_body(stream: &mut TcpStream) -> Option<String> {
-    let mut request = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
-            return None;
-        }
-        request.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&request).to_string();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .and_then(|v| v.trim().parse::<usize>().ok())
-                })
-                .unwrap_or(0);
-            if body.len() >= length {
-                return Some(body.to_owned());
-            }
-        }
-    }
-}
-
 fn outbox_counts(schema: &str) -> OutboxCounts {
     PgOutbox::connect(&database_url(), schema)
         .unwrap()
@@ -174,18 +146,13 @@ fn a_rate_limiting_hanging_failing_webhook_loses_no_alert_and_never_holds_the_co
     let schema = unique("test_notify");
     let webhook = Webhook::start();
     let port = free_port();
-    let mut router = Command::new(env!("CARGO_BIN_EXE_alert-router"))
-        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-        .env("KAFKA_OFFSET_RESET", "earliest")
+    let mut router = common::service_command(env!("CARGO_BIN_EXE_alert-router"), &bootstrap, port)
         .env("TIMESCALE_URL", database_url())
         .env("TIMESCALE_SCHEMA", &schema)
         .env("SLACK_WEBHOOK_URL", &webhook.url)
         .env("MIN_SLACK_SEVERITY", "HIGH")
         // Waits between tries of at most a second, so the test does not wait minutes.
         .env("NOTIFY_RETRY_MAX_S", "1")
-        .env("HTTP_PORT", port.to_string())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
         .spawn()
         .unwrap();
     let outputs: Vec<Output> = (0..ALERTS)

@@ -135,16 +135,12 @@ fn poison_records_are_dead_lettered_and_their_partition_and_card_go_on() {
 
     let prefix = unique("test:poison") + ":";
     let port = free_port();
-    let mut service = Command::new(env!("CARGO_BIN_EXE_feature-engineer"))
-        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
-        .env("KAFKA_OFFSET_RESET", "earliest")
-        .env("REDIS_URL", redis_url())
-        .env("REDIS_PREFIX", &prefix)
-        .env("HTTP_PORT", port.to_string())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut service =
+        common::service_command(env!("CARGO_BIN_EXE_feature-engineer"), &bootstrap, port)
+            .env("REDIS_URL", redis_url())
+            .env("REDIS_PREFIX", &prefix)
+            .spawn()
+            .unwrap();
     wait_until(
         "the partition committed to its end",
         Duration::from_secs(60),
@@ -233,22 +229,12 @@ fn a_row_the_database_refuses_is_dead_lettered_and_its_batch_stored() {
         .unwrap();
     let events: Vec<anomaly_services::adapters::kafka::Output> = (0..50)
         .map(|i| {
-            let event = anomaly_services::messages::ScoredEvent {
-                schema_version: anomaly_services::messages::SCHEMA_VERSION,
-                event_id: format!("event-{i}"),
-                card_id: if i == 20 {
-                    "poison".into()
-                } else {
-                    format!("card-{i}")
-                },
-                timestamp_ms: 1_767_225_600_000 + i,
-                score: 0.3,
-                is_anomaly: false,
-                is_fraud: false,
-                model_version: 1,
-                amount: 10.0,
-                phase: "normal".into(),
+            let card = if i == 20 {
+                "poison".to_owned()
+            } else {
+                format!("card-{i}")
             };
+            let event = common::scored_event(i, card, 0.3);
             anomaly_services::adapters::kafka::Output {
                 topic: "scores",
                 key: None,

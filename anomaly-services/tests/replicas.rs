@@ -44,14 +44,9 @@ fn snapshot(version: u64) -> Vec<u8> {
 }
 
 fn ml_inference(bootstrap: &str, prefix: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_ml-inference"))
-        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
-        .env("KAFKA_OFFSET_RESET", "earliest")
+    common::service_command(env!("CARGO_BIN_EXE_ml-inference"), bootstrap, port)
         .env("REDIS_URL", redis_url())
         .env("REDIS_PREFIX", prefix)
-        .env("HTTP_PORT", port.to_string())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
         .spawn()
         .unwrap()
 }
@@ -239,17 +234,12 @@ fn three_drift_detectors_run_the_detectors_once_and_a_standby_takes_over() {
     let schema = unique("test_drift_replicas");
     let prefix = unique("test:drift-replicas") + ":";
     let events: Vec<anomaly_services::messages::ScoredEvent> = (0..EVENTS)
-        .map(|i| anomaly_services::messages::ScoredEvent {
-            schema_version: anomaly_services::messages::SCHEMA_VERSION,
-            event_id: format!("event-{i}"),
-            card_id: format!("card-{}", i % 600),
-            timestamp_ms: 1_767_225_600_000 + i64::from(i) * 50,
-            score: if (i / SHIFT_EVERY) % 2 == 0 { 0.3 } else { 0.8 },
-            is_anomaly: false,
-            is_fraud: false,
-            model_version: 1,
-            amount: 10.0,
-            phase: "normal".into(),
+        .map(|i| {
+            common::scored_event(
+                i,
+                format!("card-{}", i % 600),
+                if (i / SHIFT_EVERY) % 2 == 0 { 0.3 } else { 0.8 },
+            )
         })
         .collect();
     PgEventStore::connect(&database_url(), &schema).unwrap();

@@ -101,15 +101,10 @@ fn wait_for_commits_to_the_end(bootstrap: &str, group: &str, topic: &str) {
 }
 
 fn feature_engineer(bootstrap: &str, redis_url: &str, prefix: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_feature-engineer"))
-        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
-        .env("KAFKA_OFFSET_RESET", "earliest")
+    common::service_command(env!("CARGO_BIN_EXE_feature-engineer"), bootstrap, port)
         .env("KAFKA_BATCH_SIZE", "200")
         .env("REDIS_URL", redis_url)
         .env("REDIS_PREFIX", prefix)
-        .env("HTTP_PORT", port.to_string())
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
         .spawn()
         .unwrap()
 }
@@ -222,17 +217,12 @@ fn drift_detector_recovers_from_postgres_restarts_and_stores_every_event_once() 
     let mut postgres = OwnPostgres::start();
     // Scores that shift every 5,000 events, so ADWIN keeps finding drifts.
     let mut events: Vec<ScoredEvent> = (0..100_000u32)
-        .map(|i| ScoredEvent {
-            schema_version: anomaly_services::messages::SCHEMA_VERSION,
-            event_id: format!("event-{i}"),
-            card_id: format!("card-{}", i % 97),
-            timestamp_ms: 1_767_225_600_000 + i64::from(i) * 50,
-            score: if (i / 5_000) % 2 == 0 { 0.3 } else { 0.8 },
-            is_anomaly: false,
-            is_fraud: false,
-            model_version: 1,
-            amount: 10.0,
-            phase: "normal".into(),
+        .map(|i| {
+            common::scored_event(
+                i,
+                format!("card-{}", i % 97),
+                if (i / 5_000) % 2 == 0 { 0.3 } else { 0.8 },
+            )
         })
         .collect();
     let outputs = events

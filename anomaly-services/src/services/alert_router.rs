@@ -131,6 +131,30 @@ mod tests {
         }
     }
 
+    /// The record of alert `a<i>` about `card`, at offset `i`.
+    fn alert_record(i: i64, card: &str, severity: Severity, timestamp_ms: i64) -> Record {
+        let alert = Alert {
+            schema_version: crate::messages::SCHEMA_VERSION,
+            alert_id: format!("a{i}"),
+            kind: AlertKind::Anomaly,
+            severity,
+            timestamp_ms,
+            event_id: format!("e{i}"),
+            card_id: Some(card.into()),
+            score: Some(0.99),
+            message: "m".into(),
+            top_features: vec![],
+        };
+        Record {
+            topic: ALERTS.into(),
+            partition: 0,
+            offset: i,
+            key: None,
+            payload: serde_json::to_vec(&alert).unwrap(),
+            timestamp_ms: None,
+        }
+    }
+
     /// Alerts for 1,000,000 distinct cards, 10 ms of event time apart: the gauge of remembered
     /// keys stays at about two minutes' worth, not one per card.
     #[test]
@@ -145,26 +169,12 @@ mod tests {
         let mut out = Vec::new();
         let mut most = 0;
         for i in 0..1_000_000i64 {
-            let alert = Alert {
-                schema_version: crate::messages::SCHEMA_VERSION,
-                alert_id: format!("a{i}"),
-                kind: AlertKind::Anomaly,
-                severity: Severity::High,
-                timestamp_ms: 1_767_225_600_000 + i * 10,
-                event_id: format!("e{i}"),
-                card_id: Some(format!("card-{i}")),
-                score: Some(0.9),
-                message: "m".into(),
-                top_features: vec![],
-            };
-            let record = Record {
-                topic: ALERTS.into(),
-                partition: 0,
-                offset: i,
-                key: None,
-                payload: serde_json::to_vec(&alert).unwrap(),
-                timestamp_ms: None,
-            };
+            let record = alert_record(
+                i,
+                &format!("card-{i}"),
+                Severity::High,
+                1_767_225_600_000 + i * 10,
+            );
             service.handle(&record, &mut out).unwrap();
             if i % 1_000 == 999 {
                 service.end_batch(&[], &mut out).unwrap();
@@ -186,26 +196,8 @@ mod tests {
             true,
             status,
         );
-        let record = |i: i64, card: &str| Record {
-            topic: ALERTS.into(),
-            partition: 0,
-            offset: i,
-            key: None,
-            payload: serde_json::to_vec(&Alert {
-                schema_version: crate::messages::SCHEMA_VERSION,
-                alert_id: format!("a{i}"),
-                kind: AlertKind::Anomaly,
-                severity: Severity::Critical,
-                timestamp_ms: 1_767_225_600_000 + i,
-                event_id: format!("e{i}"),
-                card_id: Some(card.into()),
-                score: Some(0.99),
-                message: "m".into(),
-                top_features: vec![],
-            })
-            .unwrap(),
-            timestamp_ms: None,
-        };
+        let record =
+            |i: i64, card: &str| alert_record(i, card, Severity::Critical, 1_767_225_600_000 + i);
         let mut out = Vec::new();
         service.handle(&record(0, "c1"), &mut out).unwrap();
         service.end_batch(&[], &mut out).unwrap();
@@ -264,26 +256,7 @@ mod tests {
             true,
             status.clone(),
         );
-        let record = |i: i64| Record {
-            topic: ALERTS.into(),
-            partition: 0,
-            offset: i,
-            key: None,
-            payload: serde_json::to_vec(&Alert {
-                schema_version: crate::messages::SCHEMA_VERSION,
-                alert_id: format!("a{i}"),
-                kind: AlertKind::Anomaly,
-                severity: Severity::Critical,
-                timestamp_ms: 1_767_225_600_000 + i,
-                event_id: format!("e{i}"),
-                card_id: Some("c1".into()),
-                score: Some(0.99),
-                message: "m".into(),
-                top_features: vec![],
-            })
-            .unwrap(),
-            timestamp_ms: None,
-        };
+        let record = |i: i64| alert_record(i, "c1", Severity::Critical, 1_767_225_600_000 + i);
         for i in 0..2 {
             let batch = [record(i)];
             let mut out = Vec::new();

@@ -22,6 +22,7 @@ use crate::messages::{DriftEvent, ScoredEvent, decode_scored};
 use crate::service::json_output;
 use crate::services::drift_detector::{ALERTS, DRIFT_EVENTS, EventWriter, SCORES};
 use crate::stages::drift_monitor::{DriftMonitor, drift_alert};
+use crate::startup::sleep_unless_shutdown;
 use crate::telemetry::http::Status;
 
 /// The detectors and the next offset of every partition they have seen.
@@ -174,7 +175,7 @@ pub fn run_drift_leader(
                         warn!("Lost the drift detectors' lease; standing by");
                     }
                     metrics.drift_leader.set(0);
-                    pause(Duration::from_secs(1), shutdown);
+                    sleep_unless_shutdown(Duration::from_secs(1), shutdown);
                     continue;
                 }
                 Err(e) => {
@@ -186,7 +187,7 @@ pub fn run_drift_leader(
                         .inc();
                     session = None;
                     metrics.drift_leader.set(0);
-                    pause(Duration::from_secs(1), shutdown);
+                    sleep_unless_shutdown(Duration::from_secs(1), shutdown);
                     continue;
                 }
             }
@@ -200,7 +201,7 @@ pub fn run_drift_leader(
                 }
                 Err(e) => {
                     warn!(error = e.as_str(); "Could not take the drift detectors over; retrying");
-                    pause(Duration::from_secs(1), shutdown);
+                    sleep_unless_shutdown(Duration::from_secs(1), shutdown);
                     continue;
                 }
             },
@@ -217,7 +218,7 @@ pub fn run_drift_leader(
                 warn!(error = e.as_str(); "Drift batch failed; resuming from the checkpoint");
                 metrics.errors.with_label_values(&["drift_leader"]).inc();
                 session = None;
-                pause(Duration::from_millis(500), shutdown);
+                sleep_unless_shutdown(Duration::from_millis(500), shutdown);
             }
         }
     }
@@ -347,14 +348,6 @@ fn run_batch(
     }
     session.checkpoint = next;
     Ok(true)
-}
-
-/// Sleeps `wait`, waking early on shutdown.
-fn pause(wait: Duration, shutdown: &AtomicBool) {
-    let until = Instant::now() + wait;
-    while !shutdown.load(Ordering::Relaxed) && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use crate::adapters::outbox::{Notification, PgOutbox};
+use crate::startup::sleep_unless_shutdown;
 use crate::telemetry::http::Status;
 
 /// Why a message was not delivered.
@@ -180,17 +181,17 @@ pub fn run_notifier(
             Err(e) => {
                 warn!(error = e.to_string().as_str(); "Outbox unavailable; retrying");
                 metrics.errors.with_label_values(&["outbox"]).inc();
-                pause(outbox_wait, shutdown);
+                sleep_unless_shutdown(outbox_wait, shutdown);
                 outbox_wait = (outbox_wait * 2).min(Duration::from_secs(10));
                 continue;
             }
         };
         if claimed.is_empty() {
-            pause(settings.idle_wait, shutdown);
+            sleep_unless_shutdown(settings.idle_wait, shutdown);
             continue;
         }
         if let Some(wait) = deliver(outbox, notifier, settings, status, &claimed) {
-            pause(wait, shutdown);
+            sleep_unless_shutdown(wait, shutdown);
         }
     }
     info!("Notifier stopped");
@@ -287,17 +288,5 @@ fn give_back(outbox: &mut PgOutbox, untried: &[Notification], after: Duration, r
         if let Err(e) = outbox.release(notification, after, reason) {
             warn!(alert = notification.alert_id.as_str(), error = e.to_string().as_str(); "Notification not given back; its lease will expire");
         }
-    }
-}
-
-/// Sleeps `wait`, waking early on shutdown.
-fn pause(wait: Duration, shutdown: &AtomicBool) {
-    let until = Instant::now() + wait;
-    while !shutdown.load(Ordering::Relaxed) {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        std::thread::sleep(left.min(Duration::from_millis(100)));
     }
 }

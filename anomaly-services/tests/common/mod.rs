@@ -179,3 +179,61 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// The body of the HTTP request on `stream` (read up to its Content-Length), or `None` if the
+/// client went away first: what the tests' stand-ins for Slack receive.
+pub fn read_http_body(stream: &mut std::net::TcpStream) -> Option<String> {
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        request.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&request).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return Some(body.to_owned());
+            }
+        }
+    }
+}
+
+/// A valid scored event number `i` of card `card`, 50 ms of event time after the previous.
+pub fn scored_event(i: u32, card: String, score: f64) -> anomaly_services::messages::ScoredEvent {
+    anomaly_services::messages::ScoredEvent {
+        schema_version: anomaly_services::messages::SCHEMA_VERSION,
+        event_id: format!("event-{i}"),
+        card_id: card,
+        timestamp_ms: 1_767_225_600_000 + i64::from(i) * 50,
+        score,
+        is_anomaly: false,
+        is_fraud: false,
+        model_version: 1,
+        amount: 10.0,
+        phase: "normal".into(),
+    }
+}
+
+/// A service binary's command as the tests run it: on `bootstrap`, reading topics from their
+/// start, serving `/health` and `/metrics` on `port`, logging only errors, its output dropped.
+/// The caller adds the service's own settings.
+pub fn service_command(binary: &str, bootstrap: &str, port: u16) -> std::process::Command {
+    let mut command = std::process::Command::new(binary);
+    command
+        .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+        .env("KAFKA_OFFSET_RESET", "earliest")
+        .env("HTTP_PORT", port.to_string())
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null());
+    command
+}
