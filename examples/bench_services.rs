@@ -86,7 +86,7 @@ const CONSUMERS: [(&str, &[&str]); 5] = [
     ("feature-engineer", &["raw-transactions"]),
     ("ml-inference", &["features", "model-updates"]),
     ("drift-detector", &["scores"]),
-    ("retraining-worker", &["features", "scores", "drift-events"]),
+    ("retraining-worker", &["scores", "drift-events"]),
     ("alert-router", &["alerts"]),
 ];
 

@@ -148,6 +148,52 @@ pub struct ScoredEvent {
     pub amount: f64,
     /// Generator phase.
     pub phase: String,
+    /// The feature vector it was scored on: what retraining trains on, so that the scored
+    /// event alone is a labelled example (no join with `features`, whatever the partitions
+    /// and their assignment). Empty in messages written before it was added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<f64>,
+}
+
+impl ScoredEvent {
+    /// The labelled feature vector it carries, with the score the live model gave it; `None`
+    /// for a message written without its features.
+    ///
+    /// ```
+    /// # use anomaly_services::messages::*;
+    /// let event = ScoredEvent {
+    ///     schema_version: SCHEMA_VERSION,
+    ///     event_id: "e1".into(),
+    ///     card_id: "card".into(),
+    ///     timestamp_ms: 1_767_225_600_000,
+    ///     score: 0.42,
+    ///     is_anomaly: false,
+    ///     is_fraud: true,
+    ///     model_version: 3,
+    ///     amount: 12.5,
+    ///     phase: "normal".into(),
+    ///     features: vec![0.5; 11],
+    /// };
+    /// let (vector, score) = event.labelled_vector().unwrap();
+    /// assert!(vector.is_fraud);
+    /// assert_eq!(score, 0.42);
+    /// ```
+    pub fn labelled_vector(&self) -> Option<(FeatureVector, f64)> {
+        if self.features.is_empty() {
+            return None;
+        }
+        let vector = FeatureVector {
+            schema_version: self.schema_version,
+            event_id: self.event_id.clone(),
+            card_id: self.card_id.clone(),
+            timestamp_ms: self.timestamp_ms,
+            features: self.features.clone(),
+            amount: self.amount,
+            is_fraud: self.is_fraud,
+            phase: self.phase.clone(),
+        };
+        Some((vector, self.score))
+    }
 }
 
 /// Which detector saw a drift.
@@ -425,23 +471,29 @@ pub fn decode_features(bytes: &[u8]) -> Result<FeatureVector, MessageError> {
         vector.amount,
         &vector.phase,
     )?;
+    check_features(&vector.features)?;
+    Ok(vector)
+}
+
+/// One value per pipeline feature, each in [0, 1].
+fn check_features(features: &[f64]) -> Result<(), MessageError> {
     let expected = anomaly_core::features::TransactionFeatures::NAMES.len();
-    if vector.features.len() != expected {
+    if features.len() != expected {
         return Err(MessageError::Invalid(format!(
             "{} features, expected {expected}",
-            vector.features.len()
+            features.len()
         )));
     }
-    if let Some(bad) = vector.features.iter().find(|v| !(0.0..=1.0).contains(*v)) {
+    if let Some(bad) = features.iter().find(|v| !(0.0..=1.0).contains(*v)) {
         return Err(MessageError::Invalid(format!(
             "feature value {bad} outside [0, 1]"
         )));
     }
-    Ok(vector)
+    Ok(())
 }
 
-/// Decodes a `scores` message and checks the event's ids, time and amount, and that its score
-/// is in [0, 1].
+/// Decodes a `scores` message and checks the event's ids, time and amount, that its score
+/// is in [0, 1], and its features (when it carries them) as [`decode_features`] does.
 pub fn decode_scored(bytes: &[u8]) -> Result<ScoredEvent, MessageError> {
     let event: ScoredEvent = decode(bytes)?;
     check_event(
@@ -456,6 +508,9 @@ pub fn decode_scored(bytes: &[u8]) -> Result<ScoredEvent, MessageError> {
             "score {} outside [0, 1]",
             event.score
         )));
+    }
+    if !event.features.is_empty() {
+        check_features(&event.features)?;
     }
     Ok(event)
 }

@@ -153,6 +153,7 @@ fn only_a_job_that_ran_starts_the_debounce() {
 mod worker {
     use super::*;
     use anomaly_services::adapters::kafka::Record;
+    use anomaly_services::adapters::labelled_history::RedisLabelledHistory;
     use anomaly_services::messages::{
         DriftEvent, DriftSource, FeatureVector, ModelUpdate, ScoredEvent,
     };
@@ -205,7 +206,7 @@ mod worker {
         }
     }
 
-    fn labelled(i: i64) -> [Record; 2] {
+    fn labelled(i: i64) -> Record {
         let vector = FeatureVector {
             schema_version: anomaly_services::messages::SCHEMA_VERSION,
             event_id: format!("e{i}"),
@@ -227,11 +228,9 @@ mod worker {
             model_version: 1,
             amount: 1.0,
             phase: "p".into(),
+            features: vector.features.clone(),
         };
-        [
-            record("features", i, serde_json::to_vec(&vector).unwrap()),
-            record("scores", i, serde_json::to_vec(&scored).unwrap()),
-        ]
+        record("scores", i, serde_json::to_vec(&scored).unwrap())
     }
 
     fn drift(sequence: u64) -> Record {
@@ -288,11 +287,14 @@ mod worker {
             .collect();
         let retrainer = Retrainer::new(params, default_model(), names);
         let queue = RedisJobQueue::connect(&redis_url(), &prefix, "w", 60, 600).unwrap();
+        let history =
+            RedisLabelledHistory::connect(&redis_url(), &prefix, retrainer.capacity()).unwrap();
         let published = Published::default();
         let mut service = RetrainingService::new(
             retrainer,
             queue,
             published.clone(),
+            history,
             Status::new("retraining-worker"),
         );
         let queued = format!("{prefix}retrain:queue");
@@ -303,7 +305,7 @@ mod worker {
                 .unwrap()
         };
 
-        let early: Vec<Record> = (0..100).flat_map(labelled).chain([drift(100)]).collect();
+        let early: Vec<Record> = (0..100).map(labelled).chain([drift(100)]).collect();
         batch(&mut service, &early);
         assert_eq!(queue_length(), 1, "the job waits in the queue");
         assert!(
@@ -313,12 +315,12 @@ mod worker {
         assert!(!key_exists(&format!("{prefix}retrain:debounce")));
 
         // A second drift while the job waits adds no job.
-        let more: Vec<Record> = (100..300).flat_map(labelled).chain([drift(300)]).collect();
+        let more: Vec<Record> = (100..300).map(labelled).chain([drift(300)]).collect();
         batch(&mut service, &more);
         assert_eq!(queue_length(), 1);
 
         // Enough data: the waiting job runs, and only now does the debounce start.
-        let rest: Vec<Record> = (300..700).flat_map(labelled).collect();
+        let rest: Vec<Record> = (300..700).map(labelled).collect();
         batch(&mut service, &rest);
         assert_eq!(queue_length(), 0);
         assert!(key_exists(&format!("{prefix}retrain:debounce")));

@@ -19,6 +19,7 @@ use common::{
 use anomaly_core::anomaly::Ensemble;
 use anomaly_core::features::TransactionFeatures;
 use anomaly_services::adapters::kafka::{KafkaIo, Output};
+use anomaly_services::adapters::labelled_history::RedisLabelledHistory;
 use anomaly_services::adapters::outbox::PgOutbox;
 use anomaly_services::adapters::postgres::{PgEventStore, Table};
 use anomaly_services::adapters::redis::{RedisFeatureStore, RedisModelStore};
@@ -36,7 +37,7 @@ use anomaly_services::services::ml_inference::InferenceService;
 use anomaly_services::services::notifier::{NotifierSettings, SlackNotifier, run_notifier};
 use anomaly_services::services::producer::{Shard, produce};
 use anomaly_services::services::retraining_worker::{
-    RedisJobQueue, RetrainingService, StorePublisher,
+    RedisJobQueue, RetrainingService, SOURCES, StorePublisher,
 };
 use anomaly_services::stages::alert_routing::AlertRouter;
 use anomaly_services::stages::inference::Inference;
@@ -245,7 +246,7 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
         threads.push(spawn_service(
             &bootstrap,
             "retraining-worker",
-            &["features", "scores", "drift-events"],
+            &SOURCES,
             move || {
                 let names: Vec<String> = TransactionFeatures::NAMES
                     .iter()
@@ -262,7 +263,9 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
                     models: RedisModelStore::connect(&url, &prefix).unwrap(),
                     events: PgEventStore::connect(&database_url(), &schema).unwrap(),
                 };
-                RetrainingService::new(retrainer, queue, publisher, status)
+                let history =
+                    RedisLabelledHistory::connect(&url, &prefix, retrainer.capacity()).unwrap();
+                RetrainingService::new(retrainer, queue, publisher, history, status)
             },
             statuses[4].clone(),
             shutdown.clone(),

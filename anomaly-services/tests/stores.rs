@@ -24,6 +24,7 @@ fn scored(i: u32) -> ScoredEvent {
         model_version: 1,
         amount: 10.0 + f64::from(i),
         phase: "normal".into(),
+        features: Vec::new(),
     }
 }
 
@@ -561,5 +562,50 @@ fn checkpoints_are_fenced_by_the_lease_and_fall_back_when_corrupt() {
     assert_eq!(brief.acquire().unwrap(), Lease::Renewed);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(brief.acquire().unwrap(), Lease::Taken);
+    delete_redis_prefix(&prefix);
+}
+
+/// Two workers append their partitions' events to one history: it keeps the newest events of
+/// both, once each (a replayed batch appended twice), oldest first by event time, and skips
+/// events without features.
+#[test]
+fn the_labelled_history_is_shared_capped_and_free_of_replays() {
+    use anomaly_services::adapters::labelled_history::RedisLabelledHistory;
+    let prefix = unique("test:history") + ":";
+    let labelled = |i: u32| ScoredEvent {
+        features: vec![f64::from(i % 10) / 10.0; 11],
+        ..scored(i)
+    };
+    let mut first = RedisLabelledHistory::connect(&redis_url(), &prefix, 6).unwrap();
+    let mut second = RedisLabelledHistory::connect(&redis_url(), &prefix, 6).unwrap();
+    assert!(first.is_empty().unwrap());
+    // Worker one holds the even events, worker two the odd ones, and arrives late.
+    first
+        .append(&[labelled(0), labelled(2), scored(4)])
+        .unwrap();
+    second.append(&[labelled(1), labelled(3)]).unwrap();
+    first.append(&[labelled(0), labelled(2)]).unwrap(); // the replay of a failed batch
+    assert_eq!(second.len().unwrap(), 6);
+    let ids = |history: &mut RedisLabelledHistory| -> Vec<String> {
+        let events = history.load().unwrap();
+        events.into_iter().map(|(v, _)| v.event_id).collect()
+    };
+    assert_eq!(
+        ids(&mut second),
+        ["event-0", "event-1", "event-2", "event-3"]
+    );
+    // The oldest entries go when the list is full.
+    second
+        .append(&(5..9).map(labelled).collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(first.len().unwrap(), 6);
+    assert_eq!(
+        ids(&mut first),
+        [
+            "event-0", "event-2", "event-5", "event-6", "event-7", "event-8"
+        ]
+    );
+    let (vector, score) = first.load().unwrap().pop().unwrap();
+    assert_eq!((vector.features[0], score), (0.8, labelled(8).score));
     delete_redis_prefix(&prefix);
 }

@@ -4,6 +4,7 @@ use anomaly_services::failure::Dependency::{Postgres, Redis};
 use std::process::ExitCode;
 
 use anomaly_core::features::TransactionFeatures;
+use anomaly_services::adapters::labelled_history::RedisLabelledHistory;
 use anomaly_services::adapters::redis::RedisModelStore;
 use anomaly_services::config::redact_url;
 use anomaly_services::pipeline::default_model;
@@ -16,11 +17,11 @@ use anomaly_services::startup::retry_store;
 use log::info;
 
 const HELP: &str = "\
-retraining-worker: keeps the recent feature vectors with their live scores and labels (from
-`features` and `scores`); each drift on `drift-events` requests a retraining job in a Redis
+retraining-worker: appends each scored event (with its features, live score and label, from
+`scores`) to a labelled history in Redis shared by every worker; each drift on `drift-events` requests a retraining job in a Redis
 queue (one job per drift storm: debounced for 10 minutes); a job survives a worker crash (its
 lease of 10 minutes expires and it is put back) and never runs on two workers at once. A job trains a fresh
-ensemble on recent vectors, compares it with the running model on the most recent labelled
+ensemble on that history, compares it with the running model on the most recent labelled
 events, and publishes it (Redis active_model, `model-updates`, `model_versions`) only if it is
 not worse. Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, REDIS_PREFIX,
 TIMESCALE_URL, TIMESCALE_SCHEMA, HTTP_PORT (default 8004), HTTP_BIND, RUST_LOG.";
@@ -71,8 +72,14 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .collect();
         let retrainer = Retrainer::new(RetrainingParams::default(), default_model(), names);
+        let history = retry_store("redis", || {
+            RedisLabelledHistory::connect(&redis_url, &config.redis_prefix, retrainer.capacity())
+        })
+        .map_err(|e| e.to_string())?
+        .with_latency(ctx.status.metrics.latency(Redis));
         info!("Service started");
-        let mut handler = RetrainingService::new(retrainer, queue, publisher, ctx.status.clone());
+        let mut handler =
+            RetrainingService::new(retrainer, queue, publisher, history, ctx.status.clone());
         anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
             .map_err(|e| e.to_string())
     })

@@ -1,20 +1,20 @@
 //! retraining-worker: drifts become jobs in a Redis queue; a job trains a fresh ensemble on the
-//! recent labelled vectors and publishes it (Redis `active_model`, `model-updates`,
-//! `model_versions`) only if it is not worse than the running model.
-
-use std::collections::{HashMap, VecDeque};
+//! recent labelled events (a history in Redis that every worker appends its scored events to)
+//! and publishes it (Redis `active_model`, `model-updates`, `model_versions`) only if it is not
+//! worse than the running model.
 
 use log::info;
 use redis::Commands;
 
 use crate::adapters::kafka::{Output, Record};
+use crate::adapters::labelled_history::RedisLabelledHistory;
 use crate::failure::{Failure, Unavailable};
-use crate::messages::{FeatureVector, ModelUpdate, decode_drift, decode_features, decode_scored};
+use crate::messages::{FeatureVector, ModelUpdate, ScoredEvent, decode_drift, decode_scored};
 use crate::service::{Handler, json_output, reject};
 use crate::stages::retraining::{JobOutcome, Retrainer, RetrainingJob};
 
-/// Topics it reads.
-pub const SOURCES: [&str; 3] = ["features", "scores", "drift-events"];
+/// Topics it reads: scored events carry their features and labels, so no join is needed.
+pub const SOURCES: [&str; 2] = ["scores", "drift-events"];
 /// Topic announcing published models.
 pub const MODEL_UPDATES: &str = "model-updates";
 
@@ -287,6 +287,29 @@ impl JobQueue for RedisJobQueue {
     }
 }
 
+/// The recent labelled events jobs train on, shared by the workers (see
+/// [`RedisLabelledHistory`]).
+pub trait LabelledHistory {
+    /// Appends a batch's scored events (those without features are skipped).
+    fn append(&mut self, events: &[ScoredEvent]) -> Result<(), String>;
+    /// Entries held (an event appended twice counts twice).
+    fn entries(&mut self) -> Result<usize, String>;
+    /// The events, oldest first, each once, with their live scores.
+    fn load(&mut self) -> Result<Vec<(FeatureVector, f64)>, String>;
+}
+
+impl LabelledHistory for RedisLabelledHistory {
+    fn append(&mut self, events: &[ScoredEvent]) -> Result<(), String> {
+        RedisLabelledHistory::append(self, events).map_err(|e| e.to_string())
+    }
+    fn entries(&mut self) -> Result<usize, String> {
+        RedisLabelledHistory::len(self).map_err(|e| e.to_string())
+    }
+    fn load(&mut self) -> Result<Vec<(FeatureVector, f64)>, String> {
+        RedisLabelledHistory::load(self).map_err(|e| e.to_string())
+    }
+}
+
 /// Where a published model goes.
 pub trait ModelPublisher {
     /// A version number no other worker gets, above the active model's.
@@ -345,26 +368,26 @@ impl ModelPublisher for StorePublisher {
     }
 }
 
-/// Recent vectors waiting for their score, bounded.
-const PENDING_VECTORS: usize = 50_000;
-
 /// Turns drifts into jobs and runs the queue's jobs.
-pub struct RetrainingService<Q, P> {
+pub struct RetrainingService<Q, P, H> {
     status: std::sync::Arc<crate::telemetry::http::Status>,
     retrainer: Retrainer,
     queue: Q,
     publisher: P,
-    vectors: HashMap<String, FeatureVector>,
-    arrival: VecDeque<String>,
+    history: H,
+    /// This batch's scored events, appended to the history when the batch ends.
+    batch_events: Vec<ScoredEvent>,
     running_version: u64,
 }
 
-impl<Q: JobQueue, P: ModelPublisher> RetrainingService<Q, P> {
-    /// A handler; the queue debounces jobs (see [`JobQueue::enqueue`]).
+impl<Q: JobQueue, P: ModelPublisher, H: LabelledHistory> RetrainingService<Q, P, H> {
+    /// A handler; the queue debounces jobs (see [`JobQueue::enqueue`]); jobs train on
+    /// `history`.
     pub fn new(
         retrainer: Retrainer,
         queue: Q,
         publisher: P,
+        history: H,
         status: std::sync::Arc<crate::telemetry::http::Status>,
     ) -> Self {
         Self {
@@ -372,14 +395,12 @@ impl<Q: JobQueue, P: ModelPublisher> RetrainingService<Q, P> {
             retrainer,
             queue,
             publisher,
-            vectors: HashMap::new(),
-            arrival: VecDeque::new(),
+            history,
+            batch_events: Vec::new(),
             running_version: 1,
         }
     }
-}
 
-impl<Q: JobQueue, P: ModelPublisher> RetrainingService<Q, P> {
     /// A row refused as data is counted and logged, not retried (it would fail every time
     /// and stall the worker); an unavailable store fails the batch.
     fn unless_refused(&self, recorded: Result<(), Failure>) -> Result<(), Unavailable> {
@@ -395,36 +416,19 @@ impl<Q: JobQueue, P: ModelPublisher> RetrainingService<Q, P> {
     }
 }
 
-impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
+impl<Q: JobQueue, P: ModelPublisher, H: LabelledHistory> Handler for RetrainingService<Q, P, H> {
     fn handle(&mut self, record: &Record, _: &mut Vec<Output>) -> Result<(), Failure> {
         match record.topic.as_str() {
-            "features" => {
-                let vector = decode_features(&record.payload).map_err(reject)?;
-                if self.arrival.len() == PENDING_VECTORS
-                    && let Some(oldest) = self.arrival.pop_front()
-                {
-                    self.vectors.remove(&oldest);
-                }
-                // A replayed record replaces its vector without taking a second place.
-                let id = vector.event_id.clone();
-                if self.vectors.insert(id.clone(), vector).is_none() {
-                    self.arrival.push_back(id);
-                }
-                self.status
-                    .metrics
-                    .pending_vectors
-                    .set(self.vectors.len() as i64);
-            }
             "scores" => {
                 let scored = decode_scored(&record.payload).map_err(reject)?;
                 self.running_version = self.running_version.max(scored.model_version);
-                if let Some(vector) = self.vectors.remove(&scored.event_id) {
-                    self.retrainer.observe(vector, scored.score);
+                if !scored.features.is_empty() {
+                    // Only the newest events of a long batch can stay in the history.
+                    if self.batch_events.len() == 2 * self.retrainer.capacity() {
+                        self.batch_events.drain(..self.retrainer.capacity());
+                    }
+                    self.batch_events.push(scored);
                 }
-                self.status
-                    .metrics
-                    .pending_vectors
-                    .set(self.vectors.len() as i64);
             }
             _ => {
                 let drift = decode_drift(&record.payload).map_err(reject)?;
@@ -438,18 +442,35 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
     }
 
     fn end_batch(&mut self, _: &[Record], out: &mut Vec<Output>) -> Result<(), Unavailable> {
+        self.history
+            .append(&self.batch_events)
+            .map_err(Unavailable::redis)?;
+        self.batch_events.clear();
         // Jobs of dead workers, and this worker's own from a failed batch, go back first.
         let recovered = self.queue.recover().map_err(Unavailable::redis)?;
         if recovered > 0 {
             info!(recovered = recovered; "Unfinished retraining jobs put back");
         }
-        // Jobs wait in the queue until this worker has enough data to train on (or another
-        // worker takes them): a job rejected for lack of data would start the debounce and
-        // make every drift until its end ignored.
-        if !self.retrainer.ready() {
+        // Jobs wait in the queue until the history holds enough data to train on: a job
+        // rejected for lack of data would start the debounce and make every drift until its
+        // end ignored.
+        let held = self.history.entries().map_err(Unavailable::redis)?;
+        self.status.metrics.history_events.set(held as i64);
+        if held < self.retrainer.needed_events() {
             return Ok(());
         }
+        let mut loaded = false;
         while let Some(job) = self.queue.take().map_err(Unavailable::redis)? {
+            if !loaded {
+                let events = self.history.load().map_err(Unavailable::redis)?;
+                self.retrainer.replace_recent(events);
+                loaded = true;
+                if !self.retrainer.ready() {
+                    // Duplicates made the list look longer than it is: the job goes back
+                    // with this worker's unfinished ones at the next batch.
+                    return Ok(());
+                }
+            }
             if let Some(update) = self.queue.done(&job).map_err(Unavailable::redis)? {
                 // It ran, but the batch it ran in failed: its announcement was never sent.
                 if let Some(update) = update {
@@ -521,5 +542,10 @@ impl<Q: JobQueue, P: ModelPublisher> Handler for RetrainingService<Q, P> {
             self.queue.renew().map_err(Unavailable::redis)?;
         }
         Ok(())
+    }
+
+    fn batch_failed(&mut self) {
+        // The batch is consumed again and brings its events back.
+        self.batch_events.clear();
     }
 }

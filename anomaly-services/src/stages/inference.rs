@@ -139,6 +139,7 @@ impl Inference {
                 model_version: self.version,
                 amount: vector.amount,
                 phase: vector.phase.clone(),
+                features: vector.features.clone(),
             },
             alert,
         ))

@@ -154,6 +154,22 @@ impl Retrainer {
         })
     }
 
+    /// Replaces the recent events with `events` (oldest first), for a job that trains on a
+    /// history kept elsewhere (shared by several workers); at most the history and holdout
+    /// are kept, each event once.
+    pub fn replace_recent(&mut self, events: impl IntoIterator<Item = (FeatureVector, f64)>) {
+        self.recent.clear();
+        self.recent_ids.clear();
+        for (vector, score) in events {
+            self.observe(vector, score);
+        }
+    }
+
+    /// How many recent labelled events are kept: the history and the holdout.
+    pub fn capacity(&self) -> usize {
+        self.params.history + self.params.holdout
+    }
+
     /// Labelled events kept for the next job (history and holdout together).
     pub fn recent_events(&self) -> usize {
         self.recent.len()

@@ -65,8 +65,8 @@ pub struct Metrics {
     pub partitions_revoked: IntCounter,
     /// drift-detector: 1 while this instance owns the drift detectors, 0 on standby.
     pub drift_leader: IntGauge,
-    /// retraining-worker: feature vectors kept until their score arrives (bounded).
-    pub pending_vectors: IntGauge,
+    /// retraining-worker: entries of the shared labelled history jobs train on.
+    pub history_events: IntGauge,
     /// The process's resident memory, bytes (Linux; read when the metrics are rendered).
     pub resident_memory_bytes: IntGauge,
 }
@@ -159,9 +159,9 @@ impl Metrics {
                 "drift_leader",
                 "1 while this instance owns the drift detectors (drift-detector)",
             ),
-            pending_vectors: gauge(
-                "pending_vectors",
-                "Feature vectors waiting for their score (retraining-worker, bounded)",
+            history_events: gauge(
+                "history_events",
+                "Entries of the shared labelled history retraining jobs train on (retraining-worker)",
             ),
             resident_memory_bytes: gauge(
                 "resident_memory_bytes",
@@ -192,7 +192,7 @@ impl Metrics {
             Box::new(metrics.outbox_pending.clone()),
             Box::new(metrics.partitions_revoked.clone()),
             Box::new(metrics.drift_leader.clone()),
-            Box::new(metrics.pending_vectors.clone()),
+            Box::new(metrics.history_events.clone()),
             Box::new(metrics.resident_memory_bytes.clone()),
         ];
         for collector in collectors {
