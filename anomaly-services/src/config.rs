@@ -108,6 +108,13 @@ pub struct ServiceConfig {
     /// `NOTIFY_RETRY_MAX_S`: the longest wait between two tries of an undelivered
     /// notification (the wait doubles from 1 s up to it), default 300.
     pub notify_max_retry_wait: std::time::Duration,
+    /// `MODEL_CHECKPOINT_INTERVAL_S`: how often ml-inference checkpoints what its model has
+    /// learned, default 60; `0` (`None`) disables checkpoints.
+    pub model_checkpoint_interval: Option<std::time::Duration>,
+    /// `INSTANCE_ID`: this instance's name, stable across its restarts and unique among the
+    /// running instances of the service (it names the instance's checkpoint); default the
+    /// host name and the HTTP port, `<host>-<port>`.
+    pub instance_id: String,
 }
 
 impl ServiceConfig {
@@ -252,10 +259,31 @@ impl ServiceConfig {
             "a whole number of seconds from 1 to 3600",
             1..=3_600,
         )?);
+        let checkpoint_seconds = setting(
+            "MODEL_CHECKPOINT_INTERVAL_S",
+            60,
+            "a whole number of seconds from 0 (no checkpoints) to 86400",
+            0..=86_400,
+        )?;
+        let model_checkpoint_interval =
+            (checkpoint_seconds > 0).then(|| std::time::Duration::from_secs(checkpoint_seconds));
+        let instance_id = lookup("INSTANCE_ID")
+            .map(|id| id.trim().to_owned())
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| {
+                let host = lookup("HOSTNAME")
+                    .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                    .map(|h| h.trim().to_owned())
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "localhost".into());
+                format!("{host}-{http_port}")
+            });
         Ok(Self {
             kafka_tuning,
             notify_max_age,
             notify_max_retry_wait,
+            model_checkpoint_interval,
+            instance_id,
             kafka_bootstrap_servers: text("KAFKA_BOOTSTRAP_SERVERS", "kafka:29092"),
             redis_url: Secret::new(redis_url),
             timescale_url: Secret::new(timescale_url),

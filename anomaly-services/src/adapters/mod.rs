@@ -4,6 +4,7 @@
 pub mod checkpoints;
 pub mod kafka;
 pub mod labelled_history;
+pub mod learned_models;
 pub mod outbox;
 pub mod postgres;
 pub mod postgres_link;

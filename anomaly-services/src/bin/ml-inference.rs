@@ -5,12 +5,13 @@ use std::process::ExitCode;
 
 use anomaly_core::anomaly::Ensemble;
 use anomaly_core::features::TransactionFeatures;
+use anomaly_services::adapters::learned_models::RedisLearnedModels;
 use anomaly_services::adapters::redis::RedisModelStore;
 use anomaly_services::config::redact_url;
 use anomaly_services::pipeline::default_model;
 use anomaly_services::services::main::{connect_kafka, service_main};
 use anomaly_services::services::ml_inference::{
-    FEATURES, InferenceService, MODEL_UPDATES, ModelSource,
+    FEATURES, InferenceService, MODEL_UPDATES, ModelSource, restore_learned,
 };
 use anomaly_services::stages::inference::Inference;
 use anomaly_services::startup::{retry, retry_store};
@@ -21,9 +22,16 @@ ml-inference: scores each feature vector from `features` with the HalfSpaceTrees
 ensemble, then learns it; publishes scored events to `scores` and anomalies (score >=
 ANOMALY_THRESHOLD) to `alerts` with a severity and the features that isolated them. Loads the
 active model from Redis (5 tries, 5 s apart, then a fresh model, version 1) and switches to
-each newer valid model announced on `model-updates`. Environment (docs/OPERATIONS.md):
-KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, REDIS_PREFIX, ANOMALY_THRESHOLD, HTTP_PORT (default 8002),
-HTTP_BIND, RUST_LOG. Stops cleanly on SIGTERM or SIGINT.";
+each newer valid model announced on `model-updates` (and checks Redis for one every second).
+Every MODEL_CHECKPOINT_INTERVAL_S (default 60; 0 disables) and at shutdown it checkpoints what
+the model has learned to Redis under INSTANCE_ID (default <host name>-<HTTP_PORT>); at start it
+resumes from its own checkpoint (or the freshest of another instance) when that continues the
+active model. Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, REDIS_URL,
+REDIS_PREFIX, ANOMALY_THRESHOLD, MODEL_CHECKPOINT_INTERVAL_S, INSTANCE_ID, HTTP_PORT (default
+8002), HTTP_BIND, RUST_LOG. Stops cleanly on SIGTERM or SIGINT.";
+
+/// A checkpoint not renewed for this long (its instance is gone) expires.
+const CHECKPOINTS_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 fn main() -> ExitCode {
     service_main("ml-inference", 8002, HELP, |ctx| {
@@ -67,10 +75,39 @@ fn main() -> ExitCode {
                 warn!(error = e.as_str(); "Starting with a fresh model, version 1")
             }
         }
+        let checkpoints = match config.model_checkpoint_interval {
+            None => None,
+            Some(interval) => {
+                let mut store = retry_store("redis", || {
+                    RedisLearnedModels::connect(
+                        &redis_url,
+                        &config.redis_prefix,
+                        &config.instance_id,
+                        CHECKPOINTS_KEPT_FOR,
+                    )
+                })
+                .map_err(|e| e.to_string())?
+                .with_latency(
+                    ctx.status
+                        .metrics
+                        .latency(anomaly_services::failure::Dependency::Redis),
+                );
+                restore_learned(&mut stage, &mut store, &ctx.status.metrics);
+                Some((store, interval))
+            }
+        };
         let io = connect_kafka(config, "ml-inference", &[FEATURES, MODEL_UPDATES])?;
-        info!("Service started");
+        info!(instance = config.instance_id.as_str(); "Service started");
         let mut handler = InferenceService::new(stage, models, ctx.status.clone());
-        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
-            .map_err(|e| e.to_string())
+        if let Some((store, interval)) = checkpoints {
+            handler = handler.with_checkpoints(Box::new(store), interval);
+        }
+        let outcome = anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
+            .map_err(|e| e.to_string());
+        // What was learned since the last checkpoint is kept for the next start.
+        if let Err(e) = handler.save_checkpoint() {
+            warn!(error = e.as_str(); "Could not checkpoint the learned model at shutdown");
+        }
+        outcome
     })
 }

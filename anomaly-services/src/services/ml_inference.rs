@@ -36,6 +36,74 @@ impl ModelSource for crate::adapters::redis::RedisModelStore {
     }
 }
 
+/// Where an instance checkpoints what it has learned (Redis in production, see
+/// [`RedisLearnedModels`](crate::adapters::learned_models::RedisLearnedModels)).
+pub trait LearnedModelStore {
+    /// Saves `checkpoint` as this instance's newest.
+    fn save(&mut self, checkpoint: &[u8]) -> Result<(), String>;
+}
+
+impl LearnedModelStore for crate::adapters::learned_models::RedisLearnedModels {
+    fn save(&mut self, checkpoint: &[u8]) -> Result<(), String> {
+        crate::adapters::learned_models::RedisLearnedModels::save(self, checkpoint)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Checkpoints on a timer.
+struct Checkpointing {
+    store: Box<dyn LearnedModelStore + Send>,
+    interval: Duration,
+    next: Instant,
+}
+
+/// Resumes `stage` (running the active published model) from the first checkpoint that loads
+/// and continues that same model: this instance's newest, its previous, then the freshest of
+/// other instances (all learned on the same distribution: partitions are keyed by card).
+/// A checkpoint that does not load is counted (`errors{kind="checkpoint_corrupt"}`) and the
+/// next one tried; one of an older model is skipped (a newer one was published since). Returns
+/// where the state came from, or `None` (the published model as it is).
+pub fn restore_learned(
+    stage: &mut Inference,
+    checkpoints: &mut crate::adapters::learned_models::RedisLearnedModels,
+    metrics: &Metrics,
+) -> Option<String> {
+    let order = match checkpoints.restore_order() {
+        Ok(order) => order,
+        Err(e) => {
+            warn!(error = e.to_string().as_str(); "Could not read the learned-model checkpoints; starting from the published model");
+            return None;
+        }
+    };
+    for (source, key) in order {
+        let bytes = match checkpoints.fetch(&key) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => continue,
+            Err(e) => {
+                warn!(error = e.to_string().as_str(); "Could not read a learned-model checkpoint; starting from the published model");
+                return None;
+            }
+        };
+        match stage.restore(&bytes) {
+            Ok(()) => {
+                info!(source = source.as_str(), version = stage.version(); "Resumed learning from a checkpoint");
+                return Some(source);
+            }
+            Err(e @ crate::stages::inference::SwapError::OtherBase { .. }) => {
+                info!(source = source.as_str(), reason = e.to_string().as_str(); "Checkpoint superseded by a newer model");
+            }
+            Err(e) => {
+                metrics
+                    .errors
+                    .with_label_values(&["checkpoint_corrupt"])
+                    .inc();
+                warn!(source = source.as_str(), error = e.to_string().as_str(); "Learned-model checkpoint unreadable; trying the next");
+            }
+        }
+    }
+    None
+}
+
 /// How often every instance checks Redis for a newer active model. An announcement on
 /// `model-updates` reaches one instance of the group (and makes it check at once); the others
 /// adopt the model within this interval.
@@ -54,6 +122,7 @@ pub struct InferenceService<M> {
     /// A batch failed and has not been processed again yet: no model is adopted between
     /// (its replay must score with the model of its first run).
     replay_pending: bool,
+    checkpointing: Option<Checkpointing>,
 }
 
 impl<M: ModelSource> InferenceService<M> {
@@ -75,7 +144,41 @@ impl<M: ModelSource> InferenceService<M> {
             next_poll: Instant::now(),
             rejected: 0,
             replay_pending: false,
+            checkpointing: None,
         }
+    }
+
+    /// Checkpoints what the model learned to `store` every `interval` (between batches: the
+    /// committed state).
+    pub fn with_checkpoints(
+        mut self,
+        store: Box<dyn LearnedModelStore + Send>,
+        interval: Duration,
+    ) -> Self {
+        self.checkpointing = Some(Checkpointing {
+            store,
+            interval,
+            next: Instant::now() + interval,
+        });
+        self
+    }
+
+    /// Saves the committed model as this instance's checkpoint now (at shutdown, and on the
+    /// timer); does nothing without a store.
+    pub fn save_checkpoint(&mut self) -> Result<(), String> {
+        let Some(checkpointing) = self.checkpointing.as_mut() else {
+            return Ok(());
+        };
+        checkpointing.next = Instant::now() + checkpointing.interval;
+        let started = Instant::now();
+        let bytes = self.committed.checkpoint();
+        checkpointing.store.save(&bytes)?;
+        let metrics = &self.metrics.metrics;
+        metrics
+            .checkpoint_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics.checkpoint_bytes.set(bytes.len() as i64);
+        Ok(())
     }
 
     fn metrics(&self) -> &Metrics {
@@ -147,7 +250,22 @@ impl<M: ModelSource> Handler for InferenceService<M> {
     }
 
     fn tick(&mut self) {
-        if self.replay_pending || Instant::now() < self.next_poll {
+        if self.replay_pending {
+            return;
+        }
+        if self
+            .checkpointing
+            .as_ref()
+            .is_some_and(|c| Instant::now() >= c.next)
+            && let Err(e) = self.save_checkpoint()
+        {
+            self.metrics()
+                .errors
+                .with_label_values(&["redis_unavailable"])
+                .inc();
+            warn!(error = e.as_str(); "Could not checkpoint the learned model; trying again at the next interval");
+        }
+        if Instant::now() < self.next_poll {
             return;
         }
         self.next_poll = Instant::now() + MODEL_POLL_INTERVAL;

@@ -50,6 +50,15 @@ pub enum SwapError {
         /// Running version.
         running: u64,
     },
+    /// A checkpoint of what was learned from another published model than the running one
+    /// (a newer model was published since it was saved): the publication wins.
+    #[error("the checkpoint continues model {checkpoint}, the running model is {running}")]
+    OtherBase {
+        /// The version the checkpoint learned from.
+        checkpoint: u64,
+        /// Running version.
+        running: u64,
+    },
 }
 
 /// Scores every vector with the active model, then learns it.
@@ -145,6 +154,47 @@ impl Inference {
         ))
     }
 
+    /// A checkpoint of the running model as it has learned so far (a snapshot under the
+    /// version it started from).
+    pub fn checkpoint(&self) -> Vec<u8> {
+        Snapshot::new(self.version, Model::Ensemble(self.model.clone())).to_bytes()
+    }
+
+    /// Resumes from a [`checkpoint`](Self::checkpoint) of the same published version as the
+    /// running model (what it learned since); on any error the running model stays.
+    ///
+    /// ```
+    /// use anomaly_core::anomaly::Ensemble;
+    /// use anomaly_core::features::TransactionFeatures;
+    /// use anomaly_services::messages::{FeatureVector, SCHEMA_VERSION};
+    /// use anomaly_services::pipeline::default_model;
+    /// use anomaly_services::stages::inference::Inference;
+    ///
+    /// let fresh = || Ensemble::with_features(default_model(), &TransactionFeatures::NAMES);
+    /// let mut learned = Inference::new(fresh()?, 1, 0.85);
+    /// let vector = FeatureVector {
+    ///     schema_version: SCHEMA_VERSION, event_id: "e1".into(), card_id: "c".into(),
+    ///     timestamp_ms: 1_767_225_600_000, features: vec![0.5; TransactionFeatures::NAMES.len()],
+    ///     amount: 10.0, is_fraud: false, phase: "normal".into(),
+    /// };
+    /// learned.process(&vector)?;
+    ///
+    /// let mut restarted = Inference::new(fresh()?, 1, 0.85);
+    /// restarted.restore(&learned.checkpoint())?;
+    /// assert_eq!(restarted.model(), learned.model());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn restore(&mut self, checkpoint: &[u8]) -> Result<(), SwapError> {
+        let snapshot = Snapshot::from_bytes(checkpoint)?;
+        if snapshot.model_version != self.version {
+            return Err(SwapError::OtherBase {
+                checkpoint: snapshot.model_version,
+                running: self.version,
+            });
+        }
+        self.install(snapshot.model, snapshot.model_version)
+    }
+
     /// Replaces the model with a published snapshot after validating it; on any error the
     /// running model stays in place.
     pub fn swap(&mut self, snapshot_bytes: &[u8]) -> Result<u64, SwapError> {
@@ -156,12 +206,18 @@ impl Inference {
                 running: self.version,
             });
         }
+        self.install(snapshot.model, version)?;
+        Ok(version)
+    }
+
+    /// Runs `model` as `version` if it is an ensemble over the running model's features.
+    fn install(&mut self, model: Model, version: u64) -> Result<(), SwapError> {
         let expected = self.model.hst().features().len();
-        match snapshot.model {
+        match model {
             Model::Ensemble(model) if model.hst().features() == self.model.hst().features() => {
                 self.model = model;
                 self.version = version;
-                Ok(version)
+                Ok(())
             }
             _ => Err(SwapError::WrongModel { version, expected }),
         }

@@ -67,6 +67,10 @@ pub struct Metrics {
     pub drift_leader: IntGauge,
     /// retraining-worker: entries of the shared labelled history jobs train on.
     pub history_events: IntGauge,
+    /// ml-inference: time to encode and write a checkpoint of the learned model.
+    pub checkpoint_seconds: Histogram,
+    /// ml-inference: size of the last checkpoint written, bytes.
+    pub checkpoint_bytes: IntGauge,
     /// The process's resident memory, bytes (Linux; read when the metrics are rendered).
     pub resident_memory_bytes: IntGauge,
 }
@@ -163,6 +167,14 @@ impl Metrics {
                 "history_events",
                 "Entries of the shared labelled history retraining jobs train on (retraining-worker)",
             ),
+            checkpoint_seconds: histogram(
+                "checkpoint_seconds",
+                "Time to encode and write a checkpoint of the learned model (ml-inference)",
+            ),
+            checkpoint_bytes: gauge(
+                "checkpoint_bytes",
+                "Size of the last learned-model checkpoint written, bytes (ml-inference)",
+            ),
             resident_memory_bytes: gauge(
                 "resident_memory_bytes",
                 "Resident memory of the process, bytes",
@@ -193,6 +205,8 @@ impl Metrics {
             Box::new(metrics.partitions_revoked.clone()),
             Box::new(metrics.drift_leader.clone()),
             Box::new(metrics.history_events.clone()),
+            Box::new(metrics.checkpoint_seconds.clone()),
+            Box::new(metrics.checkpoint_bytes.clone()),
             Box::new(metrics.resident_memory_bytes.clone()),
         ];
         for collector in collectors {
