@@ -35,7 +35,7 @@ use anomaly_services::services::drift_detector::DriftService;
 use anomaly_services::services::feature_engineer::FeatureEngineerService;
 use anomaly_services::services::ml_inference::InferenceService;
 use anomaly_services::services::notifier::{NotifierSettings, SlackNotifier, run_notifier};
-use anomaly_services::services::producer::{Shard, produce};
+use anomaly_services::services::producer::{MemoryProgress, Shard, produce};
 use anomaly_services::services::retraining_worker::{
     RedisJobQueue, RetrainingService, SOURCES, StorePublisher,
 };
@@ -121,9 +121,11 @@ fn transactions_flow_through_six_services_into_the_database_and_slack() {
                 }),
                 Shard::new(instance, 2).unwrap(),
                 0.0,
+                &mut MemoryProgress::default(),
                 &producer_status,
                 &AtomicBool::new(false),
             )
+            .unwrap()
         })
         .sum();
     assert_eq!(sent, transactions.len() as u64);

@@ -8,5 +8,6 @@ pub mod learned_models;
 pub mod outbox;
 pub mod postgres;
 pub mod postgres_link;
+pub mod producer_progress;
 pub mod redis;
 pub mod redis_link;

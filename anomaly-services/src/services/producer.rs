@@ -50,6 +50,11 @@ impl Shard {
         Ok(Self { index, count })
     }
 
+    /// Which instance this is, of how many: `(index, count)`.
+    pub fn position(&self) -> (u32, u32) {
+        (self.index, self.count)
+    }
+
     /// Whether this instance sends the transactions of `card_id` (FNV-1a of its bytes, modulo
     /// the count: the same on every instance, build and platform).
     pub fn owns(&self, card_id: &str) -> bool {
@@ -60,42 +65,108 @@ impl Shard {
     }
 }
 
+/// Where a producer instance records how far it has got (Redis in production, see
+/// [`RedisProducerProgress`](crate::adapters::producer_progress::RedisProducerProgress)).
+pub trait Progress {
+    /// The generator index of the first event not acknowledged, if recorded.
+    fn load(&mut self) -> Result<Option<u64>, String>;
+    /// Records that every event before generator index `next` is acknowledged.
+    fn save(&mut self, next: u64) -> Result<(), String>;
+}
+
+impl Progress for crate::adapters::producer_progress::RedisProducerProgress {
+    fn load(&mut self) -> Result<Option<u64>, String> {
+        crate::adapters::producer_progress::RedisProducerProgress::load(self)
+            .map_err(|e| e.to_string())
+    }
+    fn save(&mut self, next: u64) -> Result<(), String> {
+        crate::adapters::producer_progress::RedisProducerProgress::save(self, next)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Progress kept in memory: a stream from its start (tests, benchmarks, one-off runs).
+#[derive(Debug, Default)]
+pub struct MemoryProgress(pub Option<u64>);
+
+impl Progress for MemoryProgress {
+    fn load(&mut self) -> Result<Option<u64>, String> {
+        Ok(self.0)
+    }
+    fn save(&mut self, next: u64) -> Result<(), String> {
+        self.0 = Some(next);
+        Ok(())
+    }
+}
+
 /// Sends this instance's share of the stream (or until `shutdown`), in acknowledged batches of
-/// `KAFKA_BATCH_SIZE`; returns how many transactions were delivered.
+/// `KAFKA_BATCH_SIZE`, from where `progress` says the last run stopped, recording it after
+/// every batch; returns how many transactions were delivered. A crash between a batch's
+/// acknowledgement and its record sends that batch again (at least once).
 pub fn produce(
     io: &KafkaIo,
     generator: Generator,
     shard: Shard,
     replay_speed: f64,
+    progress: &mut dyn Progress,
     status: &Status,
     shutdown: &AtomicBool,
-) -> u64 {
+) -> Result<u64, String> {
+    let resume_at = progress.load()?.unwrap_or(0);
+    if resume_at > 0 {
+        info!(event = resume_at; "Resuming the stream after the last acknowledged batch");
+    }
     let boundaries = generator.boundaries().to_vec();
     let start = Instant::now();
     let mut first_ms = None;
     let batch_size = io.tuning().batch_size;
     let mut batch: Vec<Output> = Vec::with_capacity(batch_size);
     let mut delivered = 0;
+    let mut next = resume_at;
     for (index, tx) in generator.enumerate() {
+        let index = index as u64;
+        if index < resume_at {
+            continue;
+        }
         if shutdown.load(Ordering::Relaxed) {
             break;
         }
-        if let Some(b) = boundaries.iter().find(|b| b.index == index as u64) {
+        if let Some(b) = boundaries.iter().find(|b| b.index == index) {
             info!(phase = b.name.as_str(), event = index; "Phase transition");
         }
         if replay_speed > 0.0 {
             let origin = *first_ms.get_or_insert(tx.timestamp_ms);
             pace(start, tx.timestamp_ms - origin, replay_speed);
         }
+        next = index + 1;
         if !shard.owns(&tx.card_id) {
             continue;
         }
         batch.push(json_output(SINK, Some(tx.card_id.clone()), &tx));
         if batch.len() == batch_size {
             delivered += send(io, &mut batch, status, shutdown);
+            record(progress, next, &batch, status);
         }
     }
-    delivered + send(io, &mut batch, status, shutdown)
+    delivered += send(io, &mut batch, status, shutdown);
+    record(progress, next, &batch, status);
+    Ok(delivered)
+}
+
+/// Records the progress once `batch` is empty (acknowledged); a failure is counted and left to
+/// the next batch's record (a crash meanwhile sends a little more again).
+fn record(progress: &mut dyn Progress, next: u64, batch: &[Output], status: &Status) {
+    if !batch.is_empty() {
+        return;
+    }
+    if let Err(e) = progress.save(next) {
+        status
+            .metrics
+            .errors
+            .with_label_values(&["redis_unavailable"])
+            .inc();
+        warn!(error = e.as_str(); "Could not record the producer's progress");
+    }
 }
 
 /// Sends `batch` until it is acknowledged (or shutdown); returns how many were delivered.
