@@ -644,6 +644,16 @@ impl KafkaIo {
         Ok(partitions)
     }
 
+    /// The first offset and the end (next offset to be written) of `partition` of `topic`.
+    pub fn watermarks(
+        &self,
+        topic: &str,
+        partition: i32,
+        timeout: Duration,
+    ) -> KafkaResult<(i64, i64)> {
+        self.consumer.fetch_watermarks(topic, partition, timeout)
+    }
+
     /// Up to `max` records, waiting at most `wait` for the first one.
     pub fn poll_batch(&self, max: usize, wait: Duration) -> Polled {
         let mut batch = Vec::new();

@@ -9,7 +9,8 @@
 //! events are stored by every instance from its own partitions, in the group (see
 //! [`drift_detector`](super::drift_detector)).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -60,11 +61,57 @@ impl<F: Fn() -> Result<KafkaIo, String>> ScoreSource for F {
 }
 
 /// One stretch of ownership: a client reading every partition, the records read and not yet
-/// detected, and the detectors as of the last checkpoint written.
+/// detected, the detectors as of the last checkpoint written, and the events recently seen.
 struct Session {
     io: KafkaIo,
     merge: EventTimeMerge,
     checkpoint: DetectorCheckpoint,
+    recent: RecentEvents,
+}
+
+/// How many of each partition's latest events are remembered to recognise a replayed one.
+/// An upstream instance that crashes or loses a partition before committing sends again what
+/// it scored since its last commit (a second of records at most while commits succeed), under
+/// the same key, so into the same partition, shortly after the originals.
+pub const DEDUPE_WINDOW: usize = 20_000;
+
+/// The ids (hashed) of the latest [`DEDUPE_WINDOW`] scored events of each partition, so that
+/// the detectors see an event replayed upstream once. Not checkpointed: a new session rebuilds
+/// it from the log itself, reading the window before the checkpoint's positions.
+struct RecentEvents {
+    partitions: BTreeMap<i32, (VecDeque<u64>, HashSet<u64>)>,
+    window: usize,
+}
+
+impl RecentEvents {
+    fn new(window: usize) -> Self {
+        Self {
+            partitions: BTreeMap::new(),
+            window: window.max(1),
+        }
+    }
+
+    fn hash(event_id: &str) -> u64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        event_id.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// Whether `event_id` is among the partition's recent events; if not, it is now.
+    fn seen_before(&mut self, partition: i32, event_id: &str) -> bool {
+        let id = Self::hash(event_id);
+        let (order, ids) = self.partitions.entry(partition).or_default();
+        if !ids.insert(id) {
+            return true;
+        }
+        order.push_back(id);
+        if order.len() > self.window
+            && let Some(oldest) = order.pop_front()
+        {
+            ids.remove(&oldest);
+        }
+        false
+    }
 }
 
 /// A scored event read and waiting for its turn (`None`: it does not decode, and is skipped).
@@ -267,6 +314,14 @@ fn start_session(
     if !ownership.save(&checkpoint).map_err(|e| e.to_string())? {
         return Err("lost the lease while taking over".into());
     }
+    let recent = recall_recent(&io, &checkpoint.positions, DEDUPE_WINDOW)?;
+    io.assign_all(
+        SCORES,
+        &mut checkpoint.positions,
+        settings.start,
+        Duration::from_secs(10),
+    )
+    .map_err(|e| e.to_string())?;
     info!(
         partitions = partitions.len(),
         seen = checkpoint.monitor.seen();
@@ -276,7 +331,68 @@ fn start_session(
         io,
         merge: EventTimeMerge::new(&partitions),
         checkpoint,
+        recent,
     })
+}
+
+/// The events the detectors saw last on each partition (up to `window` before its position),
+/// read back from the log: what the previous owner remembered to drop replays.
+fn recall_recent(
+    io: &KafkaIo,
+    positions: &BTreeMap<i32, i64>,
+    window: usize,
+) -> Result<RecentEvents, String> {
+    let mut recent = RecentEvents::new(window);
+    let mut from = BTreeMap::new();
+    let mut until = BTreeMap::new();
+    for (&partition, &position) in positions {
+        let (low, _) = io
+            .watermarks(SCORES, partition, Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        let start = low.max(position - window as i64);
+        if start < position {
+            from.insert(partition, start);
+            until.insert(partition, position);
+        }
+    }
+    if until.is_empty() {
+        return Ok(recent);
+    }
+    io.assign_all(
+        SCORES,
+        &mut from,
+        StartFrom::Earliest,
+        Duration::from_secs(10),
+    )
+    .map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !until.is_empty() {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "could not read back the recent scored events of partitions {:?}",
+                until.keys().collect::<Vec<_>>()
+            ));
+        }
+        let polled = io.poll_batch(5_000, Duration::from_millis(200));
+        if let Some(e) = polled.error {
+            return Err(format!("Kafka poll: {e}"));
+        }
+        for record in polled.records {
+            let Some(&end) = until.get(&record.partition) else {
+                continue;
+            };
+            if record.offset >= end {
+                continue;
+            }
+            if let Ok(event) = decode_scored(&record.payload) {
+                recent.seen_before(record.partition, &event.event_id);
+            }
+            if record.offset + 1 >= end {
+                until.remove(&record.partition);
+            }
+        }
+    }
+    Ok(recent)
 }
 
 /// One batch: detect, store the drifts, send them, checkpoint. `Ok(false)` if the lease was
@@ -314,6 +430,14 @@ fn run_batch(
         let Some(event) = pending.event else {
             continue;
         };
+        // Scored again upstream after a crash or a rebalance: the detectors saw it already.
+        if session
+            .recent
+            .seen_before(pending.partition, &event.event_id)
+        {
+            status.metrics.replays_skipped.inc();
+            continue;
+        }
         for drift in next.monitor.process(&event) {
             status
                 .metrics
@@ -382,6 +506,21 @@ mod tests {
         std::iter::from_fn(|| merge.pop())
             .map(|p| (p.partition, p.offset))
             .collect()
+    }
+
+    /// A replayed event is recognised within the window of its partition; an event as old
+    /// as the window is forgotten; partitions do not share windows.
+    #[test]
+    fn replays_are_recognised_within_the_window() {
+        let mut recent = RecentEvents::new(3);
+        for id in ["a", "b", "c"] {
+            assert!(!recent.seen_before(0, id));
+        }
+        assert!(recent.seen_before(0, "a"), "replayed");
+        assert!(!recent.seen_before(1, "a"), "another partition's window");
+        assert!(!recent.seen_before(0, "d"), "new");
+        assert!(!recent.seen_before(0, "a"), "fell out of the window");
+        assert!(recent.seen_before(0, "d"));
     }
 
     /// A burst from one partition waits for the others: records go out in event-time order,
