@@ -67,7 +67,13 @@ struct Session {
     merge: EventTimeMerge,
     checkpoint: DetectorCheckpoint,
     recent: RecentEvents,
+    partitions: usize,
+    next_partition_check: Instant,
 }
+
+/// How often the owner looks for partitions added to `scores` (it then starts a new session
+/// from its checkpoint, reading the new partitions from their start).
+const PARTITION_CHECK: Duration = Duration::from_secs(30);
 
 /// How many of each partition's latest events are remembered to recognise a replayed one.
 /// An upstream instance that crashes or loses a partition before committing sends again what
@@ -301,11 +307,18 @@ fn start_session(
         positions: BTreeMap::new(),
     });
     let io = source.connect()?;
+    // A partition the checkpoint does not cover although it covers others was added to the
+    // topic since: everything on it is new to the detectors.
+    let start = if checkpoint.positions.is_empty() {
+        settings.start
+    } else {
+        StartFrom::Earliest
+    };
     let partitions = io
         .assign_all(
             SCORES,
             &mut checkpoint.positions,
-            settings.start,
+            start,
             Duration::from_secs(10),
         )
         .map_err(|e| e.to_string())?;
@@ -332,6 +345,8 @@ fn start_session(
         merge: EventTimeMerge::new(&partitions),
         checkpoint,
         recent,
+        partitions: partitions.len(),
+        next_partition_check: Instant::now() + PARTITION_CHECK,
     })
 }
 
@@ -404,6 +419,19 @@ fn run_batch(
     settings: &LeaderSettings,
     status: &Status,
 ) -> Result<bool, String> {
+    if Instant::now() >= session.next_partition_check {
+        session.next_partition_check = Instant::now() + PARTITION_CHECK;
+        let now = session
+            .io
+            .partition_count(SCORES, Duration::from_secs(10))
+            .map_err(|e| format!("Kafka metadata: {e}"))?;
+        if now != session.partitions {
+            return Err(format!(
+                "`{SCORES}` has {now} partitions, was {}: taking them all over from the checkpoint",
+                session.partitions
+            ));
+        }
+    }
     let polled = session
         .io
         .poll_batch(settings.batch_size, Duration::from_millis(200));
