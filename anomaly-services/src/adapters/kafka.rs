@@ -647,11 +647,7 @@ impl KafkaIo {
     /// How many partitions `topic` has now.
     pub fn partition_count(&self, topic: &str, timeout: Duration) -> KafkaResult<usize> {
         let metadata = self.consumer.fetch_metadata(Some(topic), timeout)?;
-        Ok(metadata
-            .topics()
-            .iter()
-            .map(|t| t.partitions().len())
-            .sum())
+        Ok(metadata.topics().iter().map(|t| t.partitions().len()).sum())
     }
 
     /// The first offset and the end (next offset to be written) of `partition` of `topic`.
