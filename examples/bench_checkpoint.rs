@@ -76,6 +76,7 @@ fn measure(url: &str, trees: u32, height: u32) -> Result<(), Error> {
             amount: 10.0,
             is_fraud: false,
             phase: "normal".into(),
+            merchant: "m".into(),
         })?;
     }
     let per_event = started.elapsed() / events;

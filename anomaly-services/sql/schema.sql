@@ -18,10 +18,13 @@ CREATE TABLE IF NOT EXISTS scored_events (
     -- When the row was written: ingested_at - the producer's send time is the pipeline's
     -- end-to-end latency (scripts/bench-services measures it).
     ingested_at   TIMESTAMPTZ      NOT NULL DEFAULT now(),
+    -- For the fraud dashboards (top merchants by alerts); '' for rows written before it.
+    merchant      TEXT             NOT NULL DEFAULT '',
     UNIQUE (event_id, ts)
 );
 -- Tables created before the column existed.
 ALTER TABLE scored_events ADD COLUMN IF NOT EXISTS ingested_at TIMESTAMPTZ NOT NULL DEFAULT now();
+ALTER TABLE scored_events ADD COLUMN IF NOT EXISTS merchant TEXT NOT NULL DEFAULT '';
 -- The unique index on (event_id, ts) serves look-ups by event; a second index on the same
 -- columns (created by earlier versions) only cost every insert.
 DROP INDEX IF EXISTS scored_events_event_id_ts;

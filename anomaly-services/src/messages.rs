@@ -121,6 +121,9 @@ pub struct FeatureVector {
     pub is_fraud: bool,
     /// Generator phase.
     pub phase: String,
+    /// The merchant (for the fraud dashboards); empty in messages written before it was added.
+    #[serde(default)]
+    pub merchant: String,
 }
 
 /// A scored transaction (`scores`), also a row of the `scored_events` table.
@@ -148,6 +151,9 @@ pub struct ScoredEvent {
     pub amount: f64,
     /// Generator phase.
     pub phase: String,
+    /// The merchant; empty in messages written before it was added.
+    #[serde(default)]
+    pub merchant: String,
     /// The feature vector it was scored on: what retraining trains on, so that the scored
     /// event alone is a labelled example (no join with `features`, whatever the partitions
     /// and their assignment). Empty in messages written before it was added.
@@ -172,6 +178,7 @@ impl ScoredEvent {
     ///     model_version: 3,
     ///     amount: 12.5,
     ///     phase: "normal".into(),
+    ///     merchant: "m-1".into(),
     ///     features: vec![0.5; 11],
     /// };
     /// let (vector, score) = event.labelled_vector().unwrap();
@@ -191,6 +198,7 @@ impl ScoredEvent {
             amount: self.amount,
             is_fraud: self.is_fraud,
             phase: self.phase.clone(),
+            merchant: self.merchant.clone(),
         };
         Some((vector, self.score))
     }
@@ -472,6 +480,7 @@ pub fn decode_features(bytes: &[u8]) -> Result<FeatureVector, MessageError> {
         &vector.phase,
     )?;
     check_features(&vector.features)?;
+    check_free_text("merchant", &vector.merchant)?;
     Ok(vector)
 }
 
@@ -512,6 +521,7 @@ pub fn decode_scored(bytes: &[u8]) -> Result<ScoredEvent, MessageError> {
     if !event.features.is_empty() {
         check_features(&event.features)?;
     }
+    check_free_text("merchant", &event.merchant)?;
     Ok(event)
 }
 

@@ -216,6 +216,7 @@ mod worker {
             amount: 1.0,
             is_fraud: i % 10 == 0,
             phase: "p".into(),
+            merchant: "m".into(),
         };
         let scored = ScoredEvent {
             schema_version: anomaly_services::messages::SCHEMA_VERSION,
@@ -228,6 +229,7 @@ mod worker {
             model_version: 1,
             amount: 1.0,
             phase: "p".into(),
+            merchant: "m".into(),
             features: vector.features.clone(),
         };
         record("scores", i, serde_json::to_vec(&scored).unwrap())

@@ -37,6 +37,7 @@ fn vector(i: usize) -> FeatureVector {
         amount: 10.0,
         is_fraud: false,
         phase: "normal".into(),
+        merchant: "m".into(),
     }
 }
 

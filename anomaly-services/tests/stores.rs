@@ -24,6 +24,7 @@ fn scored(i: u32) -> ScoredEvent {
         model_version: 1,
         amount: 10.0 + f64::from(i),
         phase: "normal".into(),
+        merchant: "merchant-1".into(),
         features: Vec::new(),
     }
 }

@@ -180,14 +180,16 @@ fn insert_scored(client: &mut Client, events: &[ScoredEvent]) -> Result<u64, pos
     let frauds: Vec<bool> = events.iter().map(|e| e.is_fraud).collect();
     let versions: Vec<i64> = events.iter().map(|e| e.model_version as i64).collect();
     let amounts: Vec<f64> = events.iter().map(|e| e.amount).collect();
+    let merchants = column(|e| &e.merchant);
     client.execute(
-        "INSERT INTO scored_events (event_id, ts, card_id, score, is_anomaly, is_fraud, model_version, amount, phase) \
-         SELECT id, to_timestamp(ms / 1000.0), card, score, anomaly, fraud, version, amount, phase \
-         FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::FLOAT8[], $5::BOOL[], $6::BOOL[], $7::BIGINT[], $8::FLOAT8[], $9::TEXT[]) \
-              AS t(id, ms, card, score, anomaly, fraud, version, amount, phase) \
+        "INSERT INTO scored_events (event_id, ts, card_id, score, is_anomaly, is_fraud, model_version, amount, phase, merchant) \
+         SELECT id, to_timestamp(ms / 1000.0), card, score, anomaly, fraud, version, amount, phase, merchant \
+         FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::FLOAT8[], $5::BOOL[], $6::BOOL[], $7::BIGINT[], $8::FLOAT8[], $9::TEXT[], $10::TEXT[]) \
+              AS t(id, ms, card, score, anomaly, fraud, version, amount, phase, merchant) \
          ON CONFLICT (event_id, ts) DO NOTHING",
         &[
             &ids, &ts, &cards, &scores, &anomalies, &frauds, &versions, &amounts, &phases,
+            &merchants,
         ],
     )
 }

@@ -518,6 +518,7 @@ mod tests {
             model_version: 1,
             amount: 1.0,
             phase: "p".into(),
+            merchant: String::new(),
             features: Vec::new(),
         };
         Record {

@@ -334,6 +334,7 @@ mod tests {
                     amount: 1.0,
                     is_fraud: false,
                     phase: "p".into(),
+                    merchant: "m".into(),
                 };
                 Record {
                     topic: FEATURES.into(),

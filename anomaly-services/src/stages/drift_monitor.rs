@@ -16,6 +16,7 @@ use crate::messages::{Alert, AlertKind, DriftEvent, DriftSource, ScoredEvent, Se
 ///     schema_version: anomaly_services::messages::SCHEMA_VERSION,
 ///     event_id: format!("e{i}"), card_id: "c".into(), timestamp_ms: i, score,
 ///     is_anomaly: false, is_fraud: false, model_version: 1, amount: 1.0, phase: "p".into(),
+///     merchant: String::new(),
 ///     features: vec![],
 /// };
 /// let drifts: usize = (0..4000)

@@ -76,5 +76,6 @@ pub fn feature_vector(tx: &RawTransaction, features: &TransactionFeatures) -> Fe
         amount: tx.amount,
         is_fraud: tx.is_fraud,
         phase: tx.phase.clone(),
+        merchant: tx.merchant.clone(),
     }
 }

@@ -148,6 +148,7 @@ impl Inference {
                 model_version: self.version,
                 amount: vector.amount,
                 phase: vector.phase.clone(),
+                merchant: vector.merchant.clone(),
                 features: vector.features.clone(),
             },
             alert,
@@ -176,6 +177,7 @@ impl Inference {
     ///     schema_version: SCHEMA_VERSION, event_id: "e1".into(), card_id: "c".into(),
     ///     timestamp_ms: 1_767_225_600_000, features: vec![0.5; TransactionFeatures::NAMES.len()],
     ///     amount: 10.0, is_fraud: false, phase: "normal".into(),
+    ///     merchant: "m".into(),
     /// };
     /// learned.process(&vector)?;
     ///

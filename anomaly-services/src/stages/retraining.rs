@@ -271,6 +271,7 @@ mod tests {
             amount: 1.0,
             is_fraud: false,
             phase: "p".into(),
+            merchant: "m".into(),
         }
     }
 

@@ -71,6 +71,8 @@ pub struct Metrics {
     pub checkpoint_seconds: Histogram,
     /// ml-inference: size of the last checkpoint written, bytes.
     pub checkpoint_bytes: IntGauge,
+    /// Always 1, labelled with the build's version (dashboards show what runs where).
+    pub build_info: IntGaugeVec,
     /// The process's resident memory, bytes (Linux; read when the metrics are rendered).
     pub resident_memory_bytes: IntGauge,
 }
@@ -175,6 +177,11 @@ impl Metrics {
                 "checkpoint_bytes",
                 "Size of the last learned-model checkpoint written, bytes (ml-inference)",
             ),
+            build_info: IntGaugeVec::new(
+                Opts::new("build_info", "Always 1; the label says which version runs"),
+                &["version"],
+            )
+            .expect("constant name"),
             resident_memory_bytes: gauge(
                 "resident_memory_bytes",
                 "Resident memory of the process, bytes",
@@ -207,6 +214,7 @@ impl Metrics {
             Box::new(metrics.history_events.clone()),
             Box::new(metrics.checkpoint_seconds.clone()),
             Box::new(metrics.checkpoint_bytes.clone()),
+            Box::new(metrics.build_info.clone()),
             Box::new(metrics.resident_memory_bytes.clone()),
         ];
         for collector in collectors {
@@ -215,6 +223,10 @@ impl Metrics {
                 .register(collector)
                 .expect("distinct constant names");
         }
+        metrics
+            .build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         metrics
     }
 

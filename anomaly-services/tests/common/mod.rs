@@ -221,6 +221,7 @@ pub fn scored_event(i: u32, card: String, score: f64) -> anomaly_services::messa
         model_version: 1,
         amount: 10.0,
         phase: "normal".into(),
+        merchant: "merchant-1".into(),
         features: Vec::new(),
     }
 }
