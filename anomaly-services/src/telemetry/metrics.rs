@@ -77,6 +77,29 @@ pub struct Metrics {
     pub resident_memory_bytes: IntGauge,
 }
 
+/// The kinds of `anomaly_errors_total` (docs/OPERATIONS.md says what each means).
+pub const ERROR_KINDS: [&str; 19] = [
+    "too_large",
+    "bad_json",
+    "invalid",
+    "newer_schema",
+    "corrupt_state",
+    "refused_by_store",
+    "redis_unavailable",
+    "postgres_unavailable",
+    "kafka_unavailable",
+    "slack_unavailable",
+    "kafka_poll",
+    "kafka_commit",
+    "kafka_send",
+    "notify",
+    "outbox",
+    "slack",
+    "drift_leader",
+    "checkpoint_corrupt",
+    "model_rejected",
+];
+
 impl Metrics {
     /// The metrics of `service`, registered in a fresh registry.
     // Every name, label and bucket list below is a constant: constructing and registering
@@ -227,6 +250,27 @@ impl Metrics {
             .build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
+        // Every known label value exists from the start, at zero: a rate or an increase over
+        // a series that appears only at its first event would miss that event, and alert
+        // rules and dashboards would find no series at all on a healthy service.
+        for kind in ERROR_KINDS {
+            metrics.errors.with_label_values(&[kind]);
+        }
+        for severity in ["LOW", "MEDIUM", "HIGH", "CRITICAL"] {
+            metrics.alerts.with_label_values(&[severity]);
+        }
+        for detector in ["ADWIN", "DDM"] {
+            metrics.drifts.with_label_values(&[detector]);
+        }
+        for outcome in ["published", "kept", "failed"] {
+            metrics.retraining_jobs.with_label_values(&[outcome]);
+        }
+        for outcome in ["sent", "retried", "failed"] {
+            metrics.notifications.with_label_values(&[outcome]);
+        }
+        for dependency in ["redis", "postgres", "slack"] {
+            metrics.dependency_seconds.with_label_values(&[dependency]);
+        }
         metrics
     }
 
