@@ -469,13 +469,24 @@ fn a_real_prometheus_finds_data_for_every_panel_and_rule_and_every_sql_panel_ret
     admin
         .batch_execute(&format!("SET search_path TO \"{schema}\""))
         .unwrap();
-    for panel in fraud["panels"].as_array().unwrap() {
-        let sql = panel["targets"][0]["rawSql"].as_str().unwrap();
+    let annotations = fraud["annotations"]["list"].as_array().unwrap();
+    assert!(
+        !annotations.is_empty(),
+        "drifts and models marked on the timeline"
+    );
+    let queries = fraud["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|panel| (&panel["title"], &panel["targets"][0]))
+        .chain(annotations.iter().map(|a| (&a["name"], &a["target"])));
+    for (title, target) in queries {
+        let sql = target["rawSql"].as_str().unwrap();
         let runnable = expand_time_filter(sql);
         let rows = admin
             .query(&runnable, &[])
-            .unwrap_or_else(|e| panic!("panel {}: {e}\n{runnable}", panel["title"]));
-        assert!(!rows.is_empty(), "panel {} returns no row", panel["title"]);
+            .unwrap_or_else(|e| panic!("{title}: {e}\n{runnable}"));
+        assert!(!rows.is_empty(), "{title} returns no row");
     }
     drop(running);
     delete_redis_prefix(&prefix);

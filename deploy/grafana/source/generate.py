@@ -47,8 +47,20 @@ def sql_panel(title, description, sql, kind="timeseries", fmt="time_series", uni
     }
 
 
-def dashboard(uid, title, description, panels, time_from):
+def sql_annotation(name, color, sql):
+    """Marks on every time-series panel, from a query returning time, text and tags."""
     return {
+        "name": name,
+        "enable": True,
+        "iconColor": color,
+        "datasource": TIMESCALE,
+        "target": {"refId": "Anno", "datasource": TIMESCALE, "editorMode": "code", "format": "table", "rawQuery": True, "rawSql": sql},
+    }
+
+
+def dashboard(uid, title, description, panels, time_from, annotations=()):
+    return {
+        "annotations": {"list": list(annotations)},
         "uid": uid,
         "title": title,
         "description": description,
@@ -213,6 +225,20 @@ FRAUD = dashboard(
         ),
     ],
     "now-1y",
+    annotations=[
+        sql_annotation(
+            "Drifts",
+            "orange",
+            "SELECT ts AS time, detector || ' drift: ' || detail AS text, detector AS tags "
+            "FROM drift_events WHERE $__timeFilter(ts) ORDER BY ts",
+        ),
+        sql_annotation(
+            "Models published",
+            "green",
+            "SELECT ts AS time, 'model ' || model_version || ' published (AUC ' || coalesce(round(auc::numeric, 4)::text, 'n/a') || '): ' || reason AS text, "
+            "'model' AS tags FROM model_versions WHERE $__timeFilter(ts) ORDER BY ts",
+        ),
+    ],
 )
 
 for name, board in [("pipeline-overview", OVERVIEW), ("fraud-view", FRAUD)]:
