@@ -235,10 +235,14 @@ pub(crate) fn deviation_to_unit(z: f64) -> f64 {
 }
 
 impl sealed::Detector for Ensemble {
-    type Pending = ();
+    type Pending = sealed::Ready;
     type Input = [f64];
 
-    fn score_pending(&mut self, row: &[f64]) -> Result<(f64, ()), AnomalyError> {
+    fn score_pending(
+        &mut self,
+        row: &[f64],
+        _: sealed::Token,
+    ) -> Result<(f64, sealed::Ready), AnomalyError> {
         let value = row
             .get(self.sad_column)
             .copied()
@@ -247,8 +251,9 @@ impl sealed::Detector for Ensemble {
                 got: row.len(),
             })?;
         // SAD first: if it rejects the row, the trees have not recorded any visit.
-        let (sad_deviation, ()) = sealed::Detector::score_pending(&mut self.sad, &value)?;
-        let (hst, ()) = sealed::Detector::score_pending(&mut self.hst, row)?;
+        let (sad_deviation, _) =
+            sealed::Detector::score_pending(&mut self.sad, &value, crate::anomaly::TOKEN)?;
+        let (hst, _) = sealed::Detector::score_pending(&mut self.hst, row, crate::anomaly::TOKEN)?;
         let sad = if self.sad.n() >= u64::from(self.params.sad_grace_period) {
             deviation_to_unit(sad_deviation)
         } else {
@@ -259,17 +264,17 @@ impl sealed::Detector for Ensemble {
             sad_deviation,
             sad,
         });
-        Ok((self.combine(hst, sad), ()))
+        Ok((self.combine(hst, sad), sealed::Ready(())))
     }
 
-    fn learn_pending(&mut self, _: ()) {
-        sealed::Detector::learn_pending(&mut self.hst, ());
-        sealed::Detector::learn_pending(&mut self.sad, ());
+    fn learn_pending(&mut self, _: sealed::Ready, _: sealed::Token) {
+        sealed::Detector::learn_pending(&mut self.hst, sealed::Ready(()), crate::anomaly::TOKEN);
+        sealed::Detector::learn_pending(&mut self.sad, sealed::Ready(()), crate::anomaly::TOKEN);
     }
 
-    fn abandon_pending(&mut self, _: ()) {
-        sealed::Detector::abandon_pending(&mut self.hst, ());
-        sealed::Detector::abandon_pending(&mut self.sad, ());
+    fn abandon_pending(&mut self, _: sealed::Ready, _: sealed::Token) {
+        sealed::Detector::abandon_pending(&mut self.hst, sealed::Ready(()), crate::anomaly::TOKEN);
+        sealed::Detector::abandon_pending(&mut self.sad, sealed::Ready(()), crate::anomaly::TOKEN);
     }
 }
 

@@ -64,21 +64,27 @@ impl<D: AnomalyDetector> sealed::Detector for ThresholdFilter<D> {
     type Pending = (D::Pending, bool);
     type Input = D::Input;
 
-    fn score_pending(&mut self, x: &D::Input) -> Result<(f64, Self::Pending), AnomalyError> {
-        let (score, pending) = self.detector.score_pending(x)?;
+    fn score_pending(
+        &mut self,
+        x: &D::Input,
+        _: sealed::Token,
+    ) -> Result<(f64, Self::Pending), AnomalyError> {
+        let (score, pending) = self.detector.score_pending(x, crate::anomaly::TOKEN)?;
         Ok((score, (pending, self.classify(score))))
     }
 
-    fn learn_pending(&mut self, (pending, anomalous): Self::Pending) {
+    fn learn_pending(&mut self, (pending, anomalous): Self::Pending, _: sealed::Token) {
         if self.protect && anomalous {
-            self.detector.abandon_pending(pending);
+            self.detector
+                .abandon_pending(pending, crate::anomaly::TOKEN);
         } else {
-            self.detector.learn_pending(pending);
+            self.detector.learn_pending(pending, crate::anomaly::TOKEN);
         }
     }
 
-    fn abandon_pending(&mut self, (pending, _): Self::Pending) {
-        self.detector.abandon_pending(pending);
+    fn abandon_pending(&mut self, (pending, _): Self::Pending, _: sealed::Token) {
+        self.detector
+            .abandon_pending(pending, crate::anomaly::TOKEN);
     }
 }
 
@@ -151,24 +157,30 @@ impl<D: AnomalyDetector> sealed::Detector for QuantileFilter<D> {
     type Pending = (D::Pending, f64);
     type Input = D::Input;
 
-    fn score_pending(&mut self, x: &D::Input) -> Result<(f64, Self::Pending), AnomalyError> {
-        let (score, pending) = self.detector.score_pending(x)?;
+    fn score_pending(
+        &mut self,
+        x: &D::Input,
+        _: sealed::Token,
+    ) -> Result<(f64, Self::Pending), AnomalyError> {
+        let (score, pending) = self.detector.score_pending(x, crate::anomaly::TOKEN)?;
         Ok((score, (pending, score)))
     }
 
-    fn learn_pending(&mut self, (pending, score): Self::Pending) {
+    fn learn_pending(&mut self, (pending, score): Self::Pending, _: sealed::Token) {
         if self.protect && self.classify(score) {
-            self.detector.abandon_pending(pending);
+            self.detector
+                .abandon_pending(pending, crate::anomaly::TOKEN);
         } else {
-            self.detector.learn_pending(pending);
+            self.detector.learn_pending(pending, crate::anomaly::TOKEN);
         }
         if score.is_finite() {
             self.quantile.update(score);
         }
     }
 
-    fn abandon_pending(&mut self, (pending, _): Self::Pending) {
-        self.detector.abandon_pending(pending);
+    fn abandon_pending(&mut self, (pending, _): Self::Pending, _: sealed::Token) {
+        self.detector
+            .abandon_pending(pending, crate::anomaly::TOKEN);
     }
 }
 

@@ -15,25 +15,72 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Learning an event that was never scored does not compile, because there is nothing to call
-//! `learn` on:
+//! Every way around the rule fails to compile. Learning an event that was never scored, because
+//! there is nothing to call `learn` on (E0599: no such method):
 //!
-//! ```compile_fail
+//! ```compile_fail,E0599
 //! use anomaly_core::anomaly::{HalfSpaceTrees, HstParams};
 //!
 //! let mut hst = HalfSpaceTrees::with_features(HstParams::default(), &["amount"]).unwrap();
-//! hst.learn(&[0.3][..]); // no such method: learning goes through a score
+//! hst.learn(&[0.3][..]);
 //! ```
 //!
-//! Nor does learning the same scored event twice:
+//! Learning the same scored event twice (E0382: use of a moved value):
 //!
-//! ```compile_fail
+//! ```compile_fail,E0382
 //! use anomaly_core::anomaly::{AnomalyDetector, HalfSpaceTrees, HstParams};
 //!
 //! let mut hst = HalfSpaceTrees::with_features(HstParams::default(), &["amount"]).unwrap();
 //! let scored = hst.score(&[0.3][..]).unwrap();
 //! scored.learn();
-//! scored.learn(); // use of moved value
+//! scored.learn();
+//! ```
+//!
+//! Learning with a stale score, after the model scored another event (E0499: the first score
+//! still borrows the model):
+//!
+//! ```compile_fail,E0499
+//! use anomaly_core::anomaly::{AnomalyDetector, HalfSpaceTrees, HstParams};
+//!
+//! let mut hst = HalfSpaceTrees::with_features(HstParams::default(), &["amount"]).unwrap();
+//! let first = hst.score(&[0.3][..]).unwrap();
+//! let second = hst.score(&[0.9][..]).unwrap();
+//! first.learn();
+//! # drop(second);
+//! ```
+//!
+//! Calling the learning half directly through a generic bound, which can see it (E0061: it
+//! takes a proof of coming from this crate that no caller outside can supply):
+//!
+//! ```compile_fail,E0061
+//! use anomaly_core::anomaly::AnomalyDetector;
+//!
+//! fn sneaky<D: AnomalyDetector>(detector: &mut D, pending: D::Pending) {
+//!     detector.learn_pending(pending);
+//! }
+//! ```
+//!
+//! Making that proof, or anything else of the private module, by hand (E0603: the module is
+//! private):
+//!
+//! ```compile_fail,E0603
+//! use anomaly_core::anomaly::AnomalyDetector;
+//!
+//! fn sneaky<D: AnomalyDetector>(detector: &mut D, pending: D::Pending) {
+//!     detector.learn_pending(pending, anomaly_core::anomaly::sealed::Token(()));
+//! }
+//! ```
+//!
+//! Building what scoring leaves for learning, to hand it over (E0308: outside this crate it
+//! is an opaque type; its concrete types are made only inside the crate's private module, and
+//! a value of it only by scoring, inside [`Scored`]):
+//!
+//! ```compile_fail,E0308
+//! use anomaly_core::anomaly::AnomalyDetector;
+//!
+//! fn forge<D: AnomalyDetector>() -> D::Pending {
+//!     ()
+//! }
 //! ```
 //!
 //! Dropping a [`Scored`] without learning leaves the model exactly as it was before scoring
@@ -105,6 +152,18 @@ impl<T> PartialEq for Transient<T> {
 pub(crate) mod sealed {
     use super::AnomalyError;
 
+    /// The proof that a call comes from inside this crate: every method of [`Detector`] takes
+    /// one, and only this crate can make one (its field is private to the crate and its module
+    /// cannot be named outside). So although a generic bound `D: AnomalyDetector` lets outside
+    /// code see these methods, it cannot call them.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Token(pub(crate) ());
+
+    /// What a detector with nothing to carry from scoring to learning leaves: a value only
+    /// this crate can make, so that no `Pending` can be built outside it.
+    #[derive(Debug)]
+    pub struct Ready(pub(crate) ());
+
     /// The two halves of score-then-learn. Private, so they can only be reached through
     /// [`super::Scored`], which pairs them.
     pub trait Detector {
@@ -112,12 +171,19 @@ pub(crate) mod sealed {
         type Pending;
         /// What one event is.
         type Input: ?Sized;
-        fn score_pending(&mut self, x: &Self::Input) -> Result<(f64, Self::Pending), AnomalyError>;
-        fn learn_pending(&mut self, pending: Self::Pending);
+        fn score_pending(
+            &mut self,
+            x: &Self::Input,
+            token: Token,
+        ) -> Result<(f64, Self::Pending), AnomalyError>;
+        fn learn_pending(&mut self, pending: Self::Pending, token: Token);
         /// Undoes whatever scoring prepared, when the event is not learned.
-        fn abandon_pending(&mut self, pending: Self::Pending);
+        fn abandon_pending(&mut self, pending: Self::Pending, token: Token);
     }
 }
+
+/// The crate's own [`sealed::Token`].
+pub(crate) const TOKEN: sealed::Token = sealed::Token(());
 
 /// A streaming anomaly detector: score an event, then (optionally) learn it.
 ///
@@ -131,7 +197,7 @@ pub trait AnomalyDetector: sealed::Detector + Sized {
     /// One event is a dense row (`[f64]`) or a univariate value (`f64`), depending on the
     /// model.
     fn score(&mut self, x: &Self::Input) -> Result<Scored<'_, Self>, AnomalyError> {
-        let (score, pending) = sealed::Detector::score_pending(self, x)?;
+        let (score, pending) = sealed::Detector::score_pending(self, x, TOKEN)?;
         Ok(Scored {
             detector: self,
             score,
@@ -165,7 +231,7 @@ impl<'m, D: AnomalyDetector> Scored<'m, D> {
     /// Learns the event that was scored.
     pub fn learn(mut self) {
         if let Some(pending) = self.pending.take() {
-            self.detector.learn_pending(pending);
+            self.detector.learn_pending(pending, TOKEN);
         }
     }
 }
@@ -173,7 +239,7 @@ impl<'m, D: AnomalyDetector> Scored<'m, D> {
 impl<D: AnomalyDetector> Drop for Scored<'_, D> {
     fn drop(&mut self) {
         if let Some(pending) = self.pending.take() {
-            self.detector.abandon_pending(pending);
+            self.detector.abandon_pending(pending, TOKEN);
         }
     }
 }

@@ -152,17 +152,21 @@ impl Sad {
 }
 
 impl sealed::Detector for Sad {
-    type Pending = ();
+    type Pending = sealed::Ready;
     type Input = f64;
 
-    fn score_pending(&mut self, y: &f64) -> Result<(f64, ()), AnomalyError> {
+    fn score_pending(
+        &mut self,
+        y: &f64,
+        _: sealed::Token,
+    ) -> Result<(f64, sealed::Ready), AnomalyError> {
         let y = check_input("SAD", *y)?;
         let score = self.raw_score(y)?;
         self.pending = Transient(y);
-        Ok((score, ()))
+        Ok((score, sealed::Ready(())))
     }
 
-    fn learn_pending(&mut self, _: ()) {
+    fn learn_pending(&mut self, _: sealed::Ready, _: sealed::Token) {
         let y = self.pending.0;
         self.variance.update(y);
         match &mut self.centre {
@@ -183,7 +187,7 @@ impl sealed::Detector for Sad {
         }
     }
 
-    fn abandon_pending(&mut self, _: ()) {}
+    fn abandon_pending(&mut self, _: sealed::Ready, _: sealed::Token) {}
 }
 
 impl AnomalyDetector for Sad {
@@ -205,7 +209,7 @@ impl Sad {
         let mut sad = Self::new(params)?;
         for &y in history {
             sad.pending = Transient(check_input("SAD", y)?);
-            sealed::Detector::learn_pending(&mut sad, ());
+            sealed::Detector::learn_pending(&mut sad, sealed::Ready(()), crate::anomaly::TOKEN);
         }
         Ok(sad)
     }

@@ -247,7 +247,7 @@ pub fn run_drift_leader(
         }
         let current = match session.as_mut() {
             Some(current) => current,
-            None => match start_session(ownership, source, settings, status) {
+            None => match start_session(ownership, source, settings, status, shutdown) {
                 Ok(started) => {
                     metrics.drift_leader.set(1);
                     session.insert(started)
@@ -290,6 +290,7 @@ fn start_session(
     source: &impl ScoreSource,
     settings: &LeaderSettings,
     status: &Status,
+    shutdown: &AtomicBool,
 ) -> Result<Session, String> {
     let restored = ownership
         .load::<DetectorCheckpoint>()
@@ -327,7 +328,9 @@ fn start_session(
     if !ownership.save(&checkpoint).map_err(|e| e.to_string())? {
         return Err("lost the lease while taking over".into());
     }
-    let recent = recall_recent(&io, &checkpoint.positions, DEDUPE_WINDOW)?;
+    let started = Instant::now();
+    let recent = recall_recent(&io, &checkpoint.positions, DEDUPE_WINDOW, shutdown)?;
+    info!(seconds = started.elapsed().as_secs_f64(); "Read back the recent scored events");
     io.assign_all(
         SCORES,
         &mut checkpoint.positions,
@@ -356,6 +359,7 @@ fn recall_recent(
     io: &KafkaIo,
     positions: &BTreeMap<i32, i64>,
     window: usize,
+    shutdown: &AtomicBool,
 ) -> Result<RecentEvents, String> {
     let mut recent = RecentEvents::new(window);
     let mut from = BTreeMap::new();
@@ -382,6 +386,9 @@ fn recall_recent(
     .map_err(|e| e.to_string())?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !until.is_empty() {
+        if shutdown.load(Ordering::Relaxed) {
+            return Err("stopping".into());
+        }
         if Instant::now() >= deadline {
             return Err(format!(
                 "could not read back the recent scored events of partitions {:?}",

@@ -557,7 +557,7 @@ impl HalfSpaceTrees {
             return Ok(Scored {
                 detector: self,
                 score: 0.0,
-                pending: Some(()),
+                pending: Some(sealed::Ready(())),
             });
         }
         self.scratch.present.iter_mut().for_each(|p| *p = false);
@@ -580,7 +580,7 @@ impl HalfSpaceTrees {
         Ok(Scored {
             detector: self,
             score,
-            pending: Some(()),
+            pending: Some(sealed::Ready(())),
         })
     }
 
@@ -707,16 +707,20 @@ fn check_feature(name: &str, value: f64) -> Result<(), AnomalyError> {
 }
 
 impl sealed::Detector for HalfSpaceTrees {
-    type Pending = ();
+    type Pending = sealed::Ready;
     type Input = [f64];
 
-    fn score_pending(&mut self, row: &[f64]) -> Result<(f64, ()), AnomalyError> {
+    fn score_pending(
+        &mut self,
+        row: &[f64],
+        _: sealed::Token,
+    ) -> Result<(f64, sealed::Ready), AnomalyError> {
         self.undo_unlearned_visits();
         self.check_dense(row)?;
-        Ok((self.score_and_visit(&Dense(row)), ()))
+        Ok((self.score_and_visit(&Dense(row)), sealed::Ready(())))
     }
 
-    fn learn_pending(&mut self, _: ()) {
+    fn learn_pending(&mut self, _: sealed::Ready, _: sealed::Token) {
         if let Some(event) = self.scratch.first_event.take() {
             let (names, values): (Vec<String>, Vec<f64>) = event.into_iter().unzip();
             self.grow(names);
@@ -726,7 +730,7 @@ impl sealed::Detector for HalfSpaceTrees {
         self.finish_learning();
     }
 
-    fn abandon_pending(&mut self, _: ()) {
+    fn abandon_pending(&mut self, _: sealed::Ready, _: sealed::Token) {
         self.scratch.first_event = None;
         self.undo_unlearned_visits();
     }
