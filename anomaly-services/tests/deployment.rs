@@ -320,21 +320,8 @@ fn query(port: u16, expr: &str) -> Result<Vec<serde_json::Value>, String> {
 
 /// A consumer service of the live check.
 fn service(name: &str, bootstrap: &str, schema: &str, prefix: &str, port: u16) -> KillOnDrop {
-    let binary = match name {
-        "feature-engineer" => env!("CARGO_BIN_EXE_feature-engineer"),
-        "ml-inference" => env!("CARGO_BIN_EXE_ml-inference"),
-        "drift-detector" => env!("CARGO_BIN_EXE_drift-detector"),
-        "retraining-worker" => env!("CARGO_BIN_EXE_retraining-worker"),
-        _ => env!("CARGO_BIN_EXE_alert-router"),
-    };
     KillOnDrop(
-        common::service_command(binary, bootstrap, port)
-            .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
-            .env("TIMESCALE_URL", database_url())
-            .env("TIMESCALE_SCHEMA", schema)
-            .env("REDIS_URL", redis_url())
-            .env("REDIS_PREFIX", prefix)
-            .env("SLACK_WEBHOOK_URL", "")
+        common::pipeline_service(name, bootstrap, schema, prefix, port)
             .spawn()
             .unwrap(),
     )

@@ -383,29 +383,12 @@ fn three_drift_detectors_run_the_detectors_once_and_a_standby_takes_over() {
     drop_schema(&schema);
 }
 
-/// A service binary of the whole-pipeline run, with what every one of them needs.
+/// A service binary of the whole-pipeline run; ml-inference checkpoints what it learned
+/// every 2 s, so that a killed instance has one to resume from.
 fn service(name: &str, bootstrap: &str, schema: &str, prefix: &str, port: u16) -> KillOnDrop {
-    let binary = match name {
-        "feature-engineer" => env!("CARGO_BIN_EXE_feature-engineer"),
-        "ml-inference" => env!("CARGO_BIN_EXE_ml-inference"),
-        "drift-detector" => env!("CARGO_BIN_EXE_drift-detector"),
-        "retraining-worker" => env!("CARGO_BIN_EXE_retraining-worker"),
-        _ => env!("CARGO_BIN_EXE_alert-router"),
-    };
     KillOnDrop(
-        Command::new(binary)
-            .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
-            .env("KAFKA_OFFSET_RESET", "earliest")
-            .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
-            .env("TIMESCALE_URL", database_url())
-            .env("TIMESCALE_SCHEMA", schema)
-            .env("REDIS_URL", redis_url())
-            .env("REDIS_PREFIX", prefix)
-            .env("SLACK_WEBHOOK_URL", "")
+        common::pipeline_service(name, bootstrap, schema, prefix, port)
             .env("MODEL_CHECKPOINT_INTERVAL_S", "2")
-            .env("HTTP_PORT", port.to_string())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
             .spawn()
             .unwrap(),
     )

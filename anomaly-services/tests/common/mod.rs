@@ -239,3 +239,34 @@ pub fn service_command(binary: &str, bootstrap: &str, port: u16) -> std::process
         .stdout(std::process::Stdio::null());
     command
 }
+
+/// The command of a consuming service of the end-to-end runs (`feature-engineer`,
+/// `ml-inference`, `drift-detector`, `retraining-worker` or `alert-router`), with what every
+/// one of them needs: the cluster, the test's PostgreSQL schema and Redis prefix, Slack off, a
+/// short Kafka session (the mock cluster hands a killed member's partitions over when it
+/// ends). The caller adds the run's own settings.
+pub fn pipeline_service(
+    name: &str,
+    bootstrap: &str,
+    schema: &str,
+    prefix: &str,
+    port: u16,
+) -> std::process::Command {
+    let binary = match name {
+        "feature-engineer" => env!("CARGO_BIN_EXE_feature-engineer"),
+        "ml-inference" => env!("CARGO_BIN_EXE_ml-inference"),
+        "drift-detector" => env!("CARGO_BIN_EXE_drift-detector"),
+        "retraining-worker" => env!("CARGO_BIN_EXE_retraining-worker"),
+        "alert-router" => env!("CARGO_BIN_EXE_alert-router"),
+        other => panic!("{other} is not a consuming service"),
+    };
+    let mut command = service_command(binary, bootstrap, port);
+    command
+        .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+        .env("TIMESCALE_URL", database_url())
+        .env("TIMESCALE_SCHEMA", schema)
+        .env("REDIS_URL", redis_url())
+        .env("REDIS_PREFIX", prefix)
+        .env("SLACK_WEBHOOK_URL", "");
+    command
+}
