@@ -47,32 +47,70 @@ pub fn format_line(
 /// A `log` implementation that writes JSON lines to a writer (stdout by default).
 pub struct JsonLogger {
     service: &'static str,
-    level: LevelFilter,
+    filter: env_filter::Filter,
     out: Mutex<Box<dyn Write + Send>>,
 }
 
 impl JsonLogger {
-    /// A logger for `service` writing lines at `level` and above to `out`.
-    pub fn new(service: &'static str, level: LevelFilter, out: Box<dyn Write + Send>) -> Self {
+    /// A logger for `service` writing to `out` the records that `filter` lets through: the
+    /// standard `RUST_LOG` syntax (`info`, `warn,anomaly_services=debug`, `rdkafka=off`...;
+    /// the `env_filter` crate, the one `env_logger` uses).
+    ///
+    /// ```
+    /// use anomaly_services::telemetry::logging::JsonLogger;
+    /// use log::{Level, Log};
+    ///
+    /// let logger = JsonLogger::new("ml-inference", "warn,anomaly_services=debug", Box::new(std::io::sink()));
+    /// let at = |target, level| log::Metadata::builder().target(target).level(level).build();
+    /// assert!(logger.enabled(&at("anomaly_services::service", Level::Debug)));
+    /// assert!(!logger.enabled(&at("rdkafka::consumer", Level::Info)));
+    /// ```
+    /// A filter that does not parse logs at `info` (see [`install`](Self::install), which says
+    /// so in the log).
+    pub fn new(service: &'static str, filter: &str, out: Box<dyn Write + Send>) -> Self {
+        let filter = parse_filter(filter).unwrap_or_else(|_| {
+            env_filter::Builder::new()
+                .filter_level(LevelFilter::Info)
+                .build()
+        });
         Self {
             service,
-            level,
+            filter,
             out: Mutex::new(out),
         }
     }
 
-    /// Installs a stdout logger as the global one (level from `RUST_LOG`: error, warn, info,
-    /// debug or trace; default info). Only the first call in a process takes effect.
+    /// The most detailed level any directive lets through.
+    pub fn max_level(&self) -> LevelFilter {
+        self.filter.filter()
+    }
+
+    /// Installs a stdout logger as the global one, filtered by `RUST_LOG` (default `info`).
+    /// Only the first call in a process takes effect.
     pub fn install(service: &'static str) {
-        let level = std::env::var("RUST_LOG")
-            .ok()
-            .and_then(|l| l.trim().parse().ok())
-            .unwrap_or(LevelFilter::Info);
-        let logger = Self::new(service, level, Box::new(std::io::stdout()));
+        let spec = std::env::var("RUST_LOG").unwrap_or_default();
+        let spec = if spec.trim().is_empty() {
+            "info"
+        } else {
+            spec.trim()
+        };
+        let logger = Self::new(service, spec, Box::new(std::io::stdout()));
+        let level = logger.max_level();
         if log::set_boxed_logger(Box::new(logger)).is_ok() {
             log::set_max_level(level);
+            if let Err(e) = parse_filter(spec) {
+                log::warn!(error = e.as_str(); "RUST_LOG is not a valid filter; logging at info");
+            }
         }
     }
+}
+
+/// Parses `RUST_LOG`'s syntax.
+fn parse_filter(spec: &str) -> Result<env_filter::Filter, String> {
+    env_filter::Builder::new()
+        .try_parse(spec)
+        .map(|builder| builder.build())
+        .map_err(|e| e.to_string())
 }
 
 struct Collect(Map<String, Value>);
@@ -99,11 +137,11 @@ impl<'kvs> log::kv::VisitSource<'kvs> for Collect {
 
 impl Log for JsonLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.level() <= self.level
+        self.filter.enabled(metadata)
     }
 
     fn log(&self, record: &Record<'_>) {
-        if !self.enabled(record.metadata()) {
+        if !self.filter.matches(record) {
             return;
         }
         let mut extra = Collect(Map::new());
@@ -153,7 +191,7 @@ mod tests {
     #[test]
     fn key_values_land_in_extra_and_levels_filter() {
         let buffer = Buffer::default();
-        let logger = JsonLogger::new("producer", LevelFilter::Info, Box::new(buffer.clone()));
+        let logger = JsonLogger::new("producer", "info", Box::new(buffer.clone()));
         logger.log(
             &Record::builder()
                 .level(Level::Info)
@@ -176,6 +214,52 @@ mod tests {
         assert_eq!(line["message"], "Phase transition");
         assert_eq!(line["extra"]["phase"], "fraud_wave");
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    /// `RUST_LOG`'s per-module syntax: a default level, a more detailed one for a module, a
+    /// library silenced.
+    #[test]
+    fn rust_log_filters_by_module() {
+        let buffer = Buffer::default();
+        let logger = JsonLogger::new(
+            "feature-engineer",
+            "warn,anomaly_services::adapters=debug,rdkafka=off",
+            Box::new(buffer.clone()),
+        );
+        for (target, level, message) in [
+            (
+                "anomaly_services::adapters::kafka",
+                Level::Debug,
+                "kept: module at debug",
+            ),
+            (
+                "anomaly_services::service",
+                Level::Info,
+                "dropped: default is warn",
+            ),
+            ("anomaly_services::service", Level::Warn, "kept: warn"),
+            ("rdkafka::consumer", Level::Error, "dropped: rdkafka is off"),
+        ] {
+            logger.log(
+                &Record::builder()
+                    .target(target)
+                    .level(level)
+                    .args(format_args!("{message}"))
+                    .build(),
+            );
+        }
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let messages: Vec<String> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["message"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(messages, ["kept: module at debug", "kept: warn"]);
+        assert_eq!(logger.max_level(), LevelFilter::Debug);
     }
 
     #[test]
