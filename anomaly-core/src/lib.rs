@@ -6,15 +6,17 @@
 //!
 //! * [`drift`]: ADWIN, DDM, EDDM, HDDM_A, HDDM_W, FHDDM, PageHinkley and KSWIN behind one
 //!   [`drift::DriftDetector`] trait.
-//! * [`anomaly`]: HalfSpaceTrees, StandardAbsoluteDeviation, their ensemble and filters, with
-//!   score-before-learn enforced by the type system.
+//! * [`anomaly`]: HalfSpaceTrees, StandardAbsoluteDeviation, GaussianScorer,
+//!   LocalOutlierFactor, OneClassSVM, LODA and PredictiveAnomalyDetection (River's whole anomaly
+//!   module), an ensemble and filters, with score-before-learn enforced by the type system.
 //! * [`features`]: running and exponentially weighted statistics, River's min-max scaler,
 //!   event-time sliding windows, a keyed feature store and the transaction feature set.
 //! * [`rng`]: a bit-exact port of Python's `random.Random`, used where River compatibility
 //!   needs the very same random draws.
 //! * [`metrics`]: exact ROC AUC, precision, recall and F1.
 //! * [`snapshot`]: versioned, checksummed, validated model snapshots (JSON or binary).
-//! * [`conformance`]: a runner for River golden-vector folders.
+//! * `conformance` (cargo feature `conformance`): a runner for River golden-vector folders;
+//!   without it the library does no file I/O.
 //!
 //! ```
 //! use anomaly_core::drift::{Adwin, DriftDetector, DriftStatus};
@@ -35,6 +37,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod anomaly;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod drift;
 mod error;

@@ -31,7 +31,10 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::anomaly::{Ensemble, HalfSpaceTrees, Sad};
+use crate::anomaly::{
+    Ensemble, GaussianScorer, HalfSpaceTrees, LinearRegression, LocalOutlierFactor, Loda,
+    MinMaxScaled, OneClassSvm, PredictiveAnomalyDetection, Sad,
+};
 
 /// The snapshot format this crate writes (and the only one it reads so far).
 pub const FORMAT_VERSION: u16 = 1;
@@ -53,6 +56,36 @@ pub enum Model {
     Sad(Sad),
     /// The HST + SAD ensemble.
     Ensemble(Ensemble),
+    /// GaussianScorer.
+    Gaussian(GaussianScorer),
+    /// LocalOutlierFactor.
+    Lof(LocalOutlierFactor),
+    /// OneClassSVM.
+    OneClassSvm(OneClassSvm),
+    /// LODA.
+    Loda(Loda),
+    /// PredictiveAnomalyDetection over min-max scaled linear regression (River's default).
+    Pad(PredictiveAnomalyDetection<MinMaxScaled<LinearRegression>>),
+    /// PredictiveAnomalyDetection over plain linear regression.
+    PadLinear(PredictiveAnomalyDetection<LinearRegression>),
+}
+
+impl Model {
+    /// Checks what serde cannot: a loaded PAD's predictor against its features.
+    fn validated(self) -> Result<Self, SnapshotError> {
+        let ok = match &self {
+            Model::Pad(pad) => pad.is_valid(),
+            Model::PadLinear(pad) => pad.is_valid(),
+            _ => true,
+        };
+        if ok {
+            Ok(self)
+        } else {
+            Err(SnapshotError::Invalid(
+                "the predictor does not match the detector's features".into(),
+            ))
+        }
+    }
 }
 
 /// A model with its version.
@@ -179,8 +212,9 @@ impl Snapshot {
         if stored != computed {
             return Err(SnapshotError::Checksum { stored, computed });
         }
-        let model: Model = postcard::from_bytes(&body[HEADER_LEN..])
-            .map_err(|e| SnapshotError::Invalid(e.to_string()))?;
+        let model = postcard::from_bytes::<Model>(&body[HEADER_LEN..])
+            .map_err(|e| SnapshotError::Invalid(e.to_string()))?
+            .validated()?;
         Ok(Self {
             model_version,
             model,
@@ -245,7 +279,7 @@ impl Snapshot {
         }
         Ok(Self {
             model_version: raw.model_version,
-            model,
+            model: model.validated()?,
         })
     }
 }

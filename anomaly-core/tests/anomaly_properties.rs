@@ -32,7 +32,7 @@ fn row() -> impl Strategy<Value = Vec<f64>> {
 
 /// Scores and learns `rows`, returning the scores of accepted rows; a rejected row must leave
 /// the model unchanged.
-fn stream<D: AnomalyDetector<Input = [f64]> + Clone + PartialEq + std::fmt::Debug>(
+fn stream<D: AnomalyDetector<Input = [f64], Score = f64> + Clone + PartialEq + std::fmt::Debug>(
     model: &mut D,
     rows: &[Vec<f64>],
 ) -> Vec<f64> {

@@ -10,7 +10,10 @@
 
 use std::path::Path;
 
-use anomaly_core::anomaly::{AnomalyDetector, HalfSpaceTrees, HstParams, Sad};
+use anomaly_core::anomaly::{
+    AnomalyDetector, GaussianScorer, HalfSpaceTrees, HstParams, LocalOutlierFactor, Loda,
+    LodaParams, LofParams, OneClassSvm, OneClassSvmParams, Sad,
+};
 use anomaly_core::drift::{
     Adwin, Ddm, DriftDetector, Eddm, HddmA, HddmW, Kswin, KswinParams, Outcome, PageHinkley,
 };
@@ -22,10 +25,14 @@ use rand_chacha::ChaCha8Rng;
 pub const WIDTH: usize = 8;
 
 /// Every workload, by the name the River comparison uses.
-pub const WORKLOADS: [&str; 11] = [
+pub const WORKLOADS: [&str; 15] = [
     "hst_10_8",
     "hst_25_15",
     "sad",
+    "gaussian",
+    "lof",
+    "one_class_svm",
+    "loda",
     "adwin",
     "ddm",
     "eddm",
@@ -76,8 +83,8 @@ enum Kind {
 
 fn kind(name: &str) -> Option<Kind> {
     Some(match name {
-        "hst_10_8" | "hst_25_15" | "minmax" => Kind::Rows,
-        "sad" | "page_hinkley" | "kswin" => Kind::Normal,
+        "hst_10_8" | "hst_25_15" | "minmax" | "lof" | "one_class_svm" | "loda" => Kind::Rows,
+        "sad" | "gaussian" | "page_hinkley" | "kswin" => Kind::Normal,
         "adwin" => Kind::Uniform,
         "ddm" | "eddm" | "hddm_a" | "hddm_w" => Kind::Errors,
         _ => return None,
@@ -160,6 +167,10 @@ pub struct Prepared<'a> {
 enum State {
     Hst(HalfSpaceTrees),
     Sad(Sad),
+    Gaussian(GaussianScorer),
+    Lof(LocalOutlierFactor),
+    OneClassSvm(OneClassSvm),
+    Loda(Loda),
     Adwin(Adwin),
     Ddm(Ddm),
     Eddm(Eddm),
@@ -186,6 +197,17 @@ pub fn hst(n_trees: u32, height: u32) -> HalfSpaceTrees {
     }
 }
 
+fn feature_names() -> Vec<String> {
+    (0..WIDTH).map(|i| format!("f{i}")).collect()
+}
+
+fn built<M, E: std::fmt::Display>(model: Result<M, E>) -> M {
+    match model {
+        Ok(model) => model,
+        Err(e) => panic!("benchmark parameters rejected: {e}"),
+    }
+}
+
 fn kswin() -> Kswin {
     let params = KswinParams {
         seed: Some(42),
@@ -203,6 +225,22 @@ impl<'a> Prepared<'a> {
             "hst_10_8" => State::Hst(hst(10, 8)),
             "hst_25_15" => State::Hst(hst(25, 15)),
             "sad" => State::Sad(Sad::default()),
+            "gaussian" => State::Gaussian(GaussianScorer::default()),
+            "lof" => State::Lof(built(LocalOutlierFactor::with_features(
+                LofParams::default(),
+                &feature_names(),
+            ))),
+            "one_class_svm" => State::OneClassSvm(built(OneClassSvm::with_features(
+                OneClassSvmParams::default(),
+                &feature_names(),
+            ))),
+            "loda" => State::Loda(built(Loda::with_features(
+                LodaParams {
+                    seed: Some(42),
+                    ..LodaParams::default()
+                },
+                &feature_names(),
+            ))),
             "adwin" => State::Adwin(Adwin::default()),
             "ddm" => State::Ddm(Ddm::default()),
             "eddm" => State::Eddm(Eddm::default()),
@@ -282,6 +320,25 @@ fn run_state(state: &mut State, input: &Input, from: usize, to: usize) -> f64 {
             }
             total
         }
+        (State::Gaussian(model), Input::Values(values)) => {
+            let mut total = 0.0;
+            for y in &values[from..to] {
+                if let Ok(scored) = model.score(y) {
+                    total += scored.score().unwrap_or(0.0);
+                    scored.learn();
+                }
+            }
+            total
+        }
+        (State::Lof(model), Input::Rows(rows)) => {
+            score_learn(model, &rows[from * WIDTH..to * WIDTH])
+        }
+        (State::OneClassSvm(model), Input::Rows(rows)) => {
+            score_learn(model, &rows[from * WIDTH..to * WIDTH])
+        }
+        (State::Loda(model), Input::Rows(rows)) => {
+            score_learn(model, &rows[from * WIDTH..to * WIDTH])
+        }
         (State::Adwin(d), Input::Values(v)) => drifts(d, &v[from..to]),
         (State::PageHinkley(d), Input::Values(v)) => drifts(d, &v[from..to]),
         (State::Kswin(d), Input::Values(v)) => drifts(d, &v[from..to]),
@@ -297,7 +354,10 @@ fn run_state(state: &mut State, input: &Input, from: usize, to: usize) -> f64 {
 }
 
 /// Scores then learns every row (`WIDTH` values each); returns the sum of scores.
-pub fn score_learn<D: AnomalyDetector<Input = [f64]>>(model: &mut D, rows: &[f64]) -> f64 {
+pub fn score_learn<D: AnomalyDetector<Input = [f64], Score = f64>>(
+    model: &mut D,
+    rows: &[f64],
+) -> f64 {
     let mut total = 0.0;
     for row in rows.chunks_exact(WIDTH) {
         if let Ok(scored) = model.score(row) {

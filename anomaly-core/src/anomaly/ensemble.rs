@@ -237,6 +237,7 @@ pub(crate) fn deviation_to_unit(z: f64) -> f64 {
 impl sealed::Detector for Ensemble {
     type Pending = sealed::Ready;
     type Input = [f64];
+    type Score = f64;
 
     fn score_pending(
         &mut self,

@@ -32,7 +32,7 @@ pub struct ThresholdFilter<D> {
     protect: bool,
 }
 
-impl<D: AnomalyDetector> ThresholdFilter<D> {
+impl<D: AnomalyDetector<Score = f64>> ThresholdFilter<D> {
     /// Wraps `detector`; scores `>= threshold` are anomalies.
     pub fn new(detector: D, threshold: f64, protect: bool) -> Result<Self, ParameterError> {
         check(
@@ -60,9 +60,10 @@ impl<D: AnomalyDetector> ThresholdFilter<D> {
     }
 }
 
-impl<D: AnomalyDetector> sealed::Detector for ThresholdFilter<D> {
+impl<D: AnomalyDetector<Score = f64>> sealed::Detector for ThresholdFilter<D> {
     type Pending = (D::Pending, bool);
     type Input = D::Input;
+    type Score = f64;
 
     fn score_pending(
         &mut self,
@@ -88,11 +89,11 @@ impl<D: AnomalyDetector> sealed::Detector for ThresholdFilter<D> {
     }
 }
 
-impl<D: AnomalyDetector> AnomalyDetector for ThresholdFilter<D> {
+impl<D: AnomalyDetector<Score = f64>> AnomalyDetector for ThresholdFilter<D> {
     const NAME: &'static str = "ThresholdFilter";
 }
 
-impl<D: AnomalyDetector> Scored<'_, ThresholdFilter<D>> {
+impl<D: AnomalyDetector<Score = f64>> Scored<'_, ThresholdFilter<D>> {
     /// Whether this score is at or above the threshold.
     pub fn is_anomaly(&self) -> bool {
         self.detector.classify(self.score)
@@ -126,7 +127,7 @@ pub struct QuantileFilter<D> {
     protect: bool,
 }
 
-impl<D: AnomalyDetector> QuantileFilter<D> {
+impl<D: AnomalyDetector<Score = f64>> QuantileFilter<D> {
     /// Wraps `detector`; scores at or above the running `q`-quantile of scores are anomalies.
     pub fn new(detector: D, q: f64, protect: bool) -> Result<Self, ParameterError> {
         check(q > 0.0 && q < 1.0, "QuantileFilter", "q", "in (0, 1)", q)?;
@@ -153,9 +154,10 @@ impl<D: AnomalyDetector> QuantileFilter<D> {
     }
 }
 
-impl<D: AnomalyDetector> sealed::Detector for QuantileFilter<D> {
+impl<D: AnomalyDetector<Score = f64>> sealed::Detector for QuantileFilter<D> {
     type Pending = (D::Pending, f64);
     type Input = D::Input;
+    type Score = f64;
 
     fn score_pending(
         &mut self,
@@ -184,11 +186,11 @@ impl<D: AnomalyDetector> sealed::Detector for QuantileFilter<D> {
     }
 }
 
-impl<D: AnomalyDetector> AnomalyDetector for QuantileFilter<D> {
+impl<D: AnomalyDetector<Score = f64>> AnomalyDetector for QuantileFilter<D> {
     const NAME: &'static str = "QuantileFilter";
 }
 
-impl<D: AnomalyDetector> Scored<'_, QuantileFilter<D>> {
+impl<D: AnomalyDetector<Score = f64>> Scored<'_, QuantileFilter<D>> {
     /// Whether this score is at or above the running quantile.
     pub fn is_anomaly(&self) -> bool {
         self.detector.classify(self.score)

@@ -88,13 +88,28 @@
 //! its own, explicit entry points (`train_fresh`).
 
 mod ensemble;
+mod event;
 mod filter;
+mod gaussian;
 mod hst;
+mod loda;
+mod lof;
+mod one_class_svm;
+mod predictive;
 mod sad;
 
 pub use ensemble::{Components, Ensemble, EnsembleParams};
+pub use event::MAX_FEATURES;
 pub use filter::{QuantileFilter, ThresholdFilter};
+pub use gaussian::{GaussianScorer, GaussianScorerParams};
 pub use hst::{FeatureContribution, HalfSpaceTrees, HstParams, TreeRng, TreeSpec};
+pub use loda::{Loda, LodaParams};
+pub use lof::{LocalOutlierFactor, LofParams};
+pub use one_class_svm::{OneClassSvm, OneClassSvmParams};
+pub use predictive::{
+    LinearRegression, LinearRegressionParams, MinMaxScaled, PadParams, PredictiveAnomalyDetection,
+    Predictor, Row, ValidPredictor,
+};
 pub use sad::{Sad, SadCentre, SadParams};
 
 use thiserror::Error;
@@ -136,6 +151,37 @@ pub enum AnomalyError {
     /// Bad parameters for a model built on the fly (e.g. by `train_fresh`).
     #[error(transparent)]
     Parameter(#[from] ParameterError),
+    /// The event names more distinct features than a model accepts.
+    #[error(
+        "{model}: more than {limit} distinct feature names; features must be a fixed set, not values"
+    )]
+    TooManyFeatures {
+        /// The model.
+        model: &'static str,
+        /// The most names one model accepts.
+        limit: usize,
+    },
+    /// The event lacks the feature a predictive detector predicts.
+    #[error("{model}: the event has no value for the target feature `{target}`")]
+    MissingTarget {
+        /// The model.
+        model: &'static str,
+        /// The target feature's name.
+        target: String,
+    },
+}
+
+/// A score that does not exist for the detector's current state; the event can still be
+/// learned (see [`Scored::learn`]), which is how such a detector gets out of that state.
+///
+/// River raises an exception or returns NaN at these points; this crate never returns NaN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("{model}: no score: {reason}")]
+pub struct UndefinedScore {
+    /// The detector.
+    pub model: &'static str,
+    /// Why, in words.
+    pub reason: &'static str,
 }
 
 /// Working memory kept between scoring and learning: not part of a model's identity, so it is
@@ -171,11 +217,15 @@ pub(crate) mod sealed {
         type Pending;
         /// What one event is.
         type Input: ?Sized;
+        /// What a score is: `f64` for detectors that always produce one, `Result<f64,
+        /// UndefinedScore>` for those whose score is undefined in some states (the event can
+        /// still be learned).
+        type Score: Copy + std::fmt::Debug;
         fn score_pending(
             &mut self,
             x: &Self::Input,
             token: Token,
-        ) -> Result<(f64, Self::Pending), AnomalyError>;
+        ) -> Result<(Self::Score, Self::Pending), AnomalyError>;
         fn learn_pending(&mut self, pending: Self::Pending, token: Token);
         /// Undoes whatever scoring prepared, when the event is not learned.
         fn abandon_pending(&mut self, pending: Self::Pending, token: Token);
@@ -213,13 +263,15 @@ pub trait AnomalyDetector: sealed::Detector + Sized {
 #[must_use = "call .learn() to learn the event, or drop it to leave the model unchanged"]
 pub struct Scored<'m, D: AnomalyDetector> {
     detector: &'m mut D,
-    score: f64,
+    score: D::Score,
     pending: Option<D::Pending>,
 }
 
 impl<'m, D: AnomalyDetector> Scored<'m, D> {
-    /// The anomaly score (higher = more anomalous).
-    pub fn score(&self) -> f64 {
+    /// The anomaly score (higher = more anomalous): an `f64`, or for detectors whose score
+    /// can be undefined ([`GaussianScorer`], [`PredictiveAnomalyDetection`]) a
+    /// `Result<f64, UndefinedScore>`. Either way the event can be learned.
+    pub fn score(&self) -> D::Score {
         self.score
     }
 

@@ -154,6 +154,7 @@ impl Sad {
 impl sealed::Detector for Sad {
     type Pending = sealed::Ready;
     type Input = f64;
+    type Score = f64;
 
     fn score_pending(
         &mut self,

@@ -709,6 +709,7 @@ fn check_feature(name: &str, value: f64) -> Result<(), AnomalyError> {
 impl sealed::Detector for HalfSpaceTrees {
     type Pending = sealed::Ready;
     type Input = [f64];
+    type Score = f64;
 
     fn score_pending(
         &mut self,

@@ -4,6 +4,10 @@
 //! input stream, expected drift steps and warning runs, optional per-step trace),
 //! `streams/<name>.csv` (the inputs) and `traces/<case>.csv`. [`run_folder`] replays every
 //! case and reports, for each failure, the first step where this crate differs from River.
+//! Values are compared exactly; [`run_folder_with_tolerance`] allows a relative tolerance,
+//! for a platform whose C math library is not the one River ran on.
+//!
+//! This module reads files, so it is behind the `conformance` cargo feature.
 //!
 //! ```no_run
 //! use anomaly_core::conformance::run_folder;
@@ -29,11 +33,14 @@ use crate::drift::{
     Adwin, Ddm, DriftDetector, Eddm, Fhddm, HddmA, HddmW, Kswin, Outcome, PageHinkley,
 };
 
-/// Relative tolerance for real-valued trace columns, as the golden set states.
+mod anomaly;
+
+/// The relative tolerance the golden set allows for values that go through a C math function
+/// (`pow`, `erf`) on a platform other than the one River ran on; used only when asked for.
 pub const RELATIVE_TOLERANCE: f64 = 1e-12;
 
 /// Detector names the golden format uses, in the order the runner knows them.
-pub const DETECTOR_NAMES: [&str; 10] = [
+pub const DETECTOR_NAMES: [&str; 15] = [
     "ADWIN",
     "DDM",
     "EDDM",
@@ -44,6 +51,11 @@ pub const DETECTOR_NAMES: [&str; 10] = [
     "KSWIN",
     "HST",
     "SAD",
+    "GaussianScorer",
+    "LOF",
+    "OneClassSVM",
+    "LODA",
+    "PAD",
 ];
 
 /// The folder itself could not be read (a single broken case is a failure, not this error).
@@ -81,6 +93,21 @@ pub struct Case {
     pub params: serde_json::Value,
     /// Stream name: inputs are in `streams/<stream>.csv`.
     pub stream: String,
+    /// Steps in the stream (checked against the stream and the trace when given).
+    #[serde(default)]
+    pub n: Option<usize>,
+    /// Exception type -> steps where River's `score_one` raised.
+    #[serde(default)]
+    pub raised: HashMap<String, Vec<usize>>,
+    /// Steps where River's score was NaN.
+    #[serde(default)]
+    pub n_nan: Option<usize>,
+    /// State after the last step (OneClassSVM: intercept, weights, n_iterations).
+    #[serde(default)]
+    pub final_state: Option<serde_json::Value>,
+    /// Relative path of LODA's dumped projections and histograms.
+    #[serde(default)]
+    pub loda_params: Option<String>,
     /// Steps (0-based) where River reported a drift.
     #[serde(default)]
     pub drifts: Vec<usize>,
@@ -134,12 +161,13 @@ pub fn read_cases(dir: &Path) -> Result<Vec<Case>, GoldenError> {
 }
 
 /// Runs every case of `dir` (only those whose detector is in `only`, when given), comparing
-/// real-valued traces to [`RELATIVE_TOLERANCE`].
+/// every value exactly.
 pub fn run_folder(dir: &Path, only: Option<&[String]>) -> Result<Report, GoldenError> {
-    run_folder_with_tolerance(dir, only, RELATIVE_TOLERANCE)
+    run_folder_with_tolerance(dir, only, 0.0)
 }
 
-/// [`run_folder`] with another relative tolerance (0 demands bit-identical values).
+/// [`run_folder`] with a relative tolerance for real values (0 demands bit-identical values;
+/// the golden set allows [`RELATIVE_TOLERANCE`] where a C math function is involved).
 pub fn run_folder_with_tolerance(
     dir: &Path,
     only: Option<&[String]>,
@@ -161,19 +189,20 @@ pub fn run_folder_with_tolerance(
     Ok(report)
 }
 
-/// Runs one case; `Err` says where it first differs from River (or why it could not run).
+/// Runs one case exactly; `Err` says where it first differs from River (or why it could not
+/// run).
 pub fn run_case(dir: &Path, case: &Case) -> Result<(), String> {
-    run_case_with_tolerance(dir, case, RELATIVE_TOLERANCE)
+    run_case_with_tolerance(dir, case, 0.0)
 }
 
 thread_local! {
-    static TOLERANCE: std::cell::Cell<f64> = const { std::cell::Cell::new(RELATIVE_TOLERANCE) };
+    static TOLERANCE: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
 }
 
 fn run_case_with_tolerance(dir: &Path, case: &Case, tolerance: f64) -> Result<(), String> {
     TOLERANCE.with(|t| t.set(tolerance));
     let result = run_case_inner(dir, case);
-    TOLERANCE.with(|t| t.set(RELATIVE_TOLERANCE));
+    TOLERANCE.with(|t| t.set(0.0));
     result
 }
 
@@ -181,11 +210,30 @@ fn run_case_inner(dir: &Path, case: &Case) -> Result<(), String> {
     match case.detector.as_str() {
         "HST" => return run_hst(dir, case),
         "SAD" => return run_sad(dir, case),
+        "GaussianScorer" | "LOF" | "OneClassSVM" | "LODA" | "PAD" => {
+            return anomaly::run(dir, case);
+        }
         _ => {}
     }
     let inputs = read_stream(&dir.join("streams").join(format!("{}.csv", case.stream)))?;
+    if let Some(n) = case.n
+        && n != inputs.len()
+    {
+        return Err(format!(
+            "the stream has {} rows, the case says n = {n}",
+            inputs.len()
+        ));
+    }
     let trace = match &case.trace {
-        Some(rel) => Some(read_trace(&dir.join(rel))?),
+        Some(rel) => {
+            let trace = read_trace(&dir.join(rel))?;
+            if let Some(i) = trace.keys().find(|&&i| i >= inputs.len()) {
+                return Err(format!(
+                    "the trace has a row for step {i}, past the stream's end"
+                ));
+            }
+            Some(trace)
+        }
         None => None,
     };
     let observed = match case.detector.as_str() {
@@ -439,7 +487,9 @@ fn read_trace(path: &Path) -> Result<Trace, String> {
             .get("i")
             .and_then(|i| i.parse().ok())
             .ok_or_else(|| format!("{} line {}: no step index", path.display(), n + 2))?;
-        trace.insert(i, row);
+        if trace.insert(i, row).is_some() {
+            return Err(format!("{} has two rows for step {i}", path.display()));
+        }
     }
     Ok(trace)
 }
@@ -451,7 +501,11 @@ fn read_scores(dir: &Path, case: &Case) -> Result<Vec<Option<f64>>, String> {
         .as_ref()
         .ok_or_else(|| format!("{} case without a trace", case.detector))?;
     let trace = read_trace(&dir.join(rel))?;
-    let mut scores = vec![None; trace.len()];
+    let n = case.n.unwrap_or(trace.len());
+    if let Some(i) = (0..n).find(|i| !trace.contains_key(i)) {
+        return Err(format!("the trace has no row for step {i}"));
+    }
+    let mut scores = vec![None; n];
     for (i, row) in trace {
         let cell = field(i, "score", &row)?;
         let slot = scores

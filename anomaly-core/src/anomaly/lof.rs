@@ -1,0 +1,420 @@
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::event::{Event, EventBuilder, EventDetector, FeatureNames, score_named};
+use super::one_class_svm::feature_list;
+use super::{AnomalyDetector, AnomalyError, Scored, Transient, sealed};
+use crate::error::{ParameterError, check};
+
+/// LocalOutlierFactor's parameters (River's defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LofParams {
+    /// Neighbours per point, k >= 1. Default 10.
+    pub n_neighbors: usize,
+    /// The last `window_size` learned events are the reference set (River's
+    /// `engine=neighbors.LazySearch(window_size=...)`; LOF's default is 1000), >= 1.
+    pub window_size: usize,
+}
+
+impl Default for LofParams {
+    fn default() -> Self {
+        Self {
+            n_neighbors: 10,
+            window_size: 1000,
+        }
+    }
+}
+
+/// A neighbour: its distance from the point that searched, and its age (older = smaller).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Neighbour {
+    distance: f64,
+    seq: u64,
+}
+
+impl Neighbour {
+    /// River's search order: nearest first, ties to the older point.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.distance
+            .total_cmp(&other.distance)
+            .then(self.seq.cmp(&other.seq))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Point {
+    seq: u64,
+    event: Event,
+    /// This point's `k + 1` nearest points of the window (itself included), kept up to date
+    /// as the window slides; derived, so rebuilt rather than stored.
+    #[serde(skip)]
+    nearest: Vec<Neighbour>,
+}
+
+/// Incremental Local Outlier Factor (River's `anomaly.LocalOutlierFactor`): compares an
+/// event's local density (how close its k nearest neighbours are) with theirs, over a sliding
+/// window of learned events. About 1 inside a cluster; well above 1 for an event that sits
+/// far from a dense group. Unbounded.
+///
+/// Good for transactions that fall into several normal groups of different spread (where a
+/// single global distance threshold fails). Scoring costs one pass over the window
+/// (O(window · features)); learning keeps every point's neighbour list current, O(window ·
+/// features) plus a list rebuild for the few points whose neighbour leaves the window; memory
+/// O(window · (features + k)). River recomputes up to `1 + k + k²` neighbour searches per
+/// score instead; the scores are River's to the bit.
+///
+/// ```
+/// use anomaly_core::anomaly::{AnomalyDetector, LocalOutlierFactor, LofParams};
+///
+/// let mut lof = LocalOutlierFactor::with_features(LofParams::default(), &["x", "y"])?;
+/// for i in 0..200 {
+///     let t = i as f64 * 0.1;
+///     lof.score(&[t.sin(), t.cos()][..])?.learn(); // points on a circle
+/// }
+/// let usual = lof.score(&[0.0, 1.0][..])?.score();
+/// let odd = lof.score(&[3.0, 3.0][..])?.score();
+/// assert!(usual < 1.5 && odd > 10.0, "{usual} {odd}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "LofState")]
+pub struct LocalOutlierFactor {
+    params: LofParams,
+    features: FeatureNames,
+    window: VecDeque<Point>,
+    next_seq: u64,
+    #[serde(skip)]
+    builder: Transient<EventBuilder>,
+    #[serde(skip)]
+    search: Transient<Vec<Neighbour>>,
+}
+
+#[derive(Deserialize)]
+struct LofState {
+    params: LofParams,
+    features: FeatureNames,
+    window: VecDeque<Point>,
+    next_seq: u64,
+}
+
+impl TryFrom<LofState> for LocalOutlierFactor {
+    type Error = String;
+
+    fn try_from(state: LofState) -> Result<Self, String> {
+        let mut model = Self::new(state.params).map_err(|e| e.to_string())?;
+        let n = state.window.len();
+        let contiguous = state
+            .window
+            .iter()
+            .enumerate()
+            .all(|(i, p)| p.seq.checked_add((n - i) as u64) == Some(state.next_seq));
+        let valid_events = state.window.iter().all(|p| {
+            p.event.ids_below(state.features.len()) && p.event.values.iter().all(|v| v.is_finite())
+        });
+        if n > state.params.window_size || !contiguous || !valid_events {
+            return Err("the window does not hold consecutive, valid events".into());
+        }
+        model.features = state.features;
+        model.window = state.window;
+        model.next_seq = state.next_seq;
+        for at in 0..model.window.len() {
+            model.rebuild_nearest(at);
+        }
+        Ok(model)
+    }
+}
+
+impl Default for LocalOutlierFactor {
+    fn default() -> Self {
+        Self {
+            params: LofParams::default(),
+            features: FeatureNames::default(),
+            window: VecDeque::new(),
+            next_seq: 0,
+            builder: Transient(EventBuilder::default()),
+            search: Transient(Vec::new()),
+        }
+    }
+}
+
+/// River's distance from query `a` to stored point `b`: Euclidean, a missing feature counts 0,
+/// summed over `a`'s features in its order, then over the features only `b` has.
+fn distance(a: &Event, b: &Event) -> f64 {
+    let mut total = 0.0;
+    if a.ids == b.ids {
+        for (x, y) in a.values.iter().zip(&b.values) {
+            let d = x - y;
+            total += d * d;
+        }
+        return total.sqrt();
+    }
+    for (id, av) in a.iter() {
+        let d = av - b.get(id).unwrap_or(0.0);
+        total += d * d;
+    }
+    for (id, bv) in b.iter() {
+        if a.get(id).is_none() {
+            total += bv * bv;
+        }
+    }
+    total.sqrt()
+}
+
+/// Puts `candidate` into the sorted list if it is among the `cap` nearest.
+fn offer(list: &mut Vec<Neighbour>, candidate: Neighbour, cap: usize) {
+    if list.len() == cap
+        && list
+            .last()
+            .is_some_and(|last| candidate.cmp(last) != Ordering::Less)
+    {
+        return;
+    }
+    let at = list.partition_point(|n| n.cmp(&candidate) == Ordering::Less);
+    list.insert(at, candidate);
+    list.truncate(cap);
+}
+
+impl LocalOutlierFactor {
+    /// A detector that learns its features from the named events it sees
+    /// ([`LocalOutlierFactor::score_named`]).
+    pub fn new(params: LofParams) -> Result<Self, ParameterError> {
+        check(
+            params.n_neighbors >= 1,
+            "LOF",
+            "n_neighbors",
+            "at least 1",
+            params.n_neighbors,
+        )?;
+        check(
+            params.window_size >= 1,
+            "LOF",
+            "window_size",
+            "at least 1",
+            params.window_size,
+        )?;
+        Ok(Self {
+            params,
+            ..Self::default()
+        })
+    }
+
+    /// A detector over a fixed list of features, scored with dense rows in that order (named
+    /// events work too).
+    pub fn with_features<S: AsRef<str>>(
+        params: LofParams,
+        features: &[S],
+    ) -> Result<Self, AnomalyError> {
+        let mut model = Self::new(params)?;
+        model.features = feature_list("LOF", features)?;
+        Ok(model)
+    }
+
+    /// The parameters this detector was built with.
+    pub fn params(&self) -> &LofParams {
+        &self.params
+    }
+
+    /// Feature names, in the order they were first learned (or given).
+    pub fn features(&self) -> &[String] {
+        self.features.names()
+    }
+
+    /// Events in the window.
+    pub fn window_len(&self) -> usize {
+        self.window.len()
+    }
+
+    /// Scores an event given as named features; missing features count as 0.
+    ///
+    /// ```
+    /// use anomaly_core::anomaly::{LocalOutlierFactor, LofParams};
+    ///
+    /// let mut lof = LocalOutlierFactor::new(LofParams::default())?;
+    /// let scored = lof.score_named([("amount", 0.4), ("hour", 0.9)])?;
+    /// assert_eq!(scored.score(), 0.0); // nothing to compare with yet
+    /// scored.learn();
+    /// assert_eq!(lof.window_len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn score_named<K, V, M>(&mut self, x: M) -> Result<Scored<'_, Self>, AnomalyError>
+    where
+        M: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Borrow<f64>,
+    {
+        score_named(self, x)
+    }
+
+    fn position(&self, seq: u64) -> usize {
+        let front = self.window.front().map_or(0, |p| p.seq);
+        (seq - front) as usize
+    }
+
+    fn rebuild_nearest(&mut self, at: usize) {
+        let cap = self.params.n_neighbors + 1;
+        let mut list = std::mem::take(&mut self.window[at].nearest);
+        list.clear();
+        let query = &self.window[at].event;
+        for point in &self.window {
+            let candidate = Neighbour {
+                distance: distance(query, &point.event),
+                seq: point.seq,
+            };
+            offer(&mut list, candidate, cap);
+        }
+        self.window[at].nearest = list;
+    }
+
+    /// A stored point's neighbourhood: its search result without the first entry (itself, or
+    /// an older exact duplicate).
+    fn neighbourhood(&self, seq: u64) -> &[Neighbour] {
+        let nearest = &self.window[self.position(seq)].nearest;
+        nearest.get(1..).unwrap_or(&[])
+    }
+
+    fn k_distance(&self, seq: u64) -> f64 {
+        self.neighbourhood(seq).last().map_or(0.0, |n| n.distance)
+    }
+
+    /// Local reachability density of a neighbour list.
+    fn lrd(&self, list: &[Neighbour]) -> f64 {
+        if list.is_empty() {
+            return f64::INFINITY;
+        }
+        let mut total = 0.0;
+        for n in list {
+            total += python_max(n.distance, self.k_distance(n.seq));
+        }
+        1.0 / (total / list.len() as f64 + 1e-10)
+    }
+
+    fn learn_built(&mut self) {
+        let builder = &mut self.builder.0;
+        builder.commit(&mut self.features);
+        let event = builder.event.clone();
+        let cap = self.params.n_neighbors + 1;
+        if self.window.len() == self.params.window_size
+            && let Some(oldest) = self.window.pop_front()
+        {
+            for at in 0..self.window.len() {
+                if self.window[at].nearest.iter().any(|n| n.seq == oldest.seq) {
+                    self.rebuild_nearest(at);
+                }
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let mut nearest = Vec::with_capacity(cap + 1);
+        for point in &mut self.window {
+            offer(
+                &mut point.nearest,
+                Neighbour {
+                    distance: distance(&point.event, &event),
+                    seq,
+                },
+                cap,
+            );
+            offer(
+                &mut nearest,
+                Neighbour {
+                    distance: distance(&event, &point.event),
+                    seq: point.seq,
+                },
+                cap,
+            );
+        }
+        offer(
+            &mut nearest,
+            Neighbour {
+                distance: distance(&event, &event),
+                seq,
+            },
+            cap,
+        );
+        self.window.push_back(Point {
+            seq,
+            event,
+            nearest,
+        });
+    }
+}
+
+/// Python's `max(a, b)`: `a` unless `b` is larger.
+fn python_max(a: f64, b: f64) -> f64 {
+    if b > a { b } else { a }
+}
+
+impl EventDetector for LocalOutlierFactor {
+    fn build_named<K, V, M>(&mut self, x: M) -> Result<(), AnomalyError>
+    where
+        M: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Borrow<f64>,
+    {
+        self.builder.0.named("LOF", &self.features, x)
+    }
+
+    fn score_built(&mut self) -> Result<(f64, sealed::Ready), AnomalyError> {
+        let k = self.params.n_neighbors;
+        let mut found = std::mem::take(&mut self.search.0);
+        found.clear();
+        let query = &self.builder.0.event;
+        for point in &self.window {
+            offer(
+                &mut found,
+                Neighbour {
+                    distance: distance(query, &point.event),
+                    seq: point.seq,
+                },
+                k + 1,
+            );
+        }
+        // An event equal to a stored point does not count that point as its neighbour.
+        let neighbours = match found.first() {
+            Some(first) if first.distance == 0.0 => &found[1..],
+            _ => &found[..found.len().min(k)],
+        };
+        let score = if neighbours.is_empty() {
+            0.0
+        } else {
+            let lrd_x = self.lrd(neighbours);
+            let mut total = 0.0;
+            for n in neighbours {
+                total += self.lrd(self.neighbourhood(n.seq));
+            }
+            let score = total / (neighbours.len() as f64 * lrd_x);
+            if score.is_finite() { score } else { 0.0 }
+        };
+        self.search.0 = found;
+        Ok((score, sealed::Ready(())))
+    }
+}
+
+impl sealed::Detector for LocalOutlierFactor {
+    type Pending = sealed::Ready;
+    type Input = [f64];
+    type Score = f64;
+
+    fn score_pending(
+        &mut self,
+        row: &[f64],
+        _: sealed::Token,
+    ) -> Result<(f64, sealed::Ready), AnomalyError> {
+        self.builder.0.dense("LOF", &self.features, row)?;
+        self.score_built()
+    }
+
+    fn learn_pending(&mut self, _: sealed::Ready, _: sealed::Token) {
+        self.learn_built();
+    }
+
+    fn abandon_pending(&mut self, _: sealed::Ready, _: sealed::Token) {}
+}
+
+impl AnomalyDetector for LocalOutlierFactor {
+    const NAME: &'static str = "LOF";
+}
