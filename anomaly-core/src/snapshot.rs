@@ -36,8 +36,12 @@ use crate::anomaly::{
     MinMaxScaled, OneClassSvm, PredictiveAnomalyDetection, Sad,
 };
 
-/// The snapshot format this crate writes (and the only one it reads so far).
-pub const FORMAT_VERSION: u16 = 1;
+/// The snapshot format this crate writes. It also reads version 1, written before the
+/// ensemble could take on further detectors.
+pub const FORMAT_VERSION: u16 = 2;
+
+/// The oldest snapshot format this crate reads.
+pub const OLDEST_FORMAT_VERSION: u16 = 1;
 
 const MAGIC: &[u8; 8] = b"ANOMSNAP";
 const HEADER_LEN: usize = 8 + 2 + 8 + 8;
@@ -115,7 +119,7 @@ pub enum SnapshotError {
     },
     /// Written by an unknown (newer) format.
     #[error(
-        "snapshot format version {found} is not supported (this build reads version {FORMAT_VERSION}); upgrade anomaly-core"
+        "snapshot format version {found} is not supported (this build reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}); upgrade anomaly-core"
     )]
     UnsupportedVersion {
         /// The version found.
@@ -191,7 +195,7 @@ impl Snapshot {
             });
         }
         let version = u16::from_le_bytes([bytes[8], bytes[9]]);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(SnapshotError::UnsupportedVersion { found: version });
         }
         let model_version = u64::from_le_bytes(array(&bytes[10..18]));
@@ -212,9 +216,16 @@ impl Snapshot {
         if stored != computed {
             return Err(SnapshotError::Checksum { stored, computed });
         }
-        let model = postcard::from_bytes::<Model>(&body[HEADER_LEN..])
-            .map_err(|e| SnapshotError::Invalid(e.to_string()))?
-            .validated()?;
+        let payload = &body[HEADER_LEN..];
+        let invalid = |e: postcard::Error| SnapshotError::Invalid(e.to_string());
+        let model = if version == 1 {
+            postcard::from_bytes::<v1::Model>(payload)
+                .map_err(invalid)?
+                .upgrade()?
+        } else {
+            postcard::from_bytes::<Model>(payload).map_err(invalid)?
+        }
+        .validated()?;
         Ok(Self {
             model_version,
             model,
@@ -259,14 +270,22 @@ impl Snapshot {
         if raw.format != JSON_FORMAT_NAME {
             return Err(SnapshotError::BadMagic);
         }
-        if raw.format_version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&raw.format_version) {
             return Err(SnapshotError::UnsupportedVersion {
                 found: raw.format_version,
             });
         }
-        let model: Model =
-            serde_json::from_value(raw.model).map_err(|e| SnapshotError::Invalid(e.to_string()))?;
-        let computed = crc32(canonical_json(&model).as_bytes());
+        let invalid = |e: serde_json::Error| SnapshotError::Invalid(e.to_string());
+        // The checksum covers the model as the writing version encoded it.
+        let (model, computed) = if raw.format_version == 1 {
+            let old: v1::Model = serde_json::from_value(raw.model).map_err(invalid)?;
+            let computed = crc32(serde_json::to_string(&old).unwrap_or_default().as_bytes());
+            (old.upgrade()?, computed)
+        } else {
+            let model: Model = serde_json::from_value(raw.model).map_err(invalid)?;
+            let computed = crc32(canonical_json(&model).as_bytes());
+            (model, computed)
+        };
         let stored = raw
             .checksum
             .strip_prefix("crc32:")
@@ -288,6 +307,73 @@ impl Snapshot {
 /// round-trip floats), so it can be checksummed after a parse.
 fn canonical_json(model: &Model) -> String {
     serde_json::to_string(model).unwrap_or_default()
+}
+
+/// Format version 1: the same models, but an ensemble had no members.
+mod v1 {
+    use serde::{Deserialize, Serialize};
+
+    use super::SnapshotError;
+    use crate::anomaly::{
+        Ensemble, EnsembleParams, EnsembleState, HalfSpaceTrees, HstParams, Sad, SadParams,
+    };
+
+    #[allow(clippy::large_enum_variant)]
+    #[derive(Serialize, Deserialize)]
+    pub(super) enum Model {
+        Hst(HalfSpaceTrees),
+        Sad(Sad),
+        Ensemble(EnsembleV1),
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct EnsembleV1 {
+        params: ParamsV1,
+        sad_column: usize,
+        hst: HalfSpaceTrees,
+        sad: Sad,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ParamsV1 {
+        hst: HstParams,
+        sad: SadParams,
+        sad_feature: String,
+        hst_weight: f64,
+        sad_weight: f64,
+        sad_grace_period: u32,
+    }
+
+    impl Model {
+        pub(super) fn upgrade(self) -> Result<super::Model, SnapshotError> {
+            Ok(match self {
+                Model::Hst(m) => super::Model::Hst(m),
+                Model::Sad(m) => super::Model::Sad(m),
+                Model::Ensemble(e) => {
+                    let p = e.params;
+                    let state = EnsembleState {
+                        params: EnsembleParams {
+                            hst: p.hst,
+                            sad: p.sad,
+                            sad_feature: p.sad_feature,
+                            hst_weight: p.hst_weight,
+                            sad_weight: p.sad_weight,
+                            sad_grace_period: p.sad_grace_period,
+                            members: Vec::new(),
+                        },
+                        sad_column: e.sad_column,
+                        hst: e.hst,
+                        sad: e.sad,
+                        members: Vec::new(),
+                    };
+                    super::Model::Ensemble(
+                        Ensemble::try_from(state).map_err(SnapshotError::Invalid)?,
+                    )
+                }
+            })
+        }
+    }
 }
 
 fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {

@@ -1,6 +1,7 @@
 use super::Transient;
 use serde::{Deserialize, Serialize};
 
+use super::members::{Member, MemberParams, check_weights};
 use super::{
     AnomalyDetector, AnomalyError, FeatureContribution, HalfSpaceTrees, HstParams, Sad, SadParams,
     Scored, sealed,
@@ -22,8 +23,11 @@ pub struct EnsembleParams {
     /// Weight of the mapped SAD score, >= 0. Default 0.3.
     pub sad_weight: f64,
     /// SAD contributes 0 until it has learned this many values (its first scores are
-    /// meaningless: with no variance yet, any value is "infinitely" far). Default 30.
+    /// meaningless: with no variance yet, any value is "infinitely" far). Default 30. The
+    /// standardised members (LOF, OneClassSVM, LODA) wait as long.
     pub sad_grace_period: u32,
+    /// Further detectors (any of River's), each with its weight. Default none.
+    pub members: Vec<MemberParams>,
 }
 
 impl Default for EnsembleParams {
@@ -35,17 +39,20 @@ impl Default for EnsembleParams {
             hst_weight: 0.7,
             sad_weight: 0.3,
             sad_grace_period: 30,
+            members: Vec::new(),
         }
     }
 }
 
-/// HalfSpaceTrees and StandardAbsoluteDeviation combined into one score in [0, 1].
+/// HalfSpaceTrees and StandardAbsoluteDeviation, and any further detectors of the crate
+/// ([`EnsembleParams::members`]), combined into one score in [0, 1].
 ///
-/// The score is `(w_hst * hst + w_sad * sad01) / (w_hst + w_sad)`, rounded to 6 decimals,
-/// where `hst` is the trees' score (already in [0, 1]) and `sad01 = erf(z / sqrt 2)` maps
-/// SAD's unbounded deviation `z` (in standard deviations) to [0, 1): the probability that a
-/// normal value lies closer to the centre than this one (z = 1 gives 0.683, 2 gives 0.954,
-/// 3 gives 0.997).
+/// The score is `(w_hst * hst + w_sad * sad01 + sum w_i * m_i) / (w_hst + w_sad + sum w_i)`,
+/// rounded to 6 decimals, where `hst` is the trees' score (already in [0, 1]) and
+/// `sad01 = erf(z / sqrt 2)` maps SAD's unbounded deviation `z` (in standard deviations) to
+/// [0, 1): the probability that a normal value lies closer to the centre than this one (z = 1
+/// gives 0.683, 2 gives 0.954, 3 gives 0.997). Each member's score `m_i` is brought to [0, 1]
+/// as [`MemberKind`](super::MemberKind) says.
 ///
 /// ```
 /// use anomaly_core::anomaly::{AnomalyDetector, Ensemble, EnsembleParams, HstParams};
@@ -63,6 +70,32 @@ impl Default for EnsembleParams {
 /// assert!(odd.score() > 0.7 && odd.score() <= 1.0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// With River's other detectors joining in:
+///
+/// ```
+/// use anomaly_core::anomaly::{
+///     AnomalyDetector, Ensemble, EnsembleParams, HstParams, LofParams, MemberKind, MemberParams,
+/// };
+///
+/// let params = EnsembleParams {
+///     hst: HstParams { seed: Some(1), ..HstParams::default() },
+///     sad_feature: "amount".into(),
+///     members: vec![MemberParams {
+///         detector: MemberKind::Lof(LofParams { window_size: 200, ..LofParams::default() }),
+///         weight: 0.5,
+///     }],
+///     ..EnsembleParams::default()
+/// };
+/// let mut model = Ensemble::with_features(params, &["amount", "hour"])?;
+/// for i in 0..600 {
+///     model.score(&[0.2 + 0.01 * (i % 5) as f64, 0.5][..])?.learn();
+/// }
+/// let odd = model.score(&[0.9, 0.5][..])?;
+/// assert!(odd.score() > 0.7 && odd.score() <= 1.0);
+/// assert!(odd.member_scores()[0] > 0.9); // LOF's share, in [0, 1]
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "EnsembleState")]
 pub struct Ensemble {
@@ -70,17 +103,23 @@ pub struct Ensemble {
     sad_column: usize,
     hst: HalfSpaceTrees,
     sad: Sad,
+    members: Vec<Member>,
     #[serde(skip)]
     last: Transient<Components>,
+    /// The members' raw scores of the event being scored (`None` = undefined).
+    #[serde(skip)]
+    member_raw: Transient<Vec<Option<f64>>>,
 }
 
 /// What a serialized ensemble holds, checked before it becomes an [`Ensemble`].
 #[derive(Deserialize)]
-struct EnsembleState {
-    params: EnsembleParams,
-    sad_column: usize,
-    hst: HalfSpaceTrees,
-    sad: Sad,
+pub(crate) struct EnsembleState {
+    pub(crate) params: EnsembleParams,
+    pub(crate) sad_column: usize,
+    pub(crate) hst: HalfSpaceTrees,
+    pub(crate) sad: Sad,
+    #[serde(default)]
+    pub(crate) members: Vec<Member>,
 }
 
 impl TryFrom<EnsembleState> for Ensemble {
@@ -97,12 +136,27 @@ impl TryFrom<EnsembleState> for Ensemble {
         if state.sad.params() != &state.params.sad {
             return Err("SAD parameters differ from the ensemble's".into());
         }
+        if state.members.len() != state.params.members.len() {
+            return Err("the members differ from the ensemble's parameters".into());
+        }
+        for (member, params) in state.members.iter().zip(&state.params.members) {
+            member.matches(params, features.len())?;
+        }
+        check_weights(
+            state.params.hst_weight,
+            state.params.sad_weight,
+            &state.params.members,
+        )
+        .map_err(|e| e.to_string())?;
+        let n_members = state.members.len();
         Ok(Self {
             params: state.params,
             sad_column: state.sad_column,
             hst: state.hst,
             sad: state.sad,
+            members: state.members,
             last: Transient(Components::default()),
+            member_raw: Transient(vec![None; n_members]),
         })
     }
 }
@@ -136,13 +190,7 @@ impl Ensemble {
                 w,
             )?;
         }
-        check(
-            params.hst_weight + params.sad_weight > 0.0,
-            "Ensemble",
-            "hst_weight",
-            "positive when sad_weight is 0",
-            params.hst_weight,
-        )?;
+        check_weights(params.hst_weight, params.sad_weight, &params.members)?;
         let sad_column = features
             .iter()
             .position(|f| f.as_ref() == params.sad_feature);
@@ -153,10 +201,26 @@ impl Ensemble {
             "one of the features",
             &params.sad_feature,
         )?;
+        let members = params
+            .members
+            .iter()
+            .map(|m| Member::new(m, features))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| match e {
+                AnomalyError::Parameter(p) => p,
+                other => ParameterError::new(
+                    "Ensemble",
+                    "members",
+                    "detectors over the ensemble's features",
+                    other,
+                ),
+            })?;
         Ok(Self {
             hst: HalfSpaceTrees::with_features(params.hst.clone(), features)?,
             sad: Sad::new(params.sad)?,
             sad_column: sad_column.unwrap_or(0),
+            member_raw: Transient(vec![None; members.len()]),
+            members,
             params,
             last: Transient(Components::default()),
         })
@@ -174,6 +238,15 @@ impl Ensemble {
         model.hst_seed_fixup();
         let values: Vec<f64> = history.iter().map(|r| r.as_ref()[column]).collect();
         model.sad = Sad::train_fresh(model.params.sad, &values)?;
+        // The members learn the history as they would have in the stream (their score
+        // statistics included).
+        for row in history {
+            let row = row.as_ref();
+            for member in &mut model.members {
+                let raw = member.score(row)?;
+                member.learn(raw);
+            }
+        }
         Ok(model)
     }
 
@@ -199,7 +272,17 @@ impl Ensemble {
 
     fn combine(&self, hst: f64, sad: f64) -> f64 {
         let (wh, ws) = (self.params.hst_weight, self.params.sad_weight);
-        let combined = ((wh * hst + ws * sad) / (wh + ws)).clamp(0.0, 1.0);
+        let (mut total, mut weights) = (wh * hst + ws * sad, wh + ws);
+        for ((member, params), raw) in self
+            .members
+            .iter()
+            .zip(&self.params.members)
+            .zip(&self.member_raw.0)
+        {
+            total += params.weight * member.unit(*raw, self.params.sad_grace_period);
+            weights += params.weight;
+        }
+        let combined = (total / weights).clamp(0.0, 1.0);
         (combined * 1e6).round() / 1e6
     }
 }
@@ -213,6 +296,17 @@ impl Scored<'_, Ensemble> {
     /// Which features isolated the event in the trees (see the HST explanation).
     pub fn explain(&self) -> Vec<FeatureContribution> {
         self.detector.hst.explain_last()
+    }
+
+    /// Each member's share of this score, in [0, 1], in the order of
+    /// [`EnsembleParams::members`].
+    pub fn member_scores(&self) -> Vec<f64> {
+        let d = &self.detector;
+        d.members
+            .iter()
+            .zip(&d.member_raw.0)
+            .map(|(m, raw)| m.unit(*raw, d.params.sad_grace_period))
+            .collect()
     }
 }
 
@@ -251,9 +345,19 @@ impl sealed::Detector for Ensemble {
                 expected: self.hst.features().len(),
                 got: row.len(),
             })?;
-        // SAD first: if it rejects the row, the trees have not recorded any visit.
+        // SAD and the members first: if one rejects the row, the trees have not recorded any
+        // visit.
         let (sad_deviation, _) =
             sealed::Detector::score_pending(&mut self.sad, &value, crate::anomaly::TOKEN)?;
+        for (at, member) in self.members.iter_mut().enumerate() {
+            match member.score(row) {
+                Ok(raw) => self.member_raw.0[at] = raw,
+                Err(e) => {
+                    self.members[..at].iter_mut().for_each(Member::abandon);
+                    return Err(e);
+                }
+            }
+        }
         let (hst, _) = sealed::Detector::score_pending(&mut self.hst, row, crate::anomaly::TOKEN)?;
         let sad = if self.sad.n() >= u64::from(self.params.sad_grace_period) {
             deviation_to_unit(sad_deviation)
@@ -271,11 +375,15 @@ impl sealed::Detector for Ensemble {
     fn learn_pending(&mut self, _: sealed::Ready, _: sealed::Token) {
         sealed::Detector::learn_pending(&mut self.hst, sealed::Ready(()), crate::anomaly::TOKEN);
         sealed::Detector::learn_pending(&mut self.sad, sealed::Ready(()), crate::anomaly::TOKEN);
+        for (member, raw) in self.members.iter_mut().zip(&self.member_raw.0) {
+            member.learn(*raw);
+        }
     }
 
     fn abandon_pending(&mut self, _: sealed::Ready, _: sealed::Token) {
         sealed::Detector::abandon_pending(&mut self.hst, sealed::Ready(()), crate::anomaly::TOKEN);
         sealed::Detector::abandon_pending(&mut self.sad, sealed::Ready(()), crate::anomaly::TOKEN);
+        self.members.iter_mut().for_each(Member::abandon);
     }
 }
 

@@ -268,6 +268,12 @@ impl Loda {
         &self.params
     }
 
+    /// Feature names: those given, or learned from named events (the projections use those
+    /// of the first learned event).
+    pub fn features(&self) -> &[String] {
+        self.features.names()
+    }
+
     /// The seed the projections are (or will be) drawn from.
     pub fn seed(&self) -> u64 {
         self.seed

@@ -94,10 +94,12 @@ mod gaussian;
 mod hst;
 mod loda;
 mod lof;
+mod members;
 mod one_class_svm;
 mod predictive;
 mod sad;
 
+pub(crate) use ensemble::EnsembleState;
 pub use ensemble::{Components, Ensemble, EnsembleParams};
 pub use event::MAX_FEATURES;
 pub use filter::{QuantileFilter, ThresholdFilter};
@@ -105,6 +107,7 @@ pub use gaussian::{GaussianScorer, GaussianScorerParams};
 pub use hst::{FeatureContribution, HalfSpaceTrees, HstParams, TreeRng, TreeSpec};
 pub use loda::{Loda, LodaParams};
 pub use lof::{LocalOutlierFactor, LofParams};
+pub use members::{MemberKind, MemberParams};
 pub use one_class_svm::{OneClassSvm, OneClassSvmParams};
 pub use predictive::{
     LinearRegression, LinearRegressionParams, MinMaxScaled, PadParams, PredictiveAnomalyDetection,
