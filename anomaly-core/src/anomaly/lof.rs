@@ -49,10 +49,13 @@ impl Neighbour {
 struct Point {
     seq: u64,
     event: Event,
-    /// This point's `k + 1` nearest points of the window (itself included), kept up to date
-    /// as the window slides; derived, so rebuilt rather than stored.
+    /// This point's nearest points of the window (itself included), nearest first: always
+    /// exactly the first `len` of the whole window in River's order, with `len` between
+    /// `k + 1` (or the window size) and `2 (k + 1)`, so that a neighbour leaving the window
+    /// rarely forces a new search. Derived, so rebuilt rather than stored.
+    /// (Not part of the model's identity: how much spare a list has depends on its history.)
     #[serde(skip)]
-    nearest: Vec<Neighbour>,
+    nearest: Transient<Vec<Neighbour>>,
 }
 
 /// Incremental Local Outlier Factor (River's `anomaly.LocalOutlierFactor`): compares an
@@ -63,9 +66,9 @@ struct Point {
 /// Good for transactions that fall into several normal groups of different spread (where a
 /// single global distance threshold fails). Scoring costs one pass over the window
 /// (O(window · features)); learning keeps every point's neighbour list current, O(window ·
-/// features) plus a list rebuild for the few points whose neighbour leaves the window; memory
-/// O(window · (features + k)). River recomputes up to `1 + k + k²` neighbour searches per
-/// score instead; the scores are River's to the bit.
+/// features), and a point's list is searched again only when neighbours leaving the window
+/// have emptied its spare half; memory O(window · (features + k)). River recomputes up to
+/// `1 + k + k²` neighbour searches per score instead; the scores are River's to the bit.
 ///
 /// ```
 /// use anomaly_core::anomaly::{AnomalyDetector, LocalOutlierFactor, LofParams};
@@ -164,13 +167,15 @@ fn distance(a: &Event, b: &Event) -> f64 {
     total.sqrt()
 }
 
-/// Puts `candidate` into the sorted list if it is among the `cap` nearest.
-fn offer(list: &mut Vec<Neighbour>, candidate: Neighbour, cap: usize) {
-    if list.len() == cap
-        && list
-            .last()
-            .is_some_and(|last| candidate.cmp(last) != Ordering::Less)
-    {
+/// Puts `candidate` into the sorted list of the nearest points, keeping at most `cap`. A list
+/// that does not hold the whole window (`complete` false) only takes a candidate nearer than
+/// its last entry: points it does not list may come before a farther one.
+fn offer(list: &mut Vec<Neighbour>, candidate: Neighbour, cap: usize, complete: bool) {
+    let nearer_than_last = list
+        .last()
+        .is_none_or(|last| candidate.cmp(last) == Ordering::Less);
+    let room_in_a_complete_list = complete && list.len() < cap;
+    if !(nearer_than_last || room_in_a_complete_list) {
         return;
     }
     let at = list.partition_point(|n| n.cmp(&candidate) == Ordering::Less);
@@ -254,9 +259,14 @@ impl LocalOutlierFactor {
         (seq - front) as usize
     }
 
+    /// How many nearest points a stored point keeps: twice what a search returns.
+    fn list_capacity(&self) -> usize {
+        2 * (self.params.n_neighbors + 1)
+    }
+
     fn rebuild_nearest(&mut self, at: usize) {
-        let cap = self.params.n_neighbors + 1;
-        let mut list = std::mem::take(&mut self.window[at].nearest);
+        let cap = self.list_capacity();
+        let mut list = std::mem::take(&mut self.window[at].nearest.0);
         list.clear();
         let query = &self.window[at].event;
         for point in &self.window {
@@ -264,16 +274,17 @@ impl LocalOutlierFactor {
                 distance: distance(query, &point.event),
                 seq: point.seq,
             };
-            offer(&mut list, candidate, cap);
+            offer(&mut list, candidate, cap, true);
         }
-        self.window[at].nearest = list;
+        self.window[at].nearest.0 = list;
     }
 
-    /// A stored point's neighbourhood: its search result without the first entry (itself, or
-    /// an older exact duplicate).
+    /// A stored point's neighbourhood: its search for `k + 1` points without the first entry
+    /// (itself, or an older exact duplicate).
     fn neighbourhood(&self, seq: u64) -> &[Neighbour] {
-        let nearest = &self.window[self.position(seq)].nearest;
-        nearest.get(1..).unwrap_or(&[])
+        let nearest = &self.window[self.position(seq)].nearest.0;
+        let end = nearest.len().min(self.params.n_neighbors + 1);
+        nearest.get(1..end).unwrap_or(&[])
     }
 
     fn k_distance(&self, seq: u64) -> f64 {
@@ -296,35 +307,54 @@ impl LocalOutlierFactor {
         let builder = &mut self.builder.0;
         builder.commit(&mut self.features);
         let event = builder.event.clone();
-        let cap = self.params.n_neighbors + 1;
+        let cap = self.list_capacity();
+        let needed = self.params.n_neighbors + 1;
         if self.window.len() == self.params.window_size
             && let Some(oldest) = self.window.pop_front()
         {
-            for at in 0..self.window.len() {
-                if self.window[at].nearest.iter().any(|n| n.seq == oldest.seq) {
-                    self.rebuild_nearest(at);
+            // Dropping the oldest point from a list leaves the nearest of what remains; only a
+            // list left shorter than a search needs a new search.
+            let remaining = self.window.len();
+            for at in 0..remaining {
+                let list = &mut self.window[at].nearest.0;
+                if let Some(i) = list.iter().position(|n| n.seq == oldest.seq) {
+                    list.remove(i);
+                    if list.len() < needed.min(remaining) {
+                        self.rebuild_nearest(at);
+                    }
                 }
             }
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        let window_len = self.window.len();
         let mut nearest = Vec::with_capacity(cap + 1);
         for point in &mut self.window {
+            let there = distance(&point.event, &event);
+            // Same features in the same order: the distance is the same both ways, bit for bit.
+            let back = if point.event.ids == event.ids {
+                there
+            } else {
+                distance(&event, &point.event)
+            };
+            let complete = point.nearest.0.len() == window_len;
             offer(
-                &mut point.nearest,
+                &mut point.nearest.0,
                 Neighbour {
-                    distance: distance(&point.event, &event),
+                    distance: there,
                     seq,
                 },
                 cap,
+                complete,
             );
             offer(
                 &mut nearest,
                 Neighbour {
-                    distance: distance(&event, &point.event),
+                    distance: back,
                     seq: point.seq,
                 },
                 cap,
+                true,
             );
         }
         offer(
@@ -334,11 +364,12 @@ impl LocalOutlierFactor {
                 seq,
             },
             cap,
+            true,
         );
         self.window.push_back(Point {
             seq,
             event,
-            nearest,
+            nearest: Transient(nearest),
         });
     }
 }
@@ -371,6 +402,7 @@ impl EventDetector for LocalOutlierFactor {
                     seq: point.seq,
                 },
                 k + 1,
+                true,
             );
         }
         // An event equal to a stored point does not count that point as its neighbour.
