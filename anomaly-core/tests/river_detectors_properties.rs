@@ -332,3 +332,27 @@ fn a_constant_window_makes_the_gaussian_score_undefined_until_it_moves() {
     // Learning gets the scorer out: the window is no longer constant.
     assert!(scorer.score(&1.8).unwrap().score().is_ok());
 }
+
+/// Weights and values whose products overflow with opposite signs would make River's score
+/// NaN; here the event is refused with a typed error and the model is untouched.
+#[test]
+fn an_overflowing_one_class_svm_score_is_an_error_not_nan() {
+    let params = OneClassSvmParams {
+        learning_rate: 1e150,
+        ..OneClassSvmParams::default()
+    };
+    let mut svm = OneClassSvm::with_features(params, &["a", "b"]).unwrap();
+    svm.score(&[1e100, -1e100][..]).unwrap().learn();
+    let before = svm.clone();
+    let err = svm.score(&[1e100, 1e100][..]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AnomalyError::Overflow {
+                model: "OneClassSVM"
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(svm, before);
+}

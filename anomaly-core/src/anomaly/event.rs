@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use super::{AnomalyDetector, AnomalyError, Scored};
-use crate::error::check_input;
+use crate::error::{ParameterError, check, check_input};
 
 /// The most distinct feature names one model accepts; beyond it an event is rejected, so a
 /// stream of ever-new names cannot grow a model without bound.
@@ -206,12 +206,19 @@ fn check_feature(model: &'static str, name: &str, value: f64) -> Result<(), Anom
 
 /// A detector whose events are built by an [`EventBuilder`]; gives it `score_named`.
 pub(crate) trait EventDetector: AnomalyDetector {
+    /// The detector's builder and the feature names it knows.
+    fn builder_and_names(&mut self) -> (&mut EventBuilder, &FeatureNames);
+
     /// Builds the event from named values into the detector's builder.
     fn build_named<K, V, M>(&mut self, x: M) -> Result<(), AnomalyError>
     where
         M: IntoIterator<Item = (K, V)>,
         K: AsRef<str>,
-        V: Borrow<f64>;
+        V: Borrow<f64>,
+    {
+        let (builder, names) = self.builder_and_names();
+        builder.named(Self::NAME, names, x)
+    }
 
     /// Scores the event the builder holds.
     fn score_built(&mut self) -> Result<(Self::Score, Self::Pending), AnomalyError>;
@@ -233,3 +240,54 @@ where
         pending: Some(pending),
     })
 }
+
+/// Validates a fixed feature list for `with_features`.
+pub(crate) fn feature_list<S: AsRef<str>>(
+    model: &'static str,
+    features: &[S],
+) -> Result<FeatureNames, ParameterError> {
+    let names: Vec<String> = features.iter().map(|f| f.as_ref().to_owned()).collect();
+    let shown = format!("{names:?}");
+    check(
+        !names.is_empty(),
+        model,
+        "features",
+        "at least one name",
+        &shown,
+    )?;
+    FeatureNames::try_from(names)
+        .map_err(|_| ParameterError::new(model, "features", "distinct names, at most 10000", shown))
+}
+
+/// The score-then-learn plumbing of a detector over dense rows whose events are built by its
+/// `builder` over its `features`, scored by [`EventDetector::score_built`] and learned by its
+/// `learn_built` method.
+macro_rules! dense_row_detector {
+    ($detector:ty, $name:literal) => {
+        impl $crate::anomaly::sealed::Detector for $detector {
+            type Pending = $crate::anomaly::sealed::Ready;
+            type Input = [f64];
+            type Score = f64;
+
+            fn score_pending(
+                &mut self,
+                row: &[f64],
+                _: $crate::anomaly::sealed::Token,
+            ) -> Result<(f64, Self::Pending), $crate::anomaly::AnomalyError> {
+                self.builder.0.dense($name, &self.features, row)?;
+                $crate::anomaly::event::EventDetector::score_built(self)
+            }
+
+            fn learn_pending(&mut self, _: Self::Pending, _: $crate::anomaly::sealed::Token) {
+                self.learn_built();
+            }
+
+            fn abandon_pending(&mut self, _: Self::Pending, _: $crate::anomaly::sealed::Token) {}
+        }
+
+        impl $crate::anomaly::AnomalyDetector for $detector {
+            const NAME: &'static str = $name;
+        }
+    };
+}
+pub(crate) use dense_row_detector;

@@ -2,9 +2,10 @@ use std::borrow::Borrow;
 
 use serde::{Deserialize, Serialize};
 
-use super::event::{EventBuilder, EventDetector, FeatureNames, score_named};
-use super::one_class_svm::feature_list;
-use super::{AnomalyDetector, AnomalyError, Scored, Transient, sealed};
+use super::event::{
+    EventBuilder, EventDetector, FeatureNames, dense_row_detector, feature_list, score_named,
+};
+use super::{AnomalyError, Scored, Transient, sealed};
 use crate::error::{ParameterError, check};
 use crate::rng::PyRandom;
 
@@ -390,6 +391,10 @@ fn project(projection: &[(u32, f64)], values: &[f64]) -> f64 {
 }
 
 impl EventDetector for Loda {
+    fn builder_and_names(&mut self) -> (&mut EventBuilder, &FeatureNames) {
+        (&mut self.builder.0, &self.features)
+    }
+
     fn build_named<K, V, M>(&mut self, x: M) -> Result<(), AnomalyError>
     where
         M: IntoIterator<Item = (K, V)>,
@@ -421,27 +426,4 @@ impl EventDetector for Loda {
     }
 }
 
-impl sealed::Detector for Loda {
-    type Pending = sealed::Ready;
-    type Input = [f64];
-    type Score = f64;
-
-    fn score_pending(
-        &mut self,
-        row: &[f64],
-        _: sealed::Token,
-    ) -> Result<(f64, sealed::Ready), AnomalyError> {
-        self.builder.0.dense("LODA", &self.features, row)?;
-        self.score_built()
-    }
-
-    fn learn_pending(&mut self, _: sealed::Ready, _: sealed::Token) {
-        self.learn_built();
-    }
-
-    fn abandon_pending(&mut self, _: sealed::Ready, _: sealed::Token) {}
-}
-
-impl AnomalyDetector for Loda {
-    const NAME: &'static str = "LODA";
-}
+dense_row_detector!(Loda, "LODA");

@@ -4,9 +4,10 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::event::{Event, EventBuilder, EventDetector, FeatureNames, score_named};
-use super::one_class_svm::feature_list;
-use super::{AnomalyDetector, AnomalyError, Scored, Transient, sealed};
+use super::event::{
+    Event, EventBuilder, EventDetector, FeatureNames, dense_row_detector, feature_list, score_named,
+};
+use super::{AnomalyError, Scored, Transient, sealed};
 use crate::error::{ParameterError, check};
 
 /// LocalOutlierFactor's parameters (River's defaults).
@@ -380,13 +381,8 @@ fn python_max(a: f64, b: f64) -> f64 {
 }
 
 impl EventDetector for LocalOutlierFactor {
-    fn build_named<K, V, M>(&mut self, x: M) -> Result<(), AnomalyError>
-    where
-        M: IntoIterator<Item = (K, V)>,
-        K: AsRef<str>,
-        V: Borrow<f64>,
-    {
-        self.builder.0.named("LOF", &self.features, x)
+    fn builder_and_names(&mut self) -> (&mut EventBuilder, &FeatureNames) {
+        (&mut self.builder.0, &self.features)
     }
 
     fn score_built(&mut self) -> Result<(f64, sealed::Ready), AnomalyError> {
@@ -426,27 +422,4 @@ impl EventDetector for LocalOutlierFactor {
     }
 }
 
-impl sealed::Detector for LocalOutlierFactor {
-    type Pending = sealed::Ready;
-    type Input = [f64];
-    type Score = f64;
-
-    fn score_pending(
-        &mut self,
-        row: &[f64],
-        _: sealed::Token,
-    ) -> Result<(f64, sealed::Ready), AnomalyError> {
-        self.builder.0.dense("LOF", &self.features, row)?;
-        self.score_built()
-    }
-
-    fn learn_pending(&mut self, _: sealed::Ready, _: sealed::Token) {
-        self.learn_built();
-    }
-
-    fn abandon_pending(&mut self, _: sealed::Ready, _: sealed::Token) {}
-}
-
-impl AnomalyDetector for LocalOutlierFactor {
-    const NAME: &'static str = "LOF";
-}
+dense_row_detector!(LocalOutlierFactor, "LOF");

@@ -98,6 +98,7 @@ mod members;
 mod one_class_svm;
 mod predictive;
 mod sad;
+mod sgd;
 
 pub(crate) use ensemble::EnsembleState;
 pub use ensemble::{Components, Ensemble, EnsembleParams};
@@ -163,6 +164,15 @@ pub enum AnomalyError {
         model: &'static str,
         /// The most names one model accepts.
         limit: usize,
+    },
+    /// The event's values, combined with what the model learned, overflow a double (for
+    /// example two infinite products of opposite signs); the model is unchanged.
+    #[error(
+        "{model}: the event's values overflow with the learned weights; rescale the features (e.g. min-max or log)"
+    )]
+    Overflow {
+        /// The model.
+        model: &'static str,
     },
     /// The event lacks the feature a predictive detector predicts.
     #[error("{model}: the event has no value for the target feature `{target}`")]

@@ -2,8 +2,11 @@ use std::borrow::Borrow;
 
 use serde::{Deserialize, Serialize};
 
-use super::event::{EventBuilder, EventDetector, FeatureNames, score_named};
-use super::{AnomalyDetector, AnomalyError, Scored, Transient, sealed};
+use super::event::{
+    EventBuilder, EventDetector, FeatureNames, dense_row_detector, feature_list, score_named,
+};
+use super::sgd::{check_sgd, python_clip};
+use super::{AnomalyError, Scored, Transient, sealed};
 use crate::error::{ParameterError, check};
 
 /// OneClassSVM's parameters (River's defaults; River passes the two rates as an optimizer and
@@ -127,32 +130,11 @@ impl OneClassSvm {
             "in (0, 1]",
             params.nu,
         )?;
-        check(
-            params.learning_rate > 0.0 && params.learning_rate.is_finite(),
+        check_sgd(
             model,
-            "learning_rate",
-            "a finite number > 0",
             params.learning_rate,
-        )?;
-        check(
-            params.intercept_lr >= 0.0 && params.intercept_lr.is_finite(),
-            model,
-            "intercept_lr",
-            "a finite number >= 0",
             params.intercept_lr,
-        )?;
-        check(
-            params.clip_gradient > 0.0,
-            model,
-            "clip_gradient",
-            "> 0",
             params.clip_gradient,
-        )?;
-        check(
-            params.initial_weight.is_finite(),
-            model,
-            "initial_weight",
-            "finite",
             params.initial_weight,
         )?;
         Ok(Self {
@@ -249,7 +231,7 @@ impl OneClassSvm {
         let y_pred = dot + self.intercept;
         // Hinge loss for the label 1: a point on the margin is a violation.
         let g0 = if y_pred <= 1.0 { -1.0 } else { 0.0 };
-        let g0 = f64::max(f64::min(g0, p.clip_gradient), -p.clip_gradient);
+        let g0 = python_clip(g0, p.clip_gradient);
         let l2 = p.nu / 2.0;
         self.intercept -= (p.intercept_lr * g0) + ((2.0 * p.intercept_lr) * l2);
         for (id, v) in event.iter() {
@@ -265,32 +247,9 @@ impl OneClassSvm {
     }
 }
 
-/// Validates a fixed feature list for `with_features`.
-pub(crate) fn feature_list<S: AsRef<str>>(
-    model: &'static str,
-    features: &[S],
-) -> Result<FeatureNames, ParameterError> {
-    let names: Vec<String> = features.iter().map(|f| f.as_ref().to_owned()).collect();
-    let shown = format!("{names:?}");
-    check(
-        !names.is_empty(),
-        model,
-        "features",
-        "at least one name",
-        &shown,
-    )?;
-    FeatureNames::try_from(names)
-        .map_err(|_| ParameterError::new(model, "features", "distinct names, at most 10000", shown))
-}
-
 impl EventDetector for OneClassSvm {
-    fn build_named<K, V, M>(&mut self, x: M) -> Result<(), AnomalyError>
-    where
-        M: IntoIterator<Item = (K, V)>,
-        K: AsRef<str>,
-        V: Borrow<f64>,
-    {
-        self.builder.0.named("OneClassSVM", &self.features, x)
+    fn builder_and_names(&mut self) -> (&mut EventBuilder, &FeatureNames) {
+        (&mut self.builder.0, &self.features)
     }
 
     fn score_built(&mut self) -> Result<(f64, sealed::Ready), AnomalyError> {
@@ -301,31 +260,13 @@ impl EventDetector for OneClassSvm {
         // River computes the raw margin `dot + b` and then takes `b` off again; the two
         // roundings are kept so the scores are River's to the bit.
         let score = (dot + self.intercept) - self.intercept;
+        if score.is_nan() {
+            return Err(AnomalyError::Overflow {
+                model: "OneClassSVM",
+            });
+        }
         Ok((score, sealed::Ready(())))
     }
 }
 
-impl sealed::Detector for OneClassSvm {
-    type Pending = sealed::Ready;
-    type Input = [f64];
-    type Score = f64;
-
-    fn score_pending(
-        &mut self,
-        row: &[f64],
-        _: sealed::Token,
-    ) -> Result<(f64, sealed::Ready), AnomalyError> {
-        self.builder.0.dense("OneClassSVM", &self.features, row)?;
-        self.score_built()
-    }
-
-    fn learn_pending(&mut self, _: sealed::Ready, _: sealed::Token) {
-        self.learn_built();
-    }
-
-    fn abandon_pending(&mut self, _: sealed::Ready, _: sealed::Token) {}
-}
-
-impl AnomalyDetector for OneClassSvm {
-    const NAME: &'static str = "OneClassSVM";
-}
+dense_row_detector!(OneClassSvm, "OneClassSVM");

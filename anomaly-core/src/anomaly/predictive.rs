@@ -2,8 +2,8 @@ use std::borrow::Borrow;
 
 use serde::{Deserialize, Serialize};
 
-use super::event::{EventBuilder, EventDetector, FeatureNames, score_named};
-use super::one_class_svm::feature_list;
+use super::event::{EventBuilder, EventDetector, FeatureNames, feature_list, score_named};
+use super::sgd::{check_sgd, python_clip};
 use super::{AnomalyDetector, AnomalyError, Scored, Transient, UndefinedScore, sealed};
 use crate::error::{ParameterError, check};
 use crate::stats::{Var, python_square};
@@ -96,12 +96,6 @@ impl Default for LinearRegressionParams {
     }
 }
 
-/// Python's `max(min(g, c), -c)`, which lets NaN through (Rust's `min`/`max` would not).
-fn python_clip(g: f64, c: f64) -> f64 {
-    let g = if c < g { c } else { g };
-    if -c > g { -c } else { g }
-}
-
 /// Online linear regression by SGD on the squared loss (River's
 /// `linear_model.LinearRegression` with its default optimizer).
 ///
@@ -127,33 +121,11 @@ pub struct LinearRegression {
 impl LinearRegression {
     /// An untrained model.
     pub fn new(params: LinearRegressionParams) -> Result<Self, ParameterError> {
-        let model = "LinearRegression";
-        check(
-            params.learning_rate > 0.0 && params.learning_rate.is_finite(),
-            model,
-            "learning_rate",
-            "a finite number > 0",
+        check_sgd(
+            "LinearRegression",
             params.learning_rate,
-        )?;
-        check(
-            params.intercept_lr >= 0.0 && params.intercept_lr.is_finite(),
-            model,
-            "intercept_lr",
-            "a finite number >= 0",
             params.intercept_lr,
-        )?;
-        check(
-            params.clip_gradient > 0.0,
-            model,
-            "clip_gradient",
-            "> 0",
             params.clip_gradient,
-        )?;
-        check(
-            params.initial_weight.is_finite(),
-            model,
-            "initial_weight",
-            "finite",
             params.initial_weight,
         )?;
         Ok(Self {
@@ -541,13 +513,8 @@ impl<P: Predictor> PredictiveAnomalyDetection<P> {
 const POISONED: &str = "a prediction was not a finite number (e.g. a min-max scaled feature the predictor never learned), which poisons the error statistics for good, as in River; use a warm-up period, or LinearRegression without scaling";
 
 impl<P: Predictor> EventDetector for PredictiveAnomalyDetection<P> {
-    fn build_named<K, V, M>(&mut self, x: M) -> Result<(), AnomalyError>
-    where
-        M: IntoIterator<Item = (K, V)>,
-        K: AsRef<str>,
-        V: Borrow<f64>,
-    {
-        self.scratch.0.builder.named("PAD", &self.features, x)
+    fn builder_and_names(&mut self) -> (&mut EventBuilder, &FeatureNames) {
+        (&mut self.scratch.0.builder, &self.features)
     }
 
     fn score_built(&mut self) -> Result<(Self::Score, sealed::Ready), AnomalyError> {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{Case, field, read_trace, within_tolerance};
+use super::{Case, Event, field, read_trace, within_tolerance};
 use crate::anomaly::{
     AnomalyError, GaussianScorer, GaussianScorerParams, LinearRegression, LinearRegressionParams,
     LocalOutlierFactor, Loda, LodaParams, LofParams, MinMaxScaled, OneClassSvm, OneClassSvmParams,
@@ -24,9 +24,6 @@ enum Expected {
     /// `nan`: River returned NaN (this crate answers with an error instead).
     NotANumber,
 }
-
-/// One multivariate event as River's dict: non-empty cells, in column order.
-type Event = Vec<(String, f64)>;
 
 pub(super) fn run(dir: &Path, case: &Case) -> Result<(), String> {
     let n = case.n.ok_or("the case has no `n`")?;
@@ -151,42 +148,9 @@ fn read_expected(dir: &Path, case: &Case, n: usize) -> Result<Vec<Expected>, Str
     Ok(expected)
 }
 
-/// A `f..,[y,]is_outlier` stream: the events (feature cells) and, if present, the `y` column.
+/// The case's multivariate stream, which must have `n` rows.
 fn read_events(dir: &Path, case: &Case, n: usize) -> Result<(Vec<Event>, Vec<f64>), String> {
-    let path = stream_path(dir, case);
-    let text =
-        fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| format!("{} is empty", path.display()))?
-        .split(',')
-        .collect();
-    let (mut events, mut ys) = (Vec::new(), Vec::new());
-    for (row, line) in lines.enumerate() {
-        let cells: Vec<&str> = line.split(',').collect();
-        if cells.len() != header.len() {
-            return Err(format!(
-                "{} row {}: wrong number of cells",
-                path.display(),
-                row + 2
-            ));
-        }
-        let mut event = Vec::new();
-        for (name, cell) in header.iter().zip(&cells) {
-            let number = || {
-                cell.parse::<f64>()
-                    .map_err(|_| format!("row {}: `{cell}` is not a number", row + 2))
-            };
-            match *name {
-                "is_outlier" => {}
-                "y" => ys.push(number()?),
-                _ if cell.is_empty() => {}
-                _ => event.push(((*name).to_owned(), number()?)),
-            }
-        }
-        events.push(event);
-    }
+    let (events, ys) = super::read_events(dir, case)?;
     check_len(&events, n)?;
     Ok((events, ys))
 }

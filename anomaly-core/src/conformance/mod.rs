@@ -466,23 +466,40 @@ fn reals(inputs: &[String]) -> Result<Vec<f64>, String> {
         .collect()
 }
 
-fn read_trace(path: &Path) -> Result<Trace, String> {
+/// A CSV file's header and rows; every row must have a cell per column.
+fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
     let text =
         fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut lines = text.lines();
-    let header: Vec<&str> = lines
+    let header: Vec<String> = lines
         .next()
         .ok_or_else(|| format!("{} is empty", path.display()))?
         .split(',')
+        .map(str::to_owned)
         .collect();
+    let rows = lines
+        .enumerate()
+        .map(|(n, line)| {
+            let cells: Vec<String> = line.split(',').map(str::to_owned).collect();
+            if cells.len() == header.len() {
+                Ok(cells)
+            } else {
+                Err(format!(
+                    "{} line {}: wrong number of cells",
+                    path.display(),
+                    n + 2
+                ))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((header, rows))
+}
+
+fn read_trace(path: &Path) -> Result<Trace, String> {
+    let (header, rows) = read_table(path)?;
     let mut trace = Trace::new();
-    for (n, line) in lines.enumerate() {
-        let cells: Vec<&str> = line.split(',').collect();
-        let row: HashMap<String, String> = header
-            .iter()
-            .zip(&cells)
-            .map(|(h, c)| ((*h).to_owned(), (*c).to_owned()))
-            .collect();
+    for (n, cells) in rows.into_iter().enumerate() {
+        let row: HashMap<String, String> = header.iter().cloned().zip(cells).collect();
         let i = row
             .get("i")
             .and_then(|i| i.parse().ok())
@@ -492,6 +509,33 @@ fn read_trace(path: &Path) -> Result<Trace, String> {
         }
     }
     Ok(trace)
+}
+
+/// One multivariate event as River's dict: the non-empty feature cells, in column order.
+type Event = Vec<(String, f64)>;
+
+/// A `f..,[y,]is_outlier` stream: the events and, if present, the `y` column (`is_outlier` is
+/// a label, never fed).
+fn read_events(dir: &Path, case: &Case) -> Result<(Vec<Event>, Vec<f64>), String> {
+    let (header, rows) = read_table(&dir.join("streams").join(format!("{}.csv", case.stream)))?;
+    let (mut events, mut ys) = (Vec::new(), Vec::new());
+    for (n, cells) in rows.iter().enumerate() {
+        let mut event = Vec::new();
+        for (name, cell) in header.iter().zip(cells) {
+            let number = || {
+                cell.parse::<f64>()
+                    .map_err(|_| format!("row {}: `{cell}` is not a number", n + 2))
+            };
+            match name.as_str() {
+                "is_outlier" => {}
+                "y" => ys.push(number()?),
+                _ if cell.is_empty() => {}
+                _ => event.push((name.clone(), number()?)),
+            }
+        }
+        events.push(event);
+    }
+    Ok((events, ys))
 }
 
 /// Scores from a `i,score` trace; `None` where River raised (empty cell).
@@ -598,29 +642,7 @@ fn parse_sub_stat(name: &str) -> Result<SadCentre, String> {
 fn run_hst(dir: &Path, case: &Case) -> Result<(), String> {
     let mut params: HstParams = params(case)?;
     params.tree_rng = TreeRng::River;
-    let path = dir.join("streams").join(format!("{}.csv", case.stream));
-    let text =
-        fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| format!("{} is empty", path.display()))?
-        .split(',')
-        .collect();
-    let n_features = header.len().saturating_sub(1); // the last column is the label
-    let mut events: Vec<Vec<(&str, f64)>> = Vec::new();
-    for (i, line) in lines.enumerate() {
-        let mut event = Vec::with_capacity(n_features);
-        for (name, cell) in header.iter().zip(line.split(',')).take(n_features) {
-            if !cell.is_empty() {
-                let value = cell
-                    .parse()
-                    .map_err(|_| format!("row {}: `{cell}` is not a number", i + 2))?;
-                event.push((*name, value));
-            }
-        }
-        events.push(event);
-    }
+    let (events, _) = read_events(dir, case)?;
     let expected = read_scores(dir, case)?;
     if events.len() != expected.len() {
         return Err(format!(
@@ -646,12 +668,12 @@ fn run_hst(dir: &Path, case: &Case) -> Result<(), String> {
 
 fn replay_hst(
     mut model: HalfSpaceTrees,
-    events: &[Vec<(&str, f64)>],
+    events: &[Event],
     expected: &[Option<f64>],
 ) -> Result<HalfSpaceTrees, String> {
     for (i, (event, want)) in events.iter().zip(expected).enumerate() {
         let scored = model
-            .score_named(event.iter().map(|(k, v)| (*k, *v)))
+            .score_named(event.iter().map(|(k, v)| (k.as_str(), *v)))
             .map_err(|e| format!("step {i}: {e}"))?;
         let score = scored.score();
         scored.learn();
