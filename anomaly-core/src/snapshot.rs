@@ -33,7 +33,7 @@ use thiserror::Error;
 
 use crate::anomaly::{
     Ensemble, GaussianScorer, HalfSpaceTrees, LinearRegression, LocalOutlierFactor, Loda,
-    MinMaxScaled, OneClassSvm, PredictiveAnomalyDetection, Sad,
+    MinMaxScaled, OneClassSvm, PredictiveAnomalyDetection, RandomCutForest, Sad,
 };
 
 /// The snapshot format this crate writes. It also reads version 1, written before the
@@ -72,6 +72,8 @@ pub enum Model {
     Pad(PredictiveAnomalyDetection<MinMaxScaled<LinearRegression>>),
     /// PredictiveAnomalyDetection over plain linear regression.
     PadLinear(PredictiveAnomalyDetection<LinearRegression>),
+    /// Random Cut Forest.
+    Rcf(RandomCutForest),
 }
 
 impl Model {

@@ -97,6 +97,7 @@ mod lof;
 mod members;
 mod one_class_svm;
 mod predictive;
+mod rcf;
 mod sad;
 mod sgd;
 
@@ -114,6 +115,7 @@ pub use predictive::{
     LinearRegression, LinearRegressionParams, MinMaxScaled, PadParams, PredictiveAnomalyDetection,
     Predictor, Row, ValidPredictor,
 };
+pub use rcf::{Attribution, RandomCutForest, RcfParams};
 pub use sad::{Sad, SadCentre, SadParams};
 
 use thiserror::Error;

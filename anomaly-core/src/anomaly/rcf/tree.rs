@@ -1,0 +1,715 @@
+//! One random cut tree over the points of a [`PointStore`], in flat arrays: internal nodes and
+//! leaves each in their own slots, bounding boxes cached per internal node.
+
+use serde::{Deserialize, Serialize};
+
+use super::store::PointStore;
+
+/// No node.
+const NULL: u32 = u32::MAX;
+/// Marks a node id as a leaf slot.
+const LEAF: u32 = 1 << 31;
+
+fn is_leaf(node: u32) -> bool {
+    node != NULL && node & LEAF != 0
+}
+
+fn slot(node: u32) -> usize {
+    (node & !LEAF) as usize
+}
+
+/// Where the scoring walk starts from a leaf.
+pub(super) struct LeafHit {
+    depth: usize,
+    leaf: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(super) struct Tree {
+    capacity: usize,
+    dim: usize,
+    root: u32,
+    mass: u32,
+    left: Vec<u32>,
+    right: Vec<u32>,
+    parent: Vec<u32>,
+    cut_dim: Vec<u32>,
+    cut_value: Vec<f32>,
+    node_mass: Vec<u32>,
+    free_nodes: Vec<u32>,
+    leaf_point: Vec<u32>,
+    leaf_mass: Vec<u32>,
+    leaf_parent: Vec<u32>,
+    free_leaves: Vec<u32>,
+    /// SplitMix64 state: the cuts' random numbers.
+    rng: u64,
+    /// Bounding boxes of the internal nodes (derived: rebuilt on load).
+    #[serde(skip)]
+    box_min: Vec<f32>,
+    #[serde(skip)]
+    box_max: Vec<f32>,
+    #[serde(skip)]
+    range_sum: Vec<f64>,
+}
+
+/// SplitMix64: small, fast and serializable as one number.
+pub(super) fn next_u64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A uniform double in [0, 1).
+pub(super) fn next_f64(state: &mut u64) -> f64 {
+    (next_u64(state) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// A random cut of the box `[min, max]` grown to hold `p`, the dimension drawn in proportion
+/// to its range and the value uniform in it; `Some` if it separates `p` from the box.
+fn separating_cut(
+    min: &[f32],
+    max: &[f32],
+    range_sum: f64,
+    p: &[f32],
+    rng: &mut u64,
+) -> Option<(usize, f32)> {
+    let mut outside = 0.0f64;
+    for i in 0..p.len() {
+        outside += f64::from((min[i] - p[i]).max(0.0) + (p[i] - max[i]).max(0.0));
+    }
+    if outside == 0.0 {
+        return None;
+    }
+    let mut r = next_f64(rng) * (range_sum + outside);
+    let mut last = None;
+    for i in 0..p.len() {
+        let lo = min[i].min(p[i]);
+        let hi = max[i].max(p[i]);
+        let gap = f64::from(hi - lo);
+        if gap <= 0.0 {
+            continue;
+        }
+        last = Some((i, lo));
+        if r <= gap {
+            let mut cut = lo + r as f32;
+            if cut <= lo || cut >= hi {
+                cut = lo;
+            }
+            let separates = (p[i] <= cut && cut < min[i]) || (max[i] <= cut && cut < p[i]);
+            return separates.then_some((i, cut));
+        }
+        r -= gap;
+    }
+    // Rounding left r past the last range: cut at its low end.
+    let (i, cut) = last?;
+    let separates = (p[i] <= cut && cut < min[i]) || (max[i] <= cut && cut < p[i]);
+    separates.then_some((i, cut))
+}
+
+impl Tree {
+    pub(super) fn new(capacity: usize, dim: usize, seed: u64) -> Self {
+        let internal = capacity.saturating_sub(1).max(1);
+        Self {
+            capacity,
+            dim,
+            root: NULL,
+            mass: 0,
+            left: vec![NULL; internal],
+            right: vec![NULL; internal],
+            parent: vec![NULL; internal],
+            cut_dim: vec![0; internal],
+            cut_value: vec![0.0; internal],
+            node_mass: vec![0; internal],
+            free_nodes: (0..internal as u32).rev().collect(),
+            leaf_point: vec![0; capacity],
+            leaf_mass: vec![0; capacity],
+            leaf_parent: vec![NULL; capacity],
+            free_leaves: (0..capacity as u32).rev().collect(),
+            rng: seed,
+            box_min: vec![0.0; internal * dim],
+            box_max: vec![0.0; internal * dim],
+            range_sum: vec![0.0; internal],
+        }
+    }
+
+    pub(super) fn mass(&self) -> u32 {
+        self.mass
+    }
+
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(super) fn rng(&mut self) -> &mut u64 {
+        &mut self.rng
+    }
+
+    fn mass_of(&self, node: u32) -> u32 {
+        if is_leaf(node) {
+            self.leaf_mass[slot(node)]
+        } else {
+            self.node_mass[node as usize]
+        }
+    }
+
+    fn set_parent(&mut self, node: u32, parent: u32) {
+        if is_leaf(node) {
+            self.leaf_parent[slot(node)] = parent;
+        } else {
+            self.parent[node as usize] = parent;
+        }
+    }
+
+    fn replace_child(&mut self, parent: u32, old: u32, new: u32) {
+        if parent == NULL {
+            self.root = new;
+        } else if self.left[parent as usize] == old {
+            self.left[parent as usize] = new;
+        } else {
+            self.right[parent as usize] = new;
+        }
+        self.set_parent(new, parent);
+    }
+
+    /// The bounding box of `node`: its cached box, or a leaf's point.
+    fn bounds<'a>(&'a self, node: u32, store: &'a PointStore) -> (&'a [f32], &'a [f32]) {
+        if is_leaf(node) {
+            let p = store.get(self.leaf_point[slot(node)]);
+            (p, p)
+        } else {
+            let at = node as usize * self.dim;
+            (
+                &self.box_min[at..at + self.dim],
+                &self.box_max[at..at + self.dim],
+            )
+        }
+    }
+
+    /// Sets `node`'s box to the union of its children's; says whether it changed.
+    fn rebuild_box(&mut self, node: u32, store: &PointStore) -> bool {
+        let (l, r) = (self.left[node as usize], self.right[node as usize]);
+        let at = node as usize * self.dim;
+        let mut changed = false;
+        let mut sum = 0.0f64;
+        for i in 0..self.dim {
+            let (lmin, lmax) = self.bounds(l, store);
+            let (rmin, rmax) = self.bounds(r, store);
+            let lo = lmin[i].min(rmin[i]);
+            let hi = lmax[i].max(rmax[i]);
+            changed |= self.box_min[at + i] != lo || self.box_max[at + i] != hi;
+            self.box_min[at + i] = lo;
+            self.box_max[at + i] = hi;
+            sum += f64::from(hi - lo);
+        }
+        self.range_sum[node as usize] = sum;
+        changed
+    }
+
+    fn extend_box(&mut self, node: u32, p: &[f32]) {
+        let at = node as usize * self.dim;
+        let mut sum = 0.0f64;
+        for (i, &v) in p.iter().enumerate() {
+            let lo = &mut self.box_min[at + i];
+            *lo = lo.min(v);
+            let hi = &mut self.box_max[at + i];
+            *hi = hi.max(v);
+            sum += f64::from(self.box_max[at + i] - self.box_min[at + i]);
+        }
+        self.range_sum[node as usize] = sum;
+    }
+
+    /// Inserts the point `index`; returns the point the tree now holds for it (an equal point
+    /// already in the tree, or `index`).
+    pub(super) fn insert(&mut self, index: u32, store: &PointStore) -> u32 {
+        let p = store.get(index);
+        if self.root == NULL {
+            let leaf = self.new_leaf(index, NULL);
+            self.root = leaf;
+            self.mass = 1;
+            return index;
+        }
+        self.mass += 1;
+        let (mut node, mut parent) = (self.root, NULL);
+        loop {
+            if is_leaf(node) {
+                let s = slot(node);
+                let held = self.leaf_point[s];
+                let q = store.get(held);
+                if q == p {
+                    self.leaf_mass[s] += 1;
+                    return held;
+                }
+                let cut = separating_cut(q, q, 0.0, p, &mut self.rng);
+                // A point differing from a single other point is always separable; if rounding
+                // says otherwise, split on the first differing dimension.
+                let (dim, value) = cut.unwrap_or_else(|| {
+                    let i = (0..p.len()).find(|&i| p[i] != q[i]).unwrap_or(0);
+                    (i, p[i].min(q[i]))
+                });
+                self.split_above(node, parent, dim, value, index, store);
+                return index;
+            }
+            let n = node as usize;
+            let at = n * self.dim;
+            let mut rng = self.rng;
+            let cut = separating_cut(
+                &self.box_min[at..at + self.dim],
+                &self.box_max[at..at + self.dim],
+                self.range_sum[n],
+                p,
+                &mut rng,
+            );
+            self.rng = rng;
+            if let Some((dim, value)) = cut {
+                self.split_above(node, parent, dim, value, index, store);
+                return index;
+            }
+            self.node_mass[n] += 1;
+            self.extend_box(node, p);
+            parent = node;
+            node = if p[self.cut_dim[n] as usize] <= self.cut_value[n] {
+                self.left[n]
+            } else {
+                self.right[n]
+            };
+        }
+    }
+
+    /// Returns a leaf slot to the free list, cleared, so that equal trees compare equal.
+    fn free_leaf(&mut self, s: usize) {
+        self.leaf_point[s] = 0;
+        self.leaf_mass[s] = 0;
+        self.leaf_parent[s] = NULL;
+        self.free_leaves.push(s as u32);
+    }
+
+    /// Returns an internal node to the free list, cleared.
+    fn free_node(&mut self, n: usize) {
+        self.left[n] = NULL;
+        self.right[n] = NULL;
+        self.parent[n] = NULL;
+        self.cut_dim[n] = 0;
+        self.cut_value[n] = 0.0;
+        self.node_mass[n] = 0;
+        let at = n * self.dim;
+        self.box_min[at..at + self.dim].fill(0.0);
+        self.box_max[at..at + self.dim].fill(0.0);
+        self.range_sum[n] = 0.0;
+        self.free_nodes.push(n as u32);
+    }
+
+    fn new_leaf(&mut self, index: u32, parent: u32) -> u32 {
+        let s = self.free_leaves.pop().unwrap_or(0) as usize;
+        self.leaf_point[s] = index;
+        self.leaf_mass[s] = 1;
+        self.leaf_parent[s] = parent;
+        LEAF | s as u32
+    }
+
+    /// Puts a new internal node cutting at `(dim, value)` between `node` and its parent, with
+    /// the new leaf for `index` on the other side.
+    fn split_above(
+        &mut self,
+        node: u32,
+        parent: u32,
+        dim: usize,
+        value: f32,
+        index: u32,
+        store: &PointStore,
+    ) {
+        let x = self.free_nodes.pop().unwrap_or(0);
+        let leaf = self.new_leaf(index, x);
+        let p = store.get(index);
+        let xi = x as usize;
+        if p[dim] <= value {
+            self.left[xi] = leaf;
+            self.right[xi] = node;
+        } else {
+            self.left[xi] = node;
+            self.right[xi] = leaf;
+        }
+        self.cut_dim[xi] = dim as u32;
+        self.cut_value[xi] = value;
+        self.node_mass[xi] = self.mass_of(node) + 1;
+        self.replace_child(parent, node, x);
+        self.set_parent(node, x);
+        self.rebuild_box(x, store);
+    }
+
+    /// Removes one copy of the point `index` (found by value).
+    pub(super) fn delete(&mut self, index: u32, store: &PointStore) {
+        let p = store.get(index);
+        let mut node = self.root;
+        while node != NULL && !is_leaf(node) {
+            let n = node as usize;
+            self.node_mass[n] = self.node_mass[n].saturating_sub(1);
+            node = if p[self.cut_dim[n] as usize] <= self.cut_value[n] {
+                self.left[n]
+            } else {
+                self.right[n]
+            };
+        }
+        if node == NULL {
+            return;
+        }
+        self.mass = self.mass.saturating_sub(1);
+        let s = slot(node);
+        if self.leaf_mass[s] > 1 {
+            self.leaf_mass[s] -= 1;
+            return;
+        }
+        let parent = self.leaf_parent[s];
+        self.free_leaf(s);
+        if parent == NULL {
+            self.root = NULL;
+            return;
+        }
+        let pi = parent as usize;
+        let sibling = if self.left[pi] == node {
+            self.right[pi]
+        } else {
+            self.left[pi]
+        };
+        let grand = self.parent[pi];
+        self.replace_child(grand, parent, sibling);
+        self.free_node(pi);
+        let mut up = grand;
+        while up != NULL && self.rebuild_box(up, store) {
+            up = self.parent[up as usize];
+        }
+    }
+
+    /// Walks from the root to the leaf `q` falls in, recording the internal nodes passed.
+    pub(super) fn descend(&self, q: &[f32], path: &mut Vec<u32>) -> Option<LeafHit> {
+        path.clear();
+        let mut node = self.root;
+        if node == NULL {
+            return None;
+        }
+        while !is_leaf(node) {
+            path.push(node);
+            let n = node as usize;
+            node = if q[self.cut_dim[n] as usize] <= self.cut_value[n] {
+                self.left[n]
+            } else {
+                self.right[n]
+            };
+        }
+        Some(LeafHit {
+            depth: path.len(),
+            leaf: node,
+        })
+    }
+
+    /// AWS RCF's anomaly score of `q` in this tree: the expected displacement-based score,
+    /// scaled by `log2(1 + mass)`.
+    pub(super) fn score(&self, q: &[f32], store: &PointStore, path: &mut Vec<u32>) -> f64 {
+        let Some(hit) = self.descend(q, path) else {
+            return 0.0;
+        };
+        let total = f64::from(self.mass);
+        let s = slot(hit.leaf);
+        if store.get(self.leaf_point[s]) == q {
+            let m = f64::from(self.leaf_mass[s]);
+            let damp = 1.0 - m / (2.0 * total);
+            return damp / (hit.depth as f64 + (1.0 + m).log2()) * (1.0 + total).log2();
+        }
+        let mut score = 1.0 / (hit.depth as f64 + 1.0);
+        for (depth, &node) in path.iter().enumerate().rev() {
+            let prob = self.separation(node, q);
+            if prob == 0.0 {
+                break;
+            }
+            score = (1.0 - prob) * score + prob / (depth as f64 + 1.0);
+        }
+        score * (1.0 + total).log2()
+    }
+
+    /// The probability that a random cut of `node`'s box grown to hold `q` separates `q`.
+    fn separation(&self, node: u32, q: &[f32]) -> f64 {
+        let at = node as usize * self.dim;
+        let (min, max) = (
+            &self.box_min[at..at + self.dim],
+            &self.box_max[at..at + self.dim],
+        );
+        let mut outside = 0.0f64;
+        for i in 0..q.len() {
+            outside += f64::from((min[i] - q[i]).max(0.0) + (q[i] - max[i]).max(0.0));
+        }
+        if outside == 0.0 {
+            0.0
+        } else {
+            outside / (self.range_sum[node as usize] + outside)
+        }
+    }
+
+    /// Adds this tree's score of `q`, split by dimension and direction (AWS's `DiVector`), to
+    /// `high` and `low`; the parts add up to the tree's score.
+    pub(super) fn attribute(
+        &self,
+        q: &[f32],
+        store: &PointStore,
+        path: &mut Vec<u32>,
+        high: &mut [f64],
+        low: &mut [f64],
+    ) {
+        let Some(hit) = self.descend(q, path) else {
+            return;
+        };
+        let d = self.dim;
+        let total = f64::from(self.mass);
+        let s = slot(hit.leaf);
+        let leaf_point = store.get(self.leaf_point[s]);
+        if leaf_point == q {
+            // A point the tree holds: nothing sets one feature apart; spread the score evenly.
+            let m = f64::from(self.leaf_mass[s]);
+            let damp = 1.0 - m / (2.0 * total);
+            let t = damp / (hit.depth as f64 + (1.0 + m).log2()) * (1.0 + total).log2();
+            for i in 0..d {
+                high[i] += t / (2 * d) as f64;
+                low[i] += t / (2 * d) as f64;
+            }
+            return;
+        }
+        let mut hi = vec![0.0f64; d];
+        let mut lo = vec![0.0f64; d];
+        let leaf_out: f64 = (0..d)
+            .map(|i| f64::from((leaf_point[i] - q[i]).abs()))
+            .sum();
+        let mut score = 1.0 / (hit.depth as f64 + 1.0);
+        for i in 0..d {
+            hi[i] = f64::from((q[i] - leaf_point[i]).max(0.0)) / leaf_out * score;
+            lo[i] = f64::from((leaf_point[i] - q[i]).max(0.0)) / leaf_out * score;
+        }
+        for (depth, &node) in path.iter().enumerate().rev() {
+            let at = node as usize * d;
+            let (min, max) = (&self.box_min[at..at + d], &self.box_max[at..at + d]);
+            let outside: f64 = (0..d)
+                .map(|i| f64::from((min[i] - q[i]).max(0.0) + (q[i] - max[i]).max(0.0)))
+                .sum();
+            if outside == 0.0 {
+                break;
+            }
+            let scale = 1.0 / (self.range_sum[node as usize] + outside);
+            let prob = outside * scale;
+            let v = 1.0 / (depth as f64 + 1.0);
+            score = (1.0 - prob) * score + prob * v;
+            for i in 0..d {
+                hi[i] = hi[i] * (1.0 - prob) + f64::from((q[i] - max[i]).max(0.0)) * scale * v;
+                lo[i] = lo[i] * (1.0 - prob) + f64::from((min[i] - q[i]).max(0.0)) * scale * v;
+            }
+        }
+        let t = score * (1.0 + total).log2();
+        let sum: f64 = hi.iter().chain(&lo).sum();
+        let factor = if sum > 0.0 { t / sum } else { 0.0 };
+        for i in 0..d {
+            high[i] += hi[i] * factor;
+            low[i] += lo[i] * factor;
+        }
+    }
+
+    /// Rebuilds every box from the leaves and checks the structure of a loaded tree: every
+    /// node reached once, masses equal to the leaves' counts, free slots exactly the unused.
+    pub(super) fn rebuild_and_check(
+        &mut self,
+        store: &PointStore,
+        counts: &mut [u32],
+    ) -> Result<(), String> {
+        let internal = self.capacity.saturating_sub(1).max(1);
+        let d = self.dim;
+        let sizes_ok = [
+            self.left.len(),
+            self.right.len(),
+            self.parent.len(),
+            self.cut_dim.len(),
+            self.cut_value.len(),
+            self.node_mass.len(),
+        ]
+        .iter()
+        .all(|&n| n == internal)
+            && [
+                self.leaf_point.len(),
+                self.leaf_mass.len(),
+                self.leaf_parent.len(),
+            ]
+            .iter()
+            .all(|&n| n == self.capacity);
+        if !sizes_ok || d != store.dim() {
+            return Err("tree arrays do not match the forest's sizes".into());
+        }
+        self.box_min = vec![0.0; internal * d];
+        self.box_max = vec![0.0; internal * d];
+        self.range_sum = vec![0.0; internal];
+        let mut seen_nodes = vec![false; internal];
+        let mut seen_leaves = vec![false; self.capacity];
+        let mass = if self.root == NULL {
+            0
+        } else {
+            self.check_subtree(
+                self.root,
+                NULL,
+                store,
+                counts,
+                &mut seen_nodes,
+                &mut seen_leaves,
+                0,
+            )?
+        };
+        if mass != self.mass {
+            return Err("tree mass differs from its leaves' counts".into());
+        }
+        let mut free_nodes = self.free_nodes.clone();
+        free_nodes.sort_unstable();
+        free_nodes.dedup();
+        let mut free_leaves = self.free_leaves.clone();
+        free_leaves.sort_unstable();
+        free_leaves.dedup();
+        let unused_nodes: Vec<u32> = (0..internal as u32)
+            .filter(|&i| !seen_nodes[i as usize])
+            .collect();
+        let unused_leaves: Vec<u32> = (0..self.capacity as u32)
+            .filter(|&i| !seen_leaves[i as usize])
+            .collect();
+        if free_nodes != unused_nodes
+            || free_leaves != unused_leaves
+            || free_nodes.len() != self.free_nodes.len()
+            || free_leaves.len() != self.free_leaves.len()
+        {
+            return Err("free slots differ from the unused ones".into());
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_subtree(
+        &mut self,
+        node: u32,
+        parent: u32,
+        store: &PointStore,
+        counts: &mut [u32],
+        seen_nodes: &mut [bool],
+        seen_leaves: &mut [bool],
+        depth: usize,
+    ) -> Result<u32, String> {
+        if depth > self.capacity {
+            return Err("tree deeper than its capacity".into());
+        }
+        if node == NULL {
+            return Err("an internal node lacks a child".into());
+        }
+        if is_leaf(node) {
+            let s = slot(node);
+            if s >= self.capacity || seen_leaves[s] {
+                return Err("a leaf is out of range or reached twice".into());
+            }
+            seen_leaves[s] = true;
+            let point = self.leaf_point[s] as usize;
+            if point >= counts.len() || self.leaf_mass[s] == 0 || self.leaf_parent[s] != parent {
+                return Err("a leaf's point, mass or parent is invalid".into());
+            }
+            counts[point] += self.leaf_mass[s];
+            return Ok(self.leaf_mass[s]);
+        }
+        let n = node as usize;
+        if n >= seen_nodes.len() || seen_nodes[n] || self.parent[n] != parent {
+            return Err("an internal node is out of range, reached twice or misparented".into());
+        }
+        seen_nodes[n] = true;
+        if self.cut_dim[n] as usize >= self.dim || !self.cut_value[n].is_finite() {
+            return Err("a cut is invalid".into());
+        }
+        let (l, r) = (self.left[n], self.right[n]);
+        let mass =
+            self.check_subtree(l, node, store, counts, seen_nodes, seen_leaves, depth + 1)?
+                + self.check_subtree(r, node, store, counts, seen_nodes, seen_leaves, depth + 1)?;
+        if mass != self.node_mass[n] {
+            return Err("an internal node's mass differs from its leaves' counts".into());
+        }
+        self.rebuild_box(node, store);
+        Ok(mass)
+    }
+
+    /// Every box holds exactly its points and every mass equals its leaves' counts (for tests).
+    pub(super) fn invariants_hold(&self, store: &PointStore) -> bool {
+        let mut copy = self.clone();
+        let mut counts = vec![0; store.slots()];
+        copy.rebuild_and_check(store, &mut counts).is_ok()
+            && copy.box_min == self.box_min
+            && copy.box_max == self.box_max
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        let internal = self.left.len();
+        internal * (4 * 6) + self.leaf_point.len() * 12 + self.box_min.len() * 8 + internal * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{PointStore, Tree};
+
+    fn points() -> impl Strategy<Value = Vec<Vec<f32>>> {
+        prop::collection::vec(
+            prop::collection::vec(prop_oneof![-3.0f32..3.0, Just(0.5f32)], 3),
+            1..60,
+        )
+    }
+
+    /// The tree without its random state (which moves on with every cut drawn).
+    fn shape(tree: &Tree) -> Tree {
+        Tree {
+            rng: 0,
+            ..tree.clone()
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn boxes_hold_their_points_and_masses_count_leaves(points in points(), seed in 0u64..500) {
+            let mut store = PointStore::new(3);
+            let mut tree = Tree::new(64, 3, seed);
+            let mut held = Vec::new();
+            for p in &points {
+                let index = store.add(p);
+                let kept = tree.insert(index, &store);
+                store.retain(kept);
+                held.push(kept);
+                prop_assert!(tree.invariants_hold(&store));
+                prop_assert_eq!(tree.mass() as usize, held.len());
+            }
+            // Deleting in any order keeps them too, down to the empty tree.
+            while let Some(index) = held.pop() {
+                tree.delete(index, &store);
+                store.release(index);
+                prop_assert!(tree.invariants_hold(&store));
+                prop_assert_eq!(tree.mass() as usize, held.len());
+            }
+        }
+
+        #[test]
+        fn inserting_then_deleting_a_point_leaves_the_tree_as_it_was(
+            points in points(),
+            extra in prop::collection::vec(-5.0f32..5.0, 3),
+            seed in 0u64..500,
+        ) {
+            let mut store = PointStore::new(3);
+            let mut tree = Tree::new(64, 3, seed);
+            for p in &points {
+                let index = store.add(p);
+                let kept = tree.insert(index, &store);
+                store.retain(kept);
+            }
+            let before = shape(&tree);
+            let index = store.add(&extra);
+            let kept = tree.insert(index, &store);
+            store.retain(kept);
+            prop_assert!(tree.invariants_hold(&store));
+            tree.delete(kept, &store);
+            prop_assert_eq!(shape(&tree), before);
+        }
+    }
+}
