@@ -189,7 +189,10 @@ fn shingles_catch_a_break_in_a_series() {
     // moment: only the shingle shows it.
     assert!((3000.0f64 * 0.2).sin().abs() < 0.1);
     let odd = forest.score(&[0.9][..]).unwrap().score();
-    assert!(odd > usual * 1.2, "{odd} vs the highest of 1000 ordinary scores, {usual}");
+    assert!(
+        odd > usual * 1.2,
+        "{odd} vs the highest of 1000 ordinary scores, {usual}"
+    );
 }
 
 #[test]
