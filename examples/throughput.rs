@@ -21,7 +21,7 @@ use workloads::{Input, Prepared, WORKLOADS, generate, load};
 /// Events a workload runs when `events` are requested: the slow ones run fewer.
 fn scaled(name: &str, events: usize) -> usize {
     match name {
-        "kswin" | "hst_10_8" | "loda" => events / 10,
+        "kswin" | "hst_10_8" | "loda" | "rcf" => events / 10,
         "hst_25_15" => events / 50,
         "lof" => events / 200,
         _ => events,

@@ -105,6 +105,15 @@ fn every_member() -> Vec<MemberParams> {
             weight: 0.3,
         },
         MemberParams {
+            detector: MemberKind::Rcf(RcfParams {
+                number_of_trees: 20,
+                sample_size: 64,
+                seed: Some(9),
+                ..RcfParams::default()
+            }),
+            weight: 0.3,
+        },
+        MemberParams {
             detector: MemberKind::Pad {
                 params: PadParams {
                     target: "amount".into(),
@@ -144,7 +153,7 @@ fn every_detector_can_join_and_the_score_stays_in_the_unit_interval() {
         let scored = model.score(&row(i)[..]).unwrap();
         assert!((0.0..=1.0).contains(&scored.score()));
         let shares = scored.member_scores();
-        assert_eq!(shares.len(), 5);
+        assert_eq!(shares.len(), 6);
         assert!(shares.iter().all(|s| (0.0..=1.0).contains(s)), "{shares:?}");
         scored.learn();
     }

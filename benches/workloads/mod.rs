@@ -12,7 +12,7 @@ use std::path::Path;
 
 use anomaly_core::anomaly::{
     AnomalyDetector, GaussianScorer, HalfSpaceTrees, HstParams, LocalOutlierFactor, Loda,
-    LodaParams, LofParams, OneClassSvm, OneClassSvmParams, Sad,
+    LodaParams, LofParams, OneClassSvm, OneClassSvmParams, RandomCutForest, RcfParams, Sad,
 };
 use anomaly_core::drift::{
     Adwin, Ddm, DriftDetector, Eddm, HddmA, HddmW, Kswin, KswinParams, Outcome, PageHinkley,
@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 pub const WIDTH: usize = 8;
 
 /// Every workload, by the name the River comparison uses.
-pub const WORKLOADS: [&str; 15] = [
+pub const WORKLOADS: [&str; 16] = [
     "hst_10_8",
     "hst_25_15",
     "sad",
@@ -33,6 +33,7 @@ pub const WORKLOADS: [&str; 15] = [
     "lof",
     "one_class_svm",
     "loda",
+    "rcf",
     "adwin",
     "ddm",
     "eddm",
@@ -83,7 +84,9 @@ enum Kind {
 
 fn kind(name: &str) -> Option<Kind> {
     Some(match name {
-        "hst_10_8" | "hst_25_15" | "minmax" | "lof" | "one_class_svm" | "loda" => Kind::Rows,
+        "hst_10_8" | "hst_25_15" | "minmax" | "lof" | "one_class_svm" | "loda" | "rcf" => {
+            Kind::Rows
+        }
         "sad" | "gaussian" | "page_hinkley" | "kswin" => Kind::Normal,
         "adwin" => Kind::Uniform,
         "ddm" | "eddm" | "hddm_a" | "hddm_w" => Kind::Errors,
@@ -171,6 +174,7 @@ enum State {
     Lof(LocalOutlierFactor),
     OneClassSvm(OneClassSvm),
     Loda(Loda),
+    Rcf(RandomCutForest),
     Adwin(Adwin),
     Ddm(Ddm),
     Eddm(Eddm),
@@ -238,6 +242,13 @@ impl<'a> Prepared<'a> {
                 LodaParams {
                     seed: Some(42),
                     ..LodaParams::default()
+                },
+                &feature_names(),
+            ))),
+            "rcf" => State::Rcf(built(RandomCutForest::with_features(
+                RcfParams {
+                    seed: Some(42),
+                    ..RcfParams::default()
                 },
                 &feature_names(),
             ))),
@@ -337,6 +348,9 @@ fn run_state(state: &mut State, input: &Input, from: usize, to: usize) -> f64 {
             score_learn(model, &rows[from * WIDTH..to * WIDTH])
         }
         (State::Loda(model), Input::Rows(rows)) => {
+            score_learn(model, &rows[from * WIDTH..to * WIDTH])
+        }
+        (State::Rcf(model), Input::Rows(rows)) => {
             score_learn(model, &rows[from * WIDTH..to * WIDTH])
         }
         (State::Adwin(d), Input::Values(v)) => drifts(d, &v[from..to]),

@@ -7,7 +7,7 @@ use super::ensemble::deviation_to_unit;
 use super::{
     AnomalyError, GaussianScorer, GaussianScorerParams, LinearRegression, LinearRegressionParams,
     LocalOutlierFactor, Loda, LodaParams, LofParams, OneClassSvm, OneClassSvmParams, PadParams,
-    PredictiveAnomalyDetection, TOKEN, sealed::Detector,
+    PredictiveAnomalyDetection, RandomCutForest, RcfParams, TOKEN, sealed::Detector,
 };
 use crate::error::{ParameterError, check};
 use crate::stats::Var;
@@ -23,7 +23,7 @@ pub struct MemberParams {
 }
 
 /// The detectors an ensemble can take on. Those with unbounded scores (LOF, OneClassSVM,
-/// LODA) are standardised against their own learned scores and mapped like SAD's deviation,
+/// LODA, Random Cut Forest) are standardised against their own learned scores and mapped like SAD's deviation,
 /// `erf(z / sqrt 2)` for `z` standard deviations above their mean (0 below it, and during the
 /// ensemble's `sad_grace_period`); GaussianScorer's and PAD's are in [0, 1] already (an
 /// undefined score counts 0).
@@ -42,6 +42,8 @@ pub enum MemberKind {
     OneClassSvm(OneClassSvmParams),
     /// LODA over all features.
     Loda(LodaParams),
+    /// Random Cut Forest over all features.
+    Rcf(RcfParams),
     /// PredictiveAnomalyDetection of `params.target` (one of the features) from the others,
     /// with linear regression.
     Pad {
@@ -63,6 +65,7 @@ pub(crate) enum MemberModel {
     OneClassSvm(OneClassSvm),
     Loda(Loda),
     Pad(PredictiveAnomalyDetection<LinearRegression>),
+    Rcf(RandomCutForest),
 }
 
 /// A member's model and the running statistics of the raw scores it learned.
@@ -106,6 +109,9 @@ impl Member {
                 MemberModel::OneClassSvm(OneClassSvm::with_features(*p, features)?)
             }
             MemberKind::Loda(p) => MemberModel::Loda(Loda::with_features(*p, features)?),
+            MemberKind::Rcf(p) => {
+                MemberModel::Rcf(RandomCutForest::with_features(p.clone(), features)?)
+            }
             MemberKind::Pad { params, regression } => {
                 MemberModel::Pad(PredictiveAnomalyDetection::with_features(
                     params.clone(),
@@ -137,6 +143,11 @@ impl Member {
                     && m.params().n_random_cuts == p.n_random_cuts
                     && m.features().len() == n_features
             }
+            (MemberModel::Rcf(m), MemberKind::Rcf(p)) => {
+                m.params().number_of_trees == p.number_of_trees
+                    && m.params().sample_size == p.sample_size
+                    && m.features().len() == n_features
+            }
             (MemberModel::Pad(m), MemberKind::Pad { params, .. }) => {
                 m.params() == params && m.features().len() == n_features && m.is_valid()
             }
@@ -160,6 +171,7 @@ impl Member {
             MemberModel::OneClassSvm(m) => Some(m.score_pending(row, TOKEN)?.0),
             MemberModel::Loda(m) => Some(m.score_pending(row, TOKEN)?.0),
             MemberModel::Pad(m) => m.score_pending(row, TOKEN)?.0.ok(),
+            MemberModel::Rcf(m) => Some(m.score_pending(row, TOKEN)?.0),
         })
     }
 
@@ -188,6 +200,7 @@ impl Member {
             MemberModel::OneClassSvm(m) => m.learn_pending(super::sealed::Ready(()), TOKEN),
             MemberModel::Loda(m) => m.learn_pending(super::sealed::Ready(()), TOKEN),
             MemberModel::Pad(m) => m.learn_pending(super::sealed::Ready(()), TOKEN),
+            MemberModel::Rcf(m) => m.learn_pending(super::sealed::Ready(()), TOKEN),
         }
         if let Some(raw) = raw.filter(|r| r.is_finite()) {
             self.scores.update(raw);

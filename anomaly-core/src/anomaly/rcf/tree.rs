@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::store::PointStore;
+use crate::anomaly::Transient;
 
 /// No node.
 const NULL: u32 = u32::MAX;
@@ -66,7 +67,7 @@ pub(super) struct Tree {
     #[serde(skip)]
     range_sum: Vec<f64>,
     #[serde(skip)]
-    box_scratch: Vec<f32>,
+    box_scratch: Transient<Vec<f32>>,
 }
 
 /// SplitMix64: small, fast and serializable as one number.
@@ -160,7 +161,7 @@ impl Tree {
             rng: seed,
             boxes: vec![0.0; internal * 2 * dim],
             range_sum: vec![0.0; internal],
-            box_scratch: Vec::with_capacity(2 * dim),
+            box_scratch: Transient(Vec::with_capacity(2 * dim)),
         }
     }
 
@@ -217,7 +218,7 @@ impl Tree {
     fn rebuild_box(&mut self, node: u32, store: &PointStore) -> bool {
         let d = self.dim;
         let n = node as usize;
-        let mut scratch = std::mem::take(&mut self.box_scratch);
+        let mut scratch = std::mem::take(&mut self.box_scratch.0);
         scratch.clear();
         {
             let (lmin, lmax) = self.bounds(self.nodes[n].left, store);
@@ -229,7 +230,7 @@ impl Tree {
         let changed = self.boxes[at..at + 2 * d] != scratch[..];
         self.boxes[at..at + 2 * d].copy_from_slice(&scratch);
         self.range_sum[n] = (0..d).map(|i| f64::from(scratch[d + i] - scratch[i])).sum();
-        self.box_scratch = scratch;
+        self.box_scratch.0 = scratch;
         changed
     }
 
