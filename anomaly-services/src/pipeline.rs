@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use anomaly_core::anomaly::{AnomalyError, Ensemble, EnsembleParams, HstParams};
+use anomaly_core::anomaly::{
+    AnomalyError, Ensemble, EnsembleParams, HstParams, MemberKind, MemberParams, RcfParams,
+};
 use anomaly_core::features::{CardState, InMemoryStore, TransactionFeatures};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -65,6 +67,26 @@ pub fn default_model() -> EnsembleParams {
         sad_feature: "amount_zscore".into(),
         ..EnsembleParams::default()
     }
+}
+
+/// `model` with a Random Cut Forest (AWS's defaults: 50 trees, samples of 256) joining the
+/// ensemble at the trees' weight, seeded with `seed`.
+///
+/// ```
+/// use anomaly_services::pipeline::{default_model, with_random_cut_forest};
+///
+/// let model = with_random_cut_forest(default_model(), 42);
+/// assert_eq!(model.members.len(), 1);
+/// ```
+pub fn with_random_cut_forest(mut model: EnsembleParams, seed: u64) -> EnsembleParams {
+    model.members.push(MemberParams {
+        detector: MemberKind::Rcf(RcfParams {
+            seed: Some(seed),
+            ..RcfParams::default()
+        }),
+        weight: model.hst_weight,
+    });
+    model
 }
 
 /// Why the pipeline stopped.

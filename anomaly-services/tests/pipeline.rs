@@ -175,3 +175,44 @@ fn the_command_line_runs_and_explains_itself() {
     assert!(dir.join("report.html").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The main job with a Random Cut Forest in the ensemble (`--model rcf`): the run completes,
+/// the forest's share is in every score, and the scores still separate fraud from the rest.
+#[test]
+fn the_main_job_runs_with_a_random_cut_forest() {
+    let mut config = config(11);
+    config.model = anomaly_services::pipeline::with_random_cut_forest(config.model, 11);
+    let with_rcf = run(&config, |_, _| {}).unwrap();
+    let scores: Vec<f64> = with_rcf.scored.iter().map(|s| s.score).collect();
+    let labels: Vec<bool> = with_rcf.scored.iter().map(|s| s.is_fraud).collect();
+    assert!(scores.iter().all(|s| (0.0..=1.0).contains(s)));
+    let auc = roc_auc(&scores, &labels).unwrap();
+    assert!(auc > 0.8, "ROC AUC with the forest: {auc}");
+    // The forest changes the scores: it is really in the ensemble.
+    let without = run(&self::config(11), |_, _| {}).unwrap();
+    let differ = without
+        .scored
+        .iter()
+        .zip(&with_rcf.scored)
+        .filter(|(a, b)| a.score != b.score)
+        .count();
+    assert!(differ > with_rcf.scored.len() / 2, "{differ} scores differ");
+
+    let binary = env!("CARGO_BIN_EXE_anomaly-pipeline");
+    let dir = out_dir("cli-rcf");
+    let ok = std::process::Command::new(binary)
+        .args(["--events", "3000", "--model", "rcf", "--quiet", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = std::process::Command::new(binary)
+        .args(["--model", "forest"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

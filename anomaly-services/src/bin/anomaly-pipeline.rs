@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anomaly_services::messages::Severity;
-use anomaly_services::pipeline::{PipelineConfig, run};
+use anomaly_services::pipeline::{PipelineConfig, run, with_random_cut_forest};
 use anomaly_services::report;
 
 const HELP: &str = "\
@@ -31,6 +31,8 @@ OPTIONS:
   --n-trees N         HalfSpaceTrees trees                          [default: 10]
   --height H          HalfSpaceTrees tree height                    [default: 8]
   --window W          HalfSpaceTrees window size                    [default: 250]
+  --model M           hst: HalfSpaceTrees + SAD; rcf: a Random Cut Forest (50 trees,
+                      samples of 256) joins them                    [default: hst]
   --min-severity S    alerts sent to the notifier: LOW, MEDIUM, HIGH or CRITICAL
                                                                     [default: HIGH]
   --quiet             no progress bar
@@ -52,6 +54,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>, String> {
         quiet: false,
     };
     let mut args = args.peekable();
+    let mut rcf = false;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         let c = &mut cli.config;
@@ -67,6 +70,11 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>, String> {
             "--height" => c.model.hst.height = parse_number(&value()?, &flag)?,
             "--window" => c.model.hst.window_size = parse_number(&value()?, &flag)?,
             "--min-severity" => c.min_notify_severity = value()?.parse::<Severity>()?,
+            "--model" => match value()?.as_str() {
+                "hst" => rcf = false,
+                "rcf" => rcf = true,
+                other => return Err(format!("--model must be hst or rcf, got {other}")),
+            },
             "--quiet" => cli.quiet = true,
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
@@ -86,6 +94,10 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>, String> {
     }
     if c.generator.events == 0 || c.generator.cards == 0 {
         return Err("--events and --cards must be positive".into());
+    }
+    if rcf {
+        let seed = cli.config.generator.seed;
+        cli.config.model = with_random_cut_forest(cli.config.model, seed);
     }
     Ok(Some(cli))
 }
