@@ -51,12 +51,10 @@ pub(super) struct Tree {
     mass: u32,
     /// What a walk down reads, together: one cache line holds four nodes.
     nodes: Vec<Node>,
-    parent: Vec<u32>,
     node_mass: Vec<u32>,
     free_nodes: Vec<u32>,
     leaf_point: Vec<u32>,
     leaf_mass: Vec<u32>,
-    leaf_parent: Vec<u32>,
     free_leaves: Vec<u32>,
     /// SplitMix64 state: the cuts' random numbers.
     rng: u64,
@@ -65,9 +63,9 @@ pub(super) struct Tree {
     #[serde(skip)]
     boxes: Vec<f32>,
     #[serde(skip)]
-    range_sum: Vec<f64>,
-    #[serde(skip)]
     box_scratch: Transient<Vec<f32>>,
+    #[serde(skip)]
+    path_scratch: Transient<Vec<u32>>,
 }
 
 /// SplitMix64: small, fast and serializable as one number.
@@ -84,35 +82,34 @@ pub(super) fn next_f64(state: &mut u64) -> f64 {
     (next_u64(state) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
-/// The L1 distance from `q` to the box `[min, max]` (0 inside), summed in eight `f32` lanes
-/// so that it vectorises.
+/// The L1 distance from `q` to the box `[min, max]` (0 inside) and the box's range sum,
+/// summed in eight `f32` lanes so that it vectorises (the range is recomputed rather than
+/// stored: the box is in cache already, and it saves memory).
 #[inline(always)]
-fn distance_outside(min: &[f32], max: &[f32], q: &[f32]) -> f64 {
-    let mut lanes = [0.0f32; 8];
+fn outside_and_range(min: &[f32], max: &[f32], q: &[f32]) -> (f64, f64) {
+    let mut outside = [0.0f32; 8];
+    let mut range = [0.0f32; 8];
     let whole = q.len() / 8 * 8;
     for start in (0..whole).step_by(8) {
-        for (lane, acc) in lanes.iter_mut().enumerate() {
+        for lane in 0..8 {
             let i = start + lane;
-            *acc += (min[i] - q[i]).max(0.0) + (q[i] - max[i]).max(0.0);
+            outside[lane] += (min[i] - q[i]).max(0.0) + (q[i] - max[i]).max(0.0);
+            range[lane] += max[i] - min[i];
         }
     }
-    let mut total: f64 = lanes.iter().map(|&l| f64::from(l)).sum();
+    let mut total_outside: f64 = outside.iter().map(|&l| f64::from(l)).sum();
+    let mut total_range: f64 = range.iter().map(|&l| f64::from(l)).sum();
     for i in whole..q.len() {
-        total += f64::from((min[i] - q[i]).max(0.0) + (q[i] - max[i]).max(0.0));
+        total_outside += f64::from((min[i] - q[i]).max(0.0) + (q[i] - max[i]).max(0.0));
+        total_range += f64::from(max[i] - min[i]);
     }
-    total
+    (total_outside, total_range)
 }
 
 /// A random cut of the box `[min, max]` grown to hold `p`, the dimension drawn in proportion
 /// to its range and the value uniform in it; `Some` if it separates `p` from the box.
-fn separating_cut(
-    min: &[f32],
-    max: &[f32],
-    range_sum: f64,
-    p: &[f32],
-    rng: &mut u64,
-) -> Option<(usize, f32)> {
-    let outside = distance_outside(min, max, p);
+fn separating_cut(min: &[f32], max: &[f32], p: &[f32], rng: &mut u64) -> Option<(usize, f32)> {
+    let (outside, range_sum) = outside_and_range(min, max, p);
     if outside == 0.0 {
         return None;
     }
@@ -151,17 +148,15 @@ impl Tree {
             root: NULL,
             mass: 0,
             nodes: vec![Node::EMPTY; internal],
-            parent: vec![NULL; internal],
             node_mass: vec![0; internal],
             free_nodes: (0..internal as u32).rev().collect(),
             leaf_point: vec![0; capacity],
             leaf_mass: vec![0; capacity],
-            leaf_parent: vec![NULL; capacity],
             free_leaves: (0..capacity as u32).rev().collect(),
             rng: seed,
             boxes: vec![0.0; internal * 2 * dim],
-            range_sum: vec![0.0; internal],
             box_scratch: Transient(Vec::with_capacity(2 * dim)),
+            path_scratch: Transient(Vec::new()),
         }
     }
 
@@ -185,14 +180,6 @@ impl Tree {
         }
     }
 
-    fn set_parent(&mut self, node: u32, parent: u32) {
-        if is_leaf(node) {
-            self.leaf_parent[slot(node)] = parent;
-        } else {
-            self.parent[node as usize] = parent;
-        }
-    }
-
     fn replace_child(&mut self, parent: u32, old: u32, new: u32) {
         if parent == NULL {
             self.root = new;
@@ -201,7 +188,6 @@ impl Tree {
         } else {
             self.nodes[parent as usize].right = new;
         }
-        self.set_parent(new, parent);
     }
 
     /// The bounding box of `node`: its cached box, or a leaf's point.
@@ -229,7 +215,6 @@ impl Tree {
         let at = n * 2 * d;
         let changed = self.boxes[at..at + 2 * d] != scratch[..];
         self.boxes[at..at + 2 * d].copy_from_slice(&scratch);
-        self.range_sum[n] = (0..d).map(|i| f64::from(scratch[d + i] - scratch[i])).sum();
         self.box_scratch.0 = scratch;
         changed
     }
@@ -238,13 +223,10 @@ impl Tree {
         let d = self.dim;
         let at = node as usize * 2 * d;
         let (min, max) = self.boxes[at..at + 2 * d].split_at_mut(d);
-        let mut sum = 0.0f64;
         for i in 0..d {
             min[i] = min[i].min(p[i]);
             max[i] = max[i].max(p[i]);
-            sum += f64::from(max[i] - min[i]);
         }
-        self.range_sum[node as usize] = sum;
     }
 
     /// An internal node's box: its minima and maxima.
@@ -258,7 +240,7 @@ impl Tree {
     pub(super) fn insert(&mut self, index: u32, store: &PointStore) -> u32 {
         let p = store.get(index);
         if self.root == NULL {
-            let leaf = self.new_leaf(index, NULL);
+            let leaf = self.new_leaf(index);
             self.root = leaf;
             self.mass = 1;
             return index;
@@ -274,7 +256,7 @@ impl Tree {
                     self.leaf_mass[s] += 1;
                     return held;
                 }
-                let cut = separating_cut(q, q, 0.0, p, &mut self.rng);
+                let cut = separating_cut(q, q, p, &mut self.rng);
                 // A point differing from a single other point is always separable; if rounding
                 // says otherwise, split on the first differing dimension.
                 let (dim, value) = cut.unwrap_or_else(|| {
@@ -287,7 +269,7 @@ impl Tree {
             let n = node as usize;
             let mut rng = self.rng;
             let (min, max) = self.node_box(n);
-            let cut = separating_cut(min, max, self.range_sum[n], p, &mut rng);
+            let cut = separating_cut(min, max, p, &mut rng);
             self.rng = rng;
             if let Some((dim, value)) = cut {
                 self.split_above(node, parent, dim, value, index, store);
@@ -308,7 +290,6 @@ impl Tree {
     fn free_leaf(&mut self, s: usize) {
         self.leaf_point[s] = 0;
         self.leaf_mass[s] = 0;
-        self.leaf_parent[s] = NULL;
         self.free_leaves.push(s as u32);
     }
 
@@ -316,21 +297,18 @@ impl Tree {
     fn free_node(&mut self, n: usize) {
         self.nodes[n].left = NULL;
         self.nodes[n].right = NULL;
-        self.parent[n] = NULL;
         self.nodes[n].cut_dim = 0;
         self.nodes[n].cut_value = 0.0;
         self.node_mass[n] = 0;
         let d = self.dim;
         self.boxes[n * 2 * d..(n + 1) * 2 * d].fill(0.0);
-        self.range_sum[n] = 0.0;
         self.free_nodes.push(n as u32);
     }
 
-    fn new_leaf(&mut self, index: u32, parent: u32) -> u32 {
+    fn new_leaf(&mut self, index: u32) -> u32 {
         let s = self.free_leaves.pop().unwrap_or(0) as usize;
         self.leaf_point[s] = index;
         self.leaf_mass[s] = 1;
-        self.leaf_parent[s] = parent;
         LEAF | s as u32
     }
 
@@ -346,7 +324,7 @@ impl Tree {
         store: &PointStore,
     ) {
         let x = self.free_nodes.pop().unwrap_or(0);
-        let leaf = self.new_leaf(index, x);
+        let leaf = self.new_leaf(index);
         let p = store.get(index);
         let xi = x as usize;
         if p[dim] <= value {
@@ -360,16 +338,20 @@ impl Tree {
         self.nodes[xi].cut_value = value;
         self.node_mass[xi] = self.mass_of(node) + 1;
         self.replace_child(parent, node, x);
-        self.set_parent(node, x);
         self.rebuild_box(x, store);
     }
 
     /// Removes one copy of the point `index` (found by value).
     pub(super) fn delete(&mut self, index: u32, store: &PointStore) {
         let p = store.get(index);
+        // The walk's internal nodes: where the leaf's parent and grandparent are, and whose
+        // boxes may shrink.
+        let mut path = std::mem::take(&mut self.path_scratch.0);
+        path.clear();
         let mut node = self.root;
         while node != NULL && !is_leaf(node) {
             let n = node as usize;
+            path.push(node);
             self.node_mass[n] = self.node_mass[n].saturating_sub(1);
             node = if p[self.nodes[n].cut_dim as usize] <= self.nodes[n].cut_value {
                 self.nodes[n].left
@@ -377,33 +359,38 @@ impl Tree {
                 self.nodes[n].right
             };
         }
-        if node == NULL {
-            return;
+        if node != NULL {
+            self.remove_copy(node, &path, store);
         }
+        self.path_scratch.0 = path;
+    }
+
+    /// Removes one copy of leaf `node`, reached through `path`.
+    fn remove_copy(&mut self, node: u32, path: &[u32], store: &PointStore) {
         self.mass = self.mass.saturating_sub(1);
         let s = slot(node);
         if self.leaf_mass[s] > 1 {
             self.leaf_mass[s] -= 1;
             return;
         }
-        let parent = self.leaf_parent[s];
         self.free_leaf(s);
-        if parent == NULL {
+        let Some((&parent, above)) = path.split_last() else {
             self.root = NULL;
             return;
-        }
+        };
         let pi = parent as usize;
         let sibling = if self.nodes[pi].left == node {
             self.nodes[pi].right
         } else {
             self.nodes[pi].left
         };
-        let grand = self.parent[pi];
+        let grand = above.last().copied().unwrap_or(NULL);
         self.replace_child(grand, parent, sibling);
         self.free_node(pi);
-        let mut up = grand;
-        while up != NULL && self.rebuild_box(up, store) {
-            up = self.parent[up as usize];
+        for &up in above.iter().rev() {
+            if !self.rebuild_box(up, store) {
+                break;
+            }
         }
     }
 
@@ -456,11 +443,11 @@ impl Tree {
     /// The probability that a random cut of `node`'s box grown to hold `q` separates `q`.
     fn separation(&self, node: u32, q: &[f32]) -> f64 {
         let (min, max) = self.node_box(node as usize);
-        let outside = distance_outside(min, max, q);
+        let (outside, range) = outside_and_range(min, max, q);
         if outside == 0.0 {
             0.0
         } else {
-            outside / (self.range_sum[node as usize] + outside)
+            outside / (range + outside)
         }
     }
 
@@ -504,11 +491,11 @@ impl Tree {
         }
         for (depth, &node) in path.iter().enumerate().rev() {
             let (min, max) = self.node_box(node as usize);
-            let outside = distance_outside(min, max, q);
+            let (outside, range) = outside_and_range(min, max, q);
             if outside == 0.0 {
                 break;
             }
-            let scale = 1.0 / (self.range_sum[node as usize] + outside);
+            let scale = 1.0 / (range + outside);
             let prob = outside * scale;
             let v = 1.0 / (depth as f64 + 1.0);
             score = (1.0 - prob) * score + prob * v;
@@ -535,21 +522,16 @@ impl Tree {
     ) -> Result<(), String> {
         let internal = self.capacity.saturating_sub(1).max(1);
         let d = self.dim;
-        let sizes_ok = [self.nodes.len(), self.parent.len(), self.node_mass.len()]
+        let sizes_ok = [self.nodes.len(), self.node_mass.len()]
             .iter()
             .all(|&n| n == internal)
-            && [
-                self.leaf_point.len(),
-                self.leaf_mass.len(),
-                self.leaf_parent.len(),
-            ]
-            .iter()
-            .all(|&n| n == self.capacity);
+            && [self.leaf_point.len(), self.leaf_mass.len()]
+                .iter()
+                .all(|&n| n == self.capacity);
         if !sizes_ok || d != store.dim() {
             return Err("tree arrays do not match the forest's sizes".into());
         }
         self.boxes = vec![0.0; internal * 2 * d];
-        self.range_sum = vec![0.0; internal];
         let mut seen_nodes = vec![false; internal];
         let mut seen_leaves = vec![false; self.capacity];
         let mass = if self.root == NULL {
@@ -557,7 +539,6 @@ impl Tree {
         } else {
             self.check_subtree(
                 self.root,
-                NULL,
                 store,
                 counts,
                 &mut seen_nodes,
@@ -594,7 +575,6 @@ impl Tree {
     fn check_subtree(
         &mut self,
         node: u32,
-        parent: u32,
         store: &PointStore,
         counts: &mut [u32],
         seen_nodes: &mut [bool],
@@ -614,24 +594,23 @@ impl Tree {
             }
             seen_leaves[s] = true;
             let point = self.leaf_point[s] as usize;
-            if point >= counts.len() || self.leaf_mass[s] == 0 || self.leaf_parent[s] != parent {
-                return Err("a leaf's point, mass or parent is invalid".into());
+            if point >= counts.len() || self.leaf_mass[s] == 0 {
+                return Err("a leaf's point or mass is invalid".into());
             }
             counts[point] += self.leaf_mass[s];
             return Ok(self.leaf_mass[s]);
         }
         let n = node as usize;
-        if n >= seen_nodes.len() || seen_nodes[n] || self.parent[n] != parent {
-            return Err("an internal node is out of range, reached twice or misparented".into());
+        if n >= seen_nodes.len() || seen_nodes[n] {
+            return Err("an internal node is out of range or reached twice".into());
         }
         seen_nodes[n] = true;
         if self.nodes[n].cut_dim as usize >= self.dim || !self.nodes[n].cut_value.is_finite() {
             return Err("a cut is invalid".into());
         }
         let (l, r) = (self.nodes[n].left, self.nodes[n].right);
-        let mass =
-            self.check_subtree(l, node, store, counts, seen_nodes, seen_leaves, depth + 1)?
-                + self.check_subtree(r, node, store, counts, seen_nodes, seen_leaves, depth + 1)?;
+        let mass = self.check_subtree(l, store, counts, seen_nodes, seen_leaves, depth + 1)?
+            + self.check_subtree(r, store, counts, seen_nodes, seen_leaves, depth + 1)?;
         if mass != self.node_mass[n] {
             return Err("an internal node's mass differs from its leaves' counts".into());
         }
@@ -648,7 +627,10 @@ impl Tree {
 
     pub(super) fn bytes(&self) -> usize {
         let internal = self.nodes.len();
-        internal * (4 * 6) + self.leaf_point.len() * 12 + self.boxes.len() * 4 + internal * 8
+        internal * (16 + 4)
+            + self.leaf_point.len() * 8
+            + self.boxes.len() * 4
+            + (self.free_nodes.capacity() + self.free_leaves.capacity()) * 4
     }
 }
 
