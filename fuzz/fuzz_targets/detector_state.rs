@@ -1,7 +1,8 @@
 //! Feeds arbitrary model payloads, framed as valid snapshots (header and checksum computed
 //! here, so the fuzzer explores the model decoder and its validation rather than the CRC),
 //! to the loader. Whatever loads must survive a round trip, and the River detectors added with
-//! the anomaly module (GaussianScorer, LOF, OneClassSVM, LODA, PAD) must then score and learn
+//! the anomaly module (GaussianScorer, LOF, OneClassSVM, LODA, PAD) and the Random Cut Forest
+//! must then score and learn
 //! events without panicking and never score NaN.
 #![no_main]
 
@@ -60,6 +61,17 @@ fuzz_target!(|payload: &[u8]| {
         Model::Loda(mut m) => exercise!(m, finite),
         Model::Pad(mut m) => exercise!(m, finite_or_undefined),
         Model::PadLinear(mut m) => exercise!(m, finite_or_undefined),
+        Model::Rcf(mut m) => {
+            let width = m.features().len();
+            for row in &EVENTS {
+                let row: Vec<f64> = row.iter().copied().cycle().take(width).collect();
+                if let Ok(s) = m.score(&row[..]) {
+                    assert!(finite(s.score()), "NaN score");
+                    let _ = s.explain();
+                    s.learn();
+                }
+            }
+        }
         _ => {}
     }
 });
