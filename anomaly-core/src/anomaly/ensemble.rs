@@ -142,12 +142,19 @@ impl TryFrom<EnsembleState> for Ensemble {
         for (member, params) in state.members.iter().zip(&state.params.members) {
             member.matches(params, features.len())?;
         }
-        check_weights(
-            state.params.hst_weight,
-            state.params.sad_weight,
-            &state.params.members,
-        )
-        .map_err(|e| e.to_string())?;
+        let weights = [state.params.hst_weight, state.params.sad_weight]
+            .into_iter()
+            .chain(state.params.members.iter().map(|m| m.weight));
+        let mut total = 0.0;
+        for w in weights {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(format!("a weight is {w}; weights must be finite and >= 0"));
+            }
+            total += w;
+        }
+        if !(total > 0.0 && total.is_finite()) {
+            return Err("the weights must add up to a finite number above 0".into());
+        }
         let n_members = state.members.len();
         Ok(Self {
             params: state.params,

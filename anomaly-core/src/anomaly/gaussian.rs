@@ -81,8 +81,14 @@ impl TryFrom<GaussianState> for GaussianScorer {
         };
         if !consistent
             || !state.window.iter().all(|v| v.is_finite())
+            || state
+                .window
+                .iter()
+                .any(|v| v.abs() > crate::MAX_INPUT_MAGNITUDE)
             || !state.gaussian.mean.mean.is_finite()
             || !state.gaussian.sum_sq.is_finite()
+            || state.gaussian.mean.mean.abs() > crate::MAX_INPUT_MAGNITUDE
+            || state.gaussian.sum_sq.abs() > 4e200 * n.max(1.0)
         {
             return Err("the fitted Gaussian does not match its window".into());
         }
@@ -156,7 +162,14 @@ impl GaussianScorer {
         }
         let z = (y - self.gaussian.mean.mean) / sigma;
         let cdf = 0.5 * (1.0 + c_erf(z / std::f64::consts::SQRT_2));
-        Ok(2.0 * (cdf - 0.5).abs())
+        let score = 2.0 * (cdf - 0.5).abs();
+        if score.is_nan() {
+            return Err(UndefinedScore {
+                model: "GaussianScorer",
+                reason: "the fitted Gaussian is not finite",
+            });
+        }
+        Ok(score)
     }
 
     fn learn_value(&mut self, y: f64) {

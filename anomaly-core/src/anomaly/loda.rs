@@ -50,7 +50,7 @@ struct Histogram {
 
 impl Histogram {
     fn update(&mut self, z: f64, max_bins: usize) {
-        self.n += 1;
+        self.n = self.n.saturating_add(1);
         let bins = &mut self.bins;
         let lo = bins.partition_point(|b| b.right < z);
         if lo == bins.len() {
@@ -193,7 +193,11 @@ impl TryFrom<LodaState> for Loda {
                     .iter()
                     .all(|(id, w)| (*id as usize) < n_features && w.is_finite())
                 && h.bins.len() <= state.params.n_bins
-                && h.bins.iter().map(|b| b.count).sum::<u64>() == h.n
+                && h.bins
+                    .iter()
+                    .try_fold(0u64, |sum, b| sum.checked_add(b.count))
+                    == Some(h.n)
+                && h.n < u64::MAX / 2
                 && h.bins.iter().all(|b| b.left <= b.right && b.count > 0)
                 && h.bins.windows(2).all(|w| w[0].right < w[1].left)
         });

@@ -119,7 +119,11 @@ impl TryFrom<LofState> for LocalOutlierFactor {
         let valid_events = state.window.iter().all(|p| {
             p.event.ids_below(state.features.len()) && p.event.values.iter().all(|v| v.is_finite())
         });
-        if n > state.params.window_size || !contiguous || !valid_events {
+        if n > state.params.window_size
+            || !contiguous
+            || !valid_events
+            || state.next_seq > u64::MAX / 2
+        {
             return Err("the window does not hold consecutive, valid events".into());
         }
         model.features = state.features;
@@ -189,17 +193,17 @@ impl LocalOutlierFactor {
     /// ([`LocalOutlierFactor::score_named`]).
     pub fn new(params: LofParams) -> Result<Self, ParameterError> {
         check(
-            params.n_neighbors >= 1,
+            (1..=10_000).contains(&params.n_neighbors),
             "LOF",
             "n_neighbors",
-            "at least 1",
+            "in 1..=10000",
             params.n_neighbors,
         )?;
         check(
-            params.window_size >= 1,
+            (1..=1_000_000).contains(&params.window_size),
             "LOF",
             "window_size",
-            "at least 1",
+            "in 1..=1000000",
             params.window_size,
         )?;
         Ok(Self {
@@ -262,7 +266,8 @@ impl LocalOutlierFactor {
 
     /// How many nearest points a stored point keeps: twice what a search returns.
     fn list_capacity(&self) -> usize {
-        2 * (self.params.n_neighbors + 1)
+        // A list never holds more than the whole window.
+        (2 * (self.params.n_neighbors + 1)).min(self.params.window_size)
     }
 
     fn rebuild_nearest(&mut self, at: usize) {

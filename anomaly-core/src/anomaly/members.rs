@@ -153,7 +153,13 @@ impl Member {
             }
             _ => false,
         };
-        if ok && self.scores.mean.mean.is_finite() && self.scores.sum_sq.is_finite() {
+        let n = self.scores.mean.n;
+        let stats_ok = n >= 0.0
+            && n.fract() == 0.0
+            && self.scores.mean.mean.is_finite()
+            && self.scores.sum_sq.is_finite()
+            && self.scores.sum_sq >= 0.0;
+        if ok && stats_ok {
             Ok(())
         } else {
             Err("a member does not match its parameters".into())
@@ -171,7 +177,12 @@ impl Member {
             MemberModel::OneClassSvm(m) => Some(m.score_pending(row, TOKEN)?.0),
             MemberModel::Loda(m) => Some(m.score_pending(row, TOKEN)?.0),
             MemberModel::Pad(m) => m.score_pending(row, TOKEN)?.0.ok(),
-            MemberModel::Rcf(m) => Some(m.score_pending(row, TOKEN)?.0),
+            // Before `output_after` points the forest scores 0 for lack of data: not a score
+            // to learn the spread of scores from.
+            MemberModel::Rcf(m) => {
+                let (score, _) = m.score_pending(row, TOKEN)?;
+                m.is_ready().then_some(score)
+            }
         })
     }
 
@@ -184,8 +195,9 @@ impl Member {
             MemberModel::Gaussian { .. } | MemberModel::Pad(_) => raw.clamp(0.0, 1.0),
             _ if self.scores.mean.n < f64::from(grace_period) => 0.0,
             _ => {
-                let std = self.scores.get().sqrt();
-                deviation_to_unit((raw - self.scores.mean.mean) / (std + 1e-10))
+                let std = self.scores.get().max(0.0).sqrt();
+                let unit = deviation_to_unit((raw - self.scores.mean.mean) / (std + 1e-10));
+                if unit.is_nan() { 0.0 } else { unit }
             }
         }
     }

@@ -243,7 +243,7 @@ impl OneClassSvm {
                 *w -= p.learning_rate * g;
             }
         }
-        self.n_iterations += 1;
+        self.n_iterations = self.n_iterations.saturating_add(1);
     }
 }
 

@@ -17,7 +17,10 @@ pub struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
-    /// A row of `(ids[i], values[i])` pairs. Panics if the lengths differ.
+    /// A row of `(ids[i], values[i])` pairs.
+    ///
+    /// Panics if the lengths differ or an id is not below [`MAX_FEATURES`](super::MAX_FEATURES)
+    /// (predictors keep one slot per id).
     ///
     /// ```
     /// use anomaly_core::anomaly::Row;
@@ -27,6 +30,10 @@ impl<'a> Row<'a> {
     /// ```
     pub fn new(ids: &'a [u32], values: &'a [f64]) -> Self {
         assert_eq!(ids.len(), values.len(), "one value per feature id");
+        assert!(
+            ids.iter().all(|&i| (i as usize) < super::MAX_FEATURES),
+            "feature ids must be below MAX_FEATURES"
+        );
         Self { ids, values }
     }
 
@@ -146,7 +153,16 @@ impl LinearRegression {
     }
 
     fn valid(&self, n_features: usize) -> bool {
-        self.weights.len() <= n_features
+        let p = self.params;
+        check_sgd(
+            "LinearRegression",
+            p.learning_rate,
+            p.intercept_lr,
+            p.clip_gradient,
+            p.initial_weight,
+        )
+        .is_ok()
+            && self.weights.len() <= n_features
             && self.intercept.is_finite()
             && self.weights.iter().flatten().all(|w| w.is_finite())
     }
@@ -505,7 +521,7 @@ impl<P: Predictor> PredictiveAnomalyDetection<P> {
             Some(_) => self.poisoned = true,
             None => {}
         }
-        self.iter += 1;
+        self.iter = self.iter.saturating_add(1);
         self.model.learn(Row::new(&s.ids, &s.values), s.y);
     }
 }

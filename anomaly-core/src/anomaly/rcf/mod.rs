@@ -150,9 +150,9 @@ impl TryFrom<ForestState> for RandomCutForest {
     type Error = String;
 
     fn try_from(mut s: ForestState) -> Result<Self, String> {
-        let fresh =
-            Self::with_features(s.params.clone(), &s.features).map_err(|e| e.to_string())?;
-        let dim = fresh.store.dim();
+        check_params(&s.params).map_err(|e| e.to_string())?;
+        feature_list("RCF", &s.features).map_err(|e| e.to_string())?;
+        let dim = s.features.len() * s.params.shingle_size;
         if s.trees.len() != s.params.number_of_trees
             || s.shingle.len() != dim
             || !s.shingle.iter().all(|v| v.is_finite())
@@ -194,7 +194,7 @@ impl TryFrom<ForestState> for RandomCutForest {
             entries_seen: s.entries_seen,
             values_seen: s.values_seen,
             shingle: s.shingle,
-            scratch: fresh.scratch,
+            scratch: Transient(Scratch::default()),
         })
     }
 }
@@ -206,44 +206,8 @@ impl RandomCutForest {
         features: &[S],
     ) -> Result<Self, ParameterError> {
         let names = feature_list("RCF", features)?;
+        check_params(&params)?;
         let p = &params;
-        check(
-            p.number_of_trees >= 1 && p.number_of_trees <= 10_000,
-            "RCF",
-            "number_of_trees",
-            "in 1..=10000",
-            p.number_of_trees,
-        )?;
-        check(
-            (2..=65_536).contains(&p.sample_size),
-            "RCF",
-            "sample_size",
-            "in 2..=65536",
-            p.sample_size,
-        )?;
-        check(
-            (1..=1_000).contains(&p.shingle_size),
-            "RCF",
-            "shingle_size",
-            "in 1..=1000",
-            p.shingle_size,
-        )?;
-        if let Some(decay) = p.time_decay {
-            check(
-                decay >= 0.0 && decay.is_finite(),
-                "RCF",
-                "time_decay",
-                "a finite number >= 0",
-                decay,
-            )?;
-        }
-        check(
-            p.initial_accept_fraction > 0.0 && p.initial_accept_fraction <= 1.0,
-            "RCF",
-            "initial_accept_fraction",
-            "in (0, 1]",
-            p.initial_accept_fraction,
-        )?;
         let features: Vec<String> = names.names().to_vec();
         let dim = features.len() * p.shingle_size;
         let seed = p.seed.unwrap_or_else(rand::random);
@@ -321,6 +285,11 @@ impl RandomCutForest {
             .unwrap_or(1 + self.params.sample_size as u64 / 4)
     }
 
+    /// Whether scores are real yet (`output_after` points learned); before, they are 0.
+    pub fn is_ready(&self) -> bool {
+        self.entries_seen >= self.output_after()
+    }
+
     /// A score mapped to [0, 1]: the fraction of the largest score a tree can give,
     /// `score / log2(1 + sample_size)`.
     pub fn normalize(&self, score: f64) -> f64 {
@@ -376,7 +345,7 @@ impl RandomCutForest {
     }
 
     fn score_query(&mut self) -> f64 {
-        if self.entries_seen < self.output_after() {
+        if !self.is_ready() {
             return 0.0;
         }
         let s = &mut self.scratch.0;
@@ -390,7 +359,7 @@ impl RandomCutForest {
 
     fn learn_query(&mut self) {
         self.shingle.copy_from_slice(&self.scratch.0.query);
-        self.values_seen += 1;
+        self.values_seen = self.values_seen.saturating_add(1);
         if self.values_seen < self.params.shingle_size as u64 {
             return;
         }
@@ -429,7 +398,7 @@ impl RandomCutForest {
             st.sampler.push(weight, held);
         }
         self.store.release_if_unheld(index);
-        self.entries_seen += 1;
+        self.entries_seen = self.entries_seen.saturating_add(1);
     }
 
     fn attribution_of_query(&self) -> Attribution {
@@ -458,6 +427,49 @@ impl RandomCutForest {
             .for_each(|v| *v /= n);
         out
     }
+}
+
+/// Checks a forest's parameters without building anything (a snapshot's are checked before
+/// its trees are looked at).
+fn check_params(p: &RcfParams) -> Result<(), ParameterError> {
+    check(
+        p.number_of_trees >= 1 && p.number_of_trees <= 10_000,
+        "RCF",
+        "number_of_trees",
+        "in 1..=10000",
+        p.number_of_trees,
+    )?;
+    check(
+        (2..=65_536).contains(&p.sample_size),
+        "RCF",
+        "sample_size",
+        "in 2..=65536",
+        p.sample_size,
+    )?;
+    check(
+        (1..=1_000).contains(&p.shingle_size),
+        "RCF",
+        "shingle_size",
+        "in 1..=1000",
+        p.shingle_size,
+    )?;
+    if let Some(decay) = p.time_decay {
+        check(
+            decay >= 0.0 && decay.is_finite(),
+            "RCF",
+            "time_decay",
+            "a finite number >= 0",
+            decay,
+        )?;
+    }
+    check(
+        p.initial_accept_fraction > 0.0 && p.initial_accept_fraction <= 1.0,
+        "RCF",
+        "initial_accept_fraction",
+        "in (0, 1]",
+        p.initial_accept_fraction,
+    )?;
+    Ok(())
 }
 
 impl Scored<'_, RandomCutForest> {

@@ -82,26 +82,32 @@ pub(super) fn next_f64(state: &mut u64) -> f64 {
     (next_u64(state) >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
-/// The L1 distance from `q` to the box `[min, max]` (0 inside) and the box's range sum,
-/// summed in eight `f32` lanes so that it vectorises (the range is recomputed rather than
-/// stored: the box is in cache already, and it saves memory).
+/// The L1 distance from `q` to the box `[min, max]` (0 inside) and the box's range sum, in
+/// `f64` (differences of `f32` values near their limit overflow in `f32`), in eight lanes so
+/// that it vectorises; the range is recomputed rather than stored: the box is in cache
+/// already, and it saves memory.
 #[inline(always)]
 fn outside_and_range(min: &[f32], max: &[f32], q: &[f32]) -> (f64, f64) {
-    let mut outside = [0.0f32; 8];
-    let mut range = [0.0f32; 8];
+    let mut outside = [0.0f64; 8];
+    let mut range = [0.0f64; 8];
     let whole = q.len() / 8 * 8;
+    let gap = |i: usize| {
+        let (lo, hi, v) = (f64::from(min[i]), f64::from(max[i]), f64::from(q[i]));
+        ((lo - v).max(0.0) + (v - hi).max(0.0), hi - lo)
+    };
     for start in (0..whole).step_by(8) {
         for lane in 0..8 {
-            let i = start + lane;
-            outside[lane] += (min[i] - q[i]).max(0.0) + (q[i] - max[i]).max(0.0);
-            range[lane] += max[i] - min[i];
+            let (o, r) = gap(start + lane);
+            outside[lane] += o;
+            range[lane] += r;
         }
     }
-    let mut total_outside: f64 = outside.iter().map(|&l| f64::from(l)).sum();
-    let mut total_range: f64 = range.iter().map(|&l| f64::from(l)).sum();
+    let (mut total_outside, mut total_range) =
+        (outside.iter().sum::<f64>(), range.iter().sum::<f64>());
     for i in whole..q.len() {
-        total_outside += f64::from((min[i] - q[i]).max(0.0) + (q[i] - max[i]).max(0.0));
-        total_range += f64::from(max[i] - min[i]);
+        let (o, r) = gap(i);
+        total_outside += o;
+        total_range += r;
     }
     (total_outside, total_range)
 }
@@ -118,7 +124,7 @@ fn separating_cut(min: &[f32], max: &[f32], p: &[f32], rng: &mut u64) -> Option<
     for i in 0..p.len() {
         let lo = min[i].min(p[i]);
         let hi = max[i].max(p[i]);
-        let gap = f64::from(hi - lo);
+        let gap = f64::from(hi) - f64::from(lo);
         if gap <= 0.0 {
             continue;
         }
@@ -481,13 +487,12 @@ impl Tree {
         }
         let mut hi = vec![0.0f64; d];
         let mut lo = vec![0.0f64; d];
-        let leaf_out: f64 = (0..d)
-            .map(|i| f64::from((leaf_point[i] - q[i]).abs()))
-            .sum();
+        let diff = |a: f32, b: f32| f64::from(a) - f64::from(b);
+        let leaf_out: f64 = (0..d).map(|i| diff(leaf_point[i], q[i]).abs()).sum();
         let mut score = 1.0 / (hit.depth as f64 + 1.0);
         for i in 0..d {
-            hi[i] = f64::from((q[i] - leaf_point[i]).max(0.0)) / leaf_out * score;
-            lo[i] = f64::from((leaf_point[i] - q[i]).max(0.0)) / leaf_out * score;
+            hi[i] = diff(q[i], leaf_point[i]).max(0.0) / leaf_out * score;
+            lo[i] = diff(leaf_point[i], q[i]).max(0.0) / leaf_out * score;
         }
         for (depth, &node) in path.iter().enumerate().rev() {
             let (min, max) = self.node_box(node as usize);
@@ -500,8 +505,8 @@ impl Tree {
             let v = 1.0 / (depth as f64 + 1.0);
             score = (1.0 - prob) * score + prob * v;
             for i in 0..d {
-                hi[i] = hi[i] * (1.0 - prob) + f64::from((q[i] - max[i]).max(0.0)) * scale * v;
-                lo[i] = lo[i] * (1.0 - prob) + f64::from((min[i] - q[i]).max(0.0)) * scale * v;
+                hi[i] = hi[i] * (1.0 - prob) + diff(q[i], max[i]).max(0.0) * scale * v;
+                lo[i] = lo[i] * (1.0 - prob) + diff(min[i], q[i]).max(0.0) * scale * v;
             }
         }
         let t = score * (1.0 + total).log2();
@@ -537,14 +542,7 @@ impl Tree {
         let mass = if self.root == NULL {
             0
         } else {
-            self.check_subtree(
-                self.root,
-                store,
-                counts,
-                &mut seen_nodes,
-                &mut seen_leaves,
-                0,
-            )?
+            self.check_structure(store, counts, &mut seen_nodes, &mut seen_leaves)?
         };
         if mass != self.mass {
             return Err("tree mass differs from its leaves' counts".into());
@@ -571,51 +569,76 @@ impl Tree {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn check_subtree(
+    /// Walks a loaded tree (with an explicit stack: a hostile snapshot may be a chain as deep
+    /// as the capacity), checking every node is reached once, masses add up, and every point
+    /// lies on its side of each cut; rebuilds the boxes on the way back up. Returns the mass.
+    fn check_structure(
         &mut self,
-        node: u32,
         store: &PointStore,
         counts: &mut [u32],
         seen_nodes: &mut [bool],
         seen_leaves: &mut [bool],
-        depth: usize,
     ) -> Result<u32, String> {
-        if depth > self.capacity {
-            return Err("tree deeper than its capacity".into());
-        }
-        if node == NULL {
-            return Err("an internal node lacks a child".into());
-        }
-        if is_leaf(node) {
-            let s = slot(node);
-            if s >= self.capacity || seen_leaves[s] {
-                return Err("a leaf is out of range or reached twice".into());
+        let cap = self.capacity as u64;
+        // (node, children done?)
+        let mut stack = vec![(self.root, false)];
+        let mut masses: Vec<u64> = Vec::new();
+        while let Some((node, done)) = stack.pop() {
+            if node == NULL {
+                return Err("an internal node lacks a child".into());
             }
-            seen_leaves[s] = true;
-            let point = self.leaf_point[s] as usize;
-            if point >= counts.len() || self.leaf_mass[s] == 0 {
-                return Err("a leaf's point or mass is invalid".into());
+            if is_leaf(node) {
+                let s = slot(node);
+                if s >= self.capacity || seen_leaves[s] {
+                    return Err("a leaf is out of range or reached twice".into());
+                }
+                seen_leaves[s] = true;
+                let point = self.leaf_point[s] as usize;
+                let mass = self.leaf_mass[s];
+                if point >= counts.len() || mass == 0 || u64::from(mass) > cap {
+                    return Err("a leaf's point or mass is invalid".into());
+                }
+                counts[point] = counts[point].saturating_add(mass);
+                masses.push(u64::from(mass));
+                continue;
             }
-            counts[point] += self.leaf_mass[s];
-            return Ok(self.leaf_mass[s]);
+            let n = node as usize;
+            if !done {
+                if n >= seen_nodes.len() || seen_nodes[n] {
+                    return Err("an internal node is out of range or reached twice".into());
+                }
+                seen_nodes[n] = true;
+                let cut = self.nodes[n];
+                if cut.cut_dim as usize >= self.dim || !cut.cut_value.is_finite() {
+                    return Err("a cut is invalid".into());
+                }
+                stack.push((node, true));
+                stack.push((cut.right, false));
+                stack.push((cut.left, false));
+                continue;
+            }
+            let (Some(left), Some(right)) = (masses.pop(), masses.pop()) else {
+                return Err("a subtree is missing".into());
+            };
+            let mass = left + right;
+            if mass != u64::from(self.node_mass[n]) || mass > cap {
+                return Err("an internal node's mass differs from its leaves' counts".into());
+            }
+            self.rebuild_box(node, store);
+            // Every point must lie on its side of the cut, or walks by value get lost.
+            let cut = self.nodes[n];
+            let dim = cut.cut_dim as usize;
+            if self.bounds(cut.left, store).1[dim] > cut.cut_value
+                || self.bounds(cut.right, store).0[dim] <= cut.cut_value
+            {
+                return Err("a point lies on the wrong side of a cut".into());
+            }
+            masses.push(mass);
         }
-        let n = node as usize;
-        if n >= seen_nodes.len() || seen_nodes[n] {
-            return Err("an internal node is out of range or reached twice".into());
+        match masses.as_slice() {
+            [mass] => u32::try_from(*mass).map_err(|_| "tree mass overflows".into()),
+            _ => Err("the tree is not one tree".into()),
         }
-        seen_nodes[n] = true;
-        if self.nodes[n].cut_dim as usize >= self.dim || !self.nodes[n].cut_value.is_finite() {
-            return Err("a cut is invalid".into());
-        }
-        let (l, r) = (self.nodes[n].left, self.nodes[n].right);
-        let mass = self.check_subtree(l, store, counts, seen_nodes, seen_leaves, depth + 1)?
-            + self.check_subtree(r, store, counts, seen_nodes, seen_leaves, depth + 1)?;
-        if mass != self.node_mass[n] {
-            return Err("an internal node's mass differs from its leaves' counts".into());
-        }
-        self.rebuild_box(node, store);
-        Ok(mass)
     }
 
     /// Every box holds exactly its points and every mass equals its leaves' counts (for tests).
