@@ -237,4 +237,24 @@ fn member_parameters_are_checked() {
         err.to_string(),
         "Ensemble: parameter `members.Gaussian.feature` must be one of the features, got missing"
     );
+
+    // Construction and loading share one weight check: each finite and >= 0, the sum finite
+    // and above 0.
+    let weighted = |hst_weight: f64, member_weight: f64| EnsembleParams {
+        sad_feature: "amount".into(),
+        hst_weight,
+        members: vec![MemberParams {
+            detector: MemberKind::Lof(LofParams::default()),
+            weight: member_weight,
+        }],
+        ..EnsembleParams::default()
+    };
+    let negative = Ensemble::with_features(weighted(0.7, -1.0), &["amount"]).unwrap_err();
+    assert!(
+        negative.to_string().contains("`members.weight`"),
+        "{negative}"
+    );
+    let overflow = Ensemble::with_features(weighted(1e308, 1e308), &["amount"]).unwrap_err();
+    assert!(overflow.to_string().contains("finite sum"), "{overflow}");
+    assert!(Ensemble::with_features(weighted(0.7, 0.5), &["amount"]).is_ok());
 }

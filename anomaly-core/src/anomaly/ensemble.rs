@@ -142,19 +142,8 @@ impl TryFrom<EnsembleState> for Ensemble {
         for (member, params) in state.members.iter().zip(&state.params.members) {
             member.matches(params, features.len())?;
         }
-        let weights = [state.params.hst_weight, state.params.sad_weight]
-            .into_iter()
-            .chain(state.params.members.iter().map(|m| m.weight));
-        let mut total = 0.0;
-        for w in weights {
-            if !(w.is_finite() && w >= 0.0) {
-                return Err(format!("a weight is {w}; weights must be finite and >= 0"));
-            }
-            total += w;
-        }
-        if !(total > 0.0 && total.is_finite()) {
-            return Err("the weights must add up to a finite number above 0".into());
-        }
+        let p = &state.params;
+        check_weights(p.hst_weight, p.sad_weight, &p.members).map_err(|e| e.to_string())?;
         let n_members = state.members.len();
         Ok(Self {
             params: state.params,
@@ -185,18 +174,6 @@ impl Ensemble {
         params: EnsembleParams,
         features: &[S],
     ) -> Result<Self, ParameterError> {
-        for (name, w) in [
-            ("hst_weight", params.hst_weight),
-            ("sad_weight", params.sad_weight),
-        ] {
-            check(
-                w.is_finite() && w >= 0.0,
-                "Ensemble",
-                name,
-                "finite and >= 0",
-                w,
-            )?;
-        }
         check_weights(params.hst_weight, params.sad_weight, &params.members)?;
         let sad_column = features
             .iter()

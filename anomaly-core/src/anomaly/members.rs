@@ -80,13 +80,6 @@ impl Member {
         params: &MemberParams,
         features: &[S],
     ) -> Result<Self, AnomalyError> {
-        check(
-            params.weight.is_finite() && params.weight >= 0.0,
-            "Ensemble",
-            "members.weight",
-            "finite and >= 0",
-            params.weight,
-        )?;
         let model = match &params.detector {
             MemberKind::Gaussian { feature, params } => {
                 let column = features.iter().position(|f| f.as_ref() == feature);
@@ -227,18 +220,31 @@ impl Member {
     }
 }
 
-/// Checks the members' weights together with the ensemble's own.
+/// Checks every weight of an ensemble (finite, >= 0) and their sum (finite, > 0): the one
+/// check for a new ensemble and a loaded one.
 pub(crate) fn check_weights(
     hst_weight: f64,
     sad_weight: f64,
     members: &[MemberParams],
 ) -> Result<(), ParameterError> {
-    let total: f64 = hst_weight + sad_weight + members.iter().map(|m| m.weight).sum::<f64>();
+    let named = [("hst_weight", hst_weight), ("sad_weight", sad_weight)];
+    let of_members = members.iter().map(|m| ("members.weight", m.weight));
+    let mut total = 0.0;
+    for (name, w) in named.into_iter().chain(of_members) {
+        check(
+            w.is_finite() && w >= 0.0,
+            "Ensemble",
+            name,
+            "finite and >= 0",
+            w,
+        )?;
+        total += w;
+    }
     check(
-        total > 0.0,
+        total > 0.0 && total.is_finite(),
         "Ensemble",
         "hst_weight",
-        "positive when every other weight is 0",
+        "positive when every other weight is 0, and all weights a finite sum",
         hst_weight,
     )
 }
