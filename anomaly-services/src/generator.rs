@@ -180,7 +180,8 @@ impl Generator {
         &self.boundaries
     }
 
-    fn phase(&self, index: u64) -> &Phase {
+    /// Where in `params.phases` the phase of event `index` is.
+    fn phase_position(&self, index: u64) -> usize {
         let position = self
             .boundaries
             .iter()
@@ -190,8 +191,8 @@ impl Generator {
         self.params
             .phases
             .iter()
-            .find(|p| &p.name == name)
-            .unwrap_or(&self.params.phases[0])
+            .position(|p| &p.name == name)
+            .unwrap_or(0)
     }
 }
 
@@ -225,7 +226,8 @@ impl Iterator for Generator {
         }
         let index = self.next;
         self.next += 1;
-        let phase = self.phase(index).clone();
+        let position = self.phase_position(index);
+        let phase = &self.params.phases[position];
         let rng = &mut self.rng;
         // Exponential gaps: a Poisson stream in event time.
         let gap_s = -(1.0 - rng.random::<f64>()).ln() / self.params.rate_per_second.max(1e-9);
@@ -252,7 +254,7 @@ impl Iterator for Generator {
             );
             (amount, category, place)
         };
-        let merchant = format!("merchant-{:04}", rng.random_range(0..5_000));
+        let merchant = merchant_id(rng.random_range(0..5_000));
         let event_id = uuid_from(rng.random::<u128>());
         Some(RawTransaction {
             schema_version: crate::messages::SCHEMA_VERSION,
@@ -265,9 +267,19 @@ impl Iterator for Generator {
             latitude,
             longitude,
             is_fraud,
-            phase: phase.name,
+            phase: phase.name.clone(),
         })
     }
+}
+
+/// `merchant-NNNN` without the formatting machinery (one id per event).
+fn merchant_id(number: u16) -> String {
+    let mut id = String::with_capacity(13);
+    id.push_str("merchant-");
+    for divisor in [1000, 100, 10, 1] {
+        id.push(char::from(b'0' + (number / divisor % 10) as u8));
+    }
+    id
 }
 
 #[cfg(test)]

@@ -38,15 +38,11 @@ pub fn uuid_from(bits: u128) -> String {
 }
 
 fn format_uuid(bits: u128) -> String {
-    let hex = format!("{bits:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    // The `uuid` crate's table-driven encoder: the generator formats one id per event.
+    uuid::Uuid::from_u128(bits)
+        .hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
 }
 
 /// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.

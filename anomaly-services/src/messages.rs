@@ -84,6 +84,47 @@ pub struct RawTransaction {
 }
 
 impl RawTransaction {
+    /// The part the feature set reads, the label and the phase, without copying.
+    pub fn into_parts(self) -> (Transaction, bool, String) {
+        let transaction = Transaction {
+            event_id: self.event_id,
+            card_id: self.card_id,
+            timestamp_ms: self.timestamp_ms,
+            amount: self.amount,
+            merchant: self.merchant,
+            category: self.category,
+            latitude: self.latitude,
+            longitude: self.longitude,
+        };
+        (transaction, self.is_fraud, self.phase)
+    }
+
+    /// The inverse of [`into_parts`](Self::into_parts).
+    ///
+    /// ```
+    /// # use anomaly_services::generator::{Generator, GeneratorParams};
+    /// use anomaly_services::messages::RawTransaction;
+    ///
+    /// # let tx = Generator::new(GeneratorParams::default()).next().unwrap();
+    /// let (transaction, is_fraud, phase) = tx.clone().into_parts();
+    /// assert_eq!(RawTransaction::from_parts(transaction, is_fraud, phase), tx);
+    /// ```
+    pub fn from_parts(transaction: Transaction, is_fraud: bool, phase: String) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            event_id: transaction.event_id,
+            card_id: transaction.card_id,
+            timestamp_ms: transaction.timestamp_ms,
+            amount: transaction.amount,
+            merchant: transaction.merchant,
+            category: transaction.category,
+            latitude: transaction.latitude,
+            longitude: transaction.longitude,
+            is_fraud,
+            phase,
+        }
+    }
+
     /// The part the feature set reads.
     pub fn transaction(&self) -> Transaction {
         Transaction {

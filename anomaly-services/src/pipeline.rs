@@ -12,13 +12,15 @@ use thiserror::Error;
 
 use crate::generator::{Generator, GeneratorParams, PhaseBoundary};
 use crate::messages::{
-    Alert, DeadLetter, DriftEvent, ModelUpdate, ScoredEvent, Severity, dead_letter,
+    Alert, DeadLetter, DriftEvent, FeatureVector, ModelUpdate, RawTransaction, ScoredEvent,
+    Severity, dead_letter,
 };
+use crate::report::RunStats;
 use crate::stages::alert_routing::{AlertRouter, Routing};
 use crate::stages::drift_monitor::{DriftMonitor, drift_alert};
 use crate::stages::feature_engineering::FeatureEngineer;
 use crate::stages::inference::Inference;
-use crate::stages::retraining::{JobOutcome, Retrainer, RetrainingParams};
+use crate::stages::retraining::{JobOutcome, Retrainer, RetrainingJob, RetrainingParams};
 
 /// Everything the embedded pipeline can be told.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -98,14 +100,22 @@ pub enum PipelineError {
     /// Scoring failed for a reason that is not the event's fault.
     #[error("inference: {0}")]
     Inference(#[from] AnomalyError),
+    /// A result could not be written (see [`EventSink`]).
+    #[error("writing the results: {0}")]
+    Output(#[from] std::io::Error),
 }
+
+/// Dead letters kept in [`PipelineRun::dead_letters`]; beyond it they are only counted, so
+/// that a file full of bad rows does not fill the memory.
+pub const LISTED_DEAD_LETTERS: usize = 10_000;
 
 /// What a run produced.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PipelineRun {
     /// The configuration it ran with.
     pub config: Option<PipelineConfig>,
-    /// Every scored event (the `scored_events` table).
+    /// Every scored event (the `scored_events` table), when the run keeps them ([`run`]);
+    /// empty when they went to an [`EventSink`].
     pub scored: Vec<ScoredEvent>,
     /// Every drift (the `drift_events` table).
     pub drifts: Vec<DriftEvent>,
@@ -113,21 +123,82 @@ pub struct PipelineRun {
     pub jobs: Vec<JobOutcome>,
     /// Every published model (the `model_versions` table, first version excluded).
     pub model_updates: Vec<ModelUpdate>,
-    /// Every alert (the `alerts` table).
+    /// Every alert (the `alerts` table), when the run keeps them; see `scored`.
     pub alerts: Vec<Alert>,
     /// The alerts the notifier received.
     pub notified: Vec<Alert>,
     /// Alerts not re-sent because an identical one was sent recently.
     pub duplicates_suppressed: u64,
-    /// Events that could not be processed.
+    /// Events that could not be processed (the first [`LISTED_DEAD_LETTERS`]), with where
+    /// they were: an input file's line number, or the generator's event index.
     pub dead_letters: Vec<DeadLetter>,
-    /// Where each generator phase started.
+    /// Dead letters beyond [`LISTED_DEAD_LETTERS`], counted only.
+    #[serde(default)]
+    pub unlisted_dead_letters: u64,
+    /// Where each phase started.
     pub boundaries: Vec<PhaseBoundary>,
     /// Wall time of the run.
     pub seconds: f64,
+    /// The figures of the scored events and alerts, accumulated as they were produced.
+    #[serde(skip)]
+    pub stats: RunStats,
 }
 
-/// Runs the whole pipeline; `progress(done, total)` is called every few thousand events.
+/// Where a run's per-event results go as they are produced: scored events and alerts are
+/// most of a run's output, so a long run streams them instead of keeping them.
+pub trait EventSink {
+    /// A scored event, in stream order.
+    fn scored(&mut self, event: ScoredEvent) -> std::io::Result<()>;
+    /// An alert, in the order they were raised.
+    fn alert(&mut self, alert: &Alert) -> std::io::Result<()>;
+}
+
+/// Keeps everything in memory (what [`run`] returns).
+#[derive(Default)]
+struct KeepAll {
+    scored: Vec<ScoredEvent>,
+    alerts: Vec<Alert>,
+}
+
+impl EventSink for KeepAll {
+    fn scored(&mut self, event: ScoredEvent) -> std::io::Result<()> {
+        self.scored.push(event);
+        Ok(())
+    }
+
+    fn alert(&mut self, alert: &Alert) -> std::io::Result<()> {
+        self.alerts.push(alert.clone());
+        Ok(())
+    }
+}
+
+/// One transaction of a run's input, or why a record of it could not be read.
+pub type InputRecord = Result<RawTransaction, UnreadableRecord>;
+
+/// A record of the input that is not a transaction: it becomes a dead letter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnreadableRecord {
+    /// Why.
+    pub error: String,
+    /// The record as it was (cut to 4 KiB in the dead letter).
+    pub raw: String,
+}
+
+/// Where a run's transactions come from.
+pub struct Input<I> {
+    /// The transactions (or unreadable records), in order.
+    pub records: I,
+    /// Records expected (the progress bar's end and the charts' resolution).
+    pub expected: u64,
+    /// Named in dead letters (`source_topic`); their `offset` is the record's `position`.
+    pub source: String,
+    /// The position of the first record (a file's first data line, or 0).
+    pub first_position: i64,
+}
+
+/// Runs the whole pipeline on the synthetic stream of `config.generator`, keeping every
+/// scored event and alert in memory; `progress(done, total)` is called every few thousand
+/// events.
 ///
 /// ```
 /// use anomaly_services::pipeline::{run, PipelineConfig};
@@ -140,8 +211,53 @@ pub struct PipelineRun {
 /// ```
 pub fn run(
     config: &PipelineConfig,
-    mut progress: impl FnMut(u64, u64),
+    progress: impl FnMut(u64, u64),
 ) -> Result<PipelineRun, PipelineError> {
+    let mut kept = KeepAll::default();
+    let mut out = run_streaming(config, synthetic_input(config), &mut kept, progress)?;
+    out.scored = kept.scored;
+    out.alerts = kept.alerts;
+    Ok(out)
+}
+
+/// The synthetic stream of `config.generator` as a run's input.
+pub fn synthetic_input(config: &PipelineConfig) -> Input<impl Iterator<Item = InputRecord>> {
+    Input {
+        records: Generator::new(config.generator.clone()).map(Ok),
+        expected: config.generator.events,
+        source: "raw-transactions".into(),
+        first_position: 0,
+    }
+}
+
+/// Transactions sent from the reading thread to the stages at a time: large enough to make
+/// the hand-over cheap, small enough to keep both threads busy.
+const BATCH: usize = 512;
+/// Batches in flight between the two threads.
+const BATCHES_IN_FLIGHT: usize = 8;
+
+/// A transaction made ready for the stages by the reading thread.
+enum Prepared {
+    Features(FeatureVector),
+    Rejected(DeadLetter),
+}
+
+/// Runs the whole pipeline on `input`, handing every scored event and alert to `sink` as it
+/// is produced (memory stays flat whatever the input's length); the returned run has the
+/// rest (drifts, jobs, notified alerts, dead letters, figures).
+///
+/// Reading the input and computing features run on a second thread, ahead of the stages:
+/// the feature state of a card depends only on that card's earlier transactions, so the
+/// results are those of one thread, event for event.
+pub fn run_streaming<I>(
+    config: &PipelineConfig,
+    input: Input<I>,
+    sink: &mut impl EventSink,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<PipelineRun, PipelineError>
+where
+    I: Iterator<Item = InputRecord> + Send,
+{
     let seed = config.generator.seed;
     let features: Vec<String> = TransactionFeatures::NAMES
         .iter()
@@ -149,87 +265,178 @@ pub fn run(
         .collect();
     let mut model_params = config.model.clone();
     model_params.hst.seed = Some(model_params.hst.seed.unwrap_or(seed));
-    let generator = Generator::new(config.generator.clone());
-    let mut out = PipelineRun {
-        config: Some(config.clone()),
-        boundaries: generator.boundaries().to_vec(),
-        ..PipelineRun::default()
-    };
-    let mut engineer = FeatureEngineer::new(InMemoryStore::new(CardState::default()));
     let model = Ensemble::with_features(model_params.clone(), &features)?;
-    let mut inference = Inference::new(model, 1, config.threshold);
+    let inference = Inference::new(model, 1, config.threshold);
     // Scores are 0 while the trees fill their first window: not a drift worth reporting.
     let warm_up =
         u64::from(model_params.hst.window_size) + u64::from(model_params.sad_grace_period);
-    let mut monitor = DriftMonitor::new(warm_up);
-    let mut retrainer = Retrainer::new(config.retraining.clone(), model_params, features);
-    let mut waiting_job = None;
-    let mut router = AlertRouter::new(config.min_notify_severity, 60_000);
-    let total = config.generator.events;
-    out.scored.reserve(total as usize);
+    let mut stages = Stages {
+        monitor: DriftMonitor::new(warm_up),
+        retrainer: Retrainer::new(config.retraining.clone(), model_params, features),
+        waiting_job: None,
+        router: AlertRouter::new(config.min_notify_severity, 60_000),
+        inference,
+        new_alerts: Vec::new(),
+    };
+    let total = input.expected;
+    let mut out = PipelineRun {
+        config: Some(config.clone()),
+        stats: RunStats::new(total),
+        ..PipelineRun::default()
+    };
+    let mut phases = PhaseTracker::default();
     let start = Instant::now();
-    let mut first_event_ms = None;
-    for (index, tx) in generator.enumerate() {
-        if config.replay_speed > 0.0 {
-            let origin = *first_event_ms.get_or_insert(tx.timestamp_ms);
-            pace(start, tx.timestamp_ms - origin, config.replay_speed);
-        }
-        let vector = match engineer.process(&tx) {
-            Ok(vector) => vector,
-            Err(e) => {
-                let payload = serde_json::to_vec(&tx).unwrap_or_default();
-                out.dead_letters.push(dead_letter(
-                    &e,
-                    "raw-transactions",
-                    0,
-                    index as i64,
-                    &payload,
-                ));
-                continue;
+    let replay_speed = config.replay_speed;
+    // Paced runs hand over event by event, so that events reach the stages on time.
+    let batch = if replay_speed > 0.0 { 1 } else { BATCH };
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(BATCHES_IN_FLIGHT);
+    let source = input.source.clone();
+    let first_position = input.first_position;
+    std::thread::scope(|scope| -> Result<(), PipelineError> {
+        scope.spawn(move || {
+            let mut engineer = FeatureEngineer::new(InMemoryStore::new(CardState::default()));
+            let mut first_event_ms = None;
+            let mut prepared = Vec::with_capacity(batch);
+            for (index, record) in input.records.enumerate() {
+                let position = first_position + index as i64;
+                let item = match record {
+                    Ok(tx) => {
+                        if replay_speed > 0.0 {
+                            let origin = *first_event_ms.get_or_insert(tx.timestamp_ms);
+                            pace(start, tx.timestamp_ms - origin, replay_speed);
+                        }
+                        match engineer.process_owned(tx) {
+                            Ok(vector) => Prepared::Features(vector),
+                            Err((e, tx)) => {
+                                let payload = serde_json::to_vec(&tx).unwrap_or_default();
+                                Prepared::Rejected(dead_letter(&e, &source, 0, position, &payload))
+                            }
+                        }
+                    }
+                    Err(unreadable) => Prepared::Rejected(dead_letter(
+                        &unreadable.error,
+                        &source,
+                        0,
+                        position,
+                        unreadable.raw.as_bytes(),
+                    )),
+                };
+                prepared.push(item);
+                if prepared.len() == batch {
+                    let full = std::mem::replace(&mut prepared, Vec::with_capacity(batch));
+                    if sender.send(full).is_err() {
+                        return; // The stages stopped on an error.
+                    }
+                }
             }
-        };
-        let (scored, anomaly_alert) = inference.process(&vector)?;
-        retrainer.observe(vector, scored.score);
-        let mut new_alerts: Vec<Alert> = anomaly_alert.into_iter().collect();
-        for drift in monitor.process(&scored) {
-            new_alerts.push(drift_alert(&drift));
-            if waiting_job.is_none() {
-                waiting_job = retrainer.request(&drift);
+            if !prepared.is_empty() {
+                let _ = sender.send(prepared);
+            }
+        });
+        let mut done = 0u64;
+        for prepared in receiver {
+            for item in prepared {
+                match item {
+                    Prepared::Features(vector) => {
+                        phases.observe(&vector.phase, out.stats.scored());
+                        stages.process(vector, &mut out, sink)?;
+                    }
+                    Prepared::Rejected(letter) => {
+                        if out.dead_letters.len() < LISTED_DEAD_LETTERS {
+                            out.dead_letters.push(letter);
+                        } else {
+                            out.unlisted_dead_letters += 1;
+                        }
+                    }
+                }
+                done += 1;
+                if done % 4096 == 0 {
+                    progress(done, total.max(done));
+                }
+            }
+        }
+        progress(done, total.max(done));
+        Ok(())
+    })?;
+    out.boundaries = phases.boundaries;
+    out.seconds = start.elapsed().as_secs_f64();
+    Ok(out)
+}
+
+/// The stages after feature engineering, run on the calling thread.
+struct Stages {
+    inference: Inference,
+    monitor: DriftMonitor,
+    retrainer: Retrainer,
+    waiting_job: Option<RetrainingJob>,
+    router: AlertRouter,
+    /// Reused for every event: most raise none.
+    new_alerts: Vec<Alert>,
+}
+
+impl Stages {
+    fn process(
+        &mut self,
+        vector: FeatureVector,
+        out: &mut PipelineRun,
+        sink: &mut impl EventSink,
+    ) -> Result<(), PipelineError> {
+        let (scored, anomaly_alert) = self.inference.process_owned(vector)?;
+        self.retrainer.observe(&scored);
+        self.new_alerts.extend(anomaly_alert);
+        for drift in self.monitor.process(&scored) {
+            self.new_alerts.push(drift_alert(&drift));
+            if self.waiting_job.is_none() {
+                self.waiting_job = self.retrainer.request(&drift);
             }
             out.drifts.push(drift);
         }
         // As in the services, a job waits until there is enough data to train on.
-        if retrainer.ready()
-            && let Some(job) = waiting_job.take()
+        if self.retrainer.ready()
+            && let Some(job) = self.waiting_job.take()
         {
-            let running = inference.version();
-            let (outcome, publish) = retrainer.run(job, running, running + 1)?;
+            let running = self.inference.version();
+            let (outcome, publish) = self.retrainer.run(job, running, running + 1)?;
             if let Some(publication) = publish {
                 // The published bytes go through the same validation as in the services.
-                if inference.swap(&publication.snapshot).is_ok() {
+                if self.inference.swap(&publication.snapshot).is_ok() {
                     out.model_updates.push(publication.update);
                 }
             }
             out.jobs.push(outcome);
         }
-        for alert in new_alerts {
-            match router.route(&alert) {
+        for alert in self.new_alerts.drain(..) {
+            match self.router.route(&alert) {
                 Routing::Notify => out.notified.push(alert.clone()),
                 Routing::Duplicate => out.duplicates_suppressed += 1,
                 Routing::Stored => {}
             }
             // In one process nothing can fail between routing and storing.
-            router.commit();
-            out.alerts.push(alert);
+            self.router.commit();
+            out.stats.add_alert(&alert);
+            sink.alert(&alert)?;
         }
-        out.scored.push(scored);
-        if index % 4096 == 4095 {
-            progress(index as u64 + 1, total);
+        out.stats.add_scored(&scored);
+        sink.scored(scored)?;
+        Ok(())
+    }
+}
+
+/// Phase boundaries as the events show them: a new one wherever the phase changes.
+#[derive(Default)]
+struct PhaseTracker {
+    boundaries: Vec<PhaseBoundary>,
+}
+
+impl PhaseTracker {
+    fn observe(&mut self, phase: &str, index: u64) {
+        if self.boundaries.last().is_none_or(|b| b.name != phase) {
+            self.boundaries.push(PhaseBoundary {
+                index,
+                name: phase.to_owned(),
+            });
         }
     }
-    progress(total, total);
-    out.seconds = start.elapsed().as_secs_f64();
-    Ok(out)
 }
 
 /// Sleeps until `event_offset_ms` of event time, divided by `speed`, has passed since `start`.

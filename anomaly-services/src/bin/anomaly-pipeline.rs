@@ -8,8 +8,10 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anomaly_services::messages::Severity;
-use anomaly_services::pipeline::{PipelineConfig, run, with_random_cut_forest};
-use anomaly_services::report;
+use anomaly_services::pipeline::{
+    PipelineConfig, run_streaming, synthetic_input, with_random_cut_forest,
+};
+use anomaly_services::report::{self, CsvTables};
 
 const HELP: &str = "\
 anomaly-pipeline: synthetic card transactions through all six stages (feature engineering,
@@ -144,7 +146,21 @@ fn main() -> ExitCode {
         }
     };
     let show_progress = !cli.quiet && std::io::stderr().is_terminal();
-    let result = match run(&cli.config, progress_bar(show_progress)) {
+    let mut tables =
+        match std::fs::create_dir_all(&cli.out).and_then(|()| CsvTables::create(&cli.out)) {
+            Ok(tables) => tables,
+            Err(e) => {
+                eprintln!(
+                    "error: cannot write the report to {}: {e}",
+                    cli.out.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+    let input = synthetic_input(&cli.config);
+    let result = run_streaming(&cli.config, input, &mut tables, progress_bar(show_progress))
+        .and_then(|result| Ok((tables.finish()?, result).1));
+    let result = match result {
         Ok(result) => result,
         Err(e) => {
             eprintln!("error: {e}");
@@ -152,14 +168,16 @@ fn main() -> ExitCode {
         }
     };
     let summary = report::summarize(&result);
-    print!("{}", report::render_text(&summary, &result));
-    if let Err(e) = report::write(&cli.out, &summary, &result) {
+    // A closed stdout (`| head`) must not stop the report from being written.
+    let mut stdout = std::io::stdout().lock();
+    let _ = write!(stdout, "{}", report::render_text(&summary, &result));
+    if let Err(e) = report::write_summaries(&cli.out, &summary, &result) {
         eprintln!(
             "error: cannot write the report to {}: {e}",
             cli.out.display()
         );
         return ExitCode::FAILURE;
     }
-    println!("report: {}", cli.out.join("report.html").display());
+    let _ = writeln!(stdout, "report: {}", cli.out.join("report.html").display());
     ExitCode::SUCCESS
 }

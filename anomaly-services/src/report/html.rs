@@ -2,8 +2,6 @@
 
 use std::fmt::Write as _;
 
-use anomaly_core::metrics::Confusion;
-
 use super::Summary;
 use crate::messages::{DriftSource, Severity};
 use crate::pipeline::PipelineRun;
@@ -11,8 +9,8 @@ use crate::pipeline::PipelineRun;
 const WIDTH: f64 = 960.0;
 const HEIGHT: f64 = 260.0;
 const MARGIN: f64 = 40.0;
-/// Points per chart: events are averaged into this many buckets.
-const BUCKETS: usize = 400;
+/// Dead letters listed in the report (all are in `run.json`).
+const LISTED_DEAD_LETTERS: usize = 100;
 const PHASE_COLOURS: [&str; 6] = [
     "#eef3fb", "#fbf3e6", "#fbeaea", "#eaf7ee", "#f3eefb", "#f7f7e8",
 ];
@@ -91,19 +89,18 @@ fn polyline(svg: &mut String, points: &[(f64, f64)], colour: &str, class: &str) 
 }
 
 fn score_chart(run: &PipelineRun, threshold: f64) -> String {
-    let events = run.scored.len() as f64;
+    let stats = &run.stats;
+    let events = stats.scored as f64;
     let mut svg = String::new();
     frame(&mut svg, "Score stream");
     phase_bands(&mut svg, run, events);
     axes(&mut svg, events);
-    let per = (run.scored.len() / BUCKETS).max(1);
+    let per = stats.score_per;
     let (mut mean, mut max) = (Vec::new(), Vec::new());
-    for (b, chunk) in run.scored.chunks(per).enumerate() {
-        let x = x_of((b * per) as f64 + chunk.len() as f64 / 2.0, events);
-        let sum: f64 = chunk.iter().map(|e| e.score).sum();
-        mean.push((x, y_of(sum / chunk.len() as f64)));
-        let top = chunk.iter().map(|e| e.score).fold(0.0, f64::max);
-        max.push((x, y_of(top)));
+    for (b, bucket) in stats.score_buckets.iter().enumerate() {
+        let x = x_of((b as u64 * per) as f64 + bucket.events as f64 / 2.0, events);
+        mean.push((x, y_of(bucket.sum / bucket.events as f64)));
+        max.push((x, y_of(bucket.max)));
     }
     polyline(&mut svg, &max, "#f4a582", "score-max");
     polyline(&mut svg, &mean, "#2166ac", "score-mean");
@@ -129,36 +126,32 @@ fn score_chart(run: &PipelineRun, threshold: f64) -> String {
             d.sequence
         );
     }
-    let mut version = 1;
-    for (i, e) in run.scored.iter().enumerate() {
-        if e.model_version != version {
-            version = e.model_version;
-            let x = x_of(i as f64, events);
-            let _ = write!(
-                svg,
-                r##"<line class="model-version" x1="{x}" y1="{MARGIN}" x2="{x}" y2="{}" stroke="#1b7837" stroke-dasharray="2 2"/><text x="{}" y="{}" font-size="10" fill="#1b7837">v{version}</text>"##,
-                HEIGHT - MARGIN,
-                x + 2.0,
-                HEIGHT - MARGIN - 4.0
-            );
-        }
+    for &(index, version) in &stats.version_changes {
+        let x = x_of(index as f64, events);
+        let _ = write!(
+            svg,
+            r##"<line class="model-version" x1="{x}" y1="{MARGIN}" x2="{x}" y2="{}" stroke="#1b7837" stroke-dasharray="2 2"/><text x="{}" y="{}" font-size="10" fill="#1b7837">v{version}</text>"##,
+            HEIGHT - MARGIN,
+            x + 2.0,
+            HEIGHT - MARGIN - 4.0
+        );
     }
     svg.push_str("</svg>");
     svg
 }
 
 fn quality_chart(run: &PipelineRun) -> String {
-    let events = run.scored.len() as f64;
+    let stats = &run.stats;
+    let events = stats.scored as f64;
     let mut svg = String::new();
     frame(&mut svg, "Precision and recall over time");
     phase_bands(&mut svg, run, events);
     axes(&mut svg, events);
-    let per = (run.scored.len() / 40).max(1);
+    let per = stats.quality_per;
     let (mut precision, mut recall) = (Vec::new(), Vec::new());
-    for (b, chunk) in run.scored.chunks(per).enumerate() {
-        let mut c = Confusion::default();
-        chunk.iter().for_each(|e| c.add(e.is_anomaly, e.is_fraud));
-        let x = x_of((b * per) as f64 + chunk.len() as f64 / 2.0, events);
+    for (b, c) in stats.quality_buckets.iter().enumerate() {
+        let len = c.true_positives + c.false_positives + c.false_negatives + c.true_negatives;
+        let x = x_of((b as u64 * per) as f64 + len as f64 / 2.0, events);
         precision.push((x, y_of(c.precision())));
         recall.push((x, y_of(c.recall())));
     }
@@ -204,6 +197,27 @@ fn row(html: &mut String, key: &str, value: &str) {
         escape(key),
         escape(value)
     );
+}
+
+/// Where the rejected events were (a file's line numbers, or a topic's offsets) and why.
+fn dead_letters(html: &mut String, summary: &Summary, run: &PipelineRun) {
+    let listed = run.dead_letters.len().min(LISTED_DEAD_LETTERS);
+    let _ = write!(
+        html,
+        "<section id=\"dead-letters\"><h2>Dead letters</h2><p>{} events were not scored; the first {listed} are listed here, {} in run.json.</p><table><tr><th>source</th><th>line / offset</th><th>error</th></tr>",
+        summary.dead_letters,
+        run.dead_letters.len()
+    );
+    for d in &run.dead_letters[..listed] {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&d.source_topic),
+            d.offset,
+            escape(&d.error)
+        );
+    }
+    html.push_str("</table></section>");
 }
 
 /// The whole report.
@@ -281,6 +295,10 @@ pub(super) fn render(summary: &Summary, run: &PipelineRun) -> String {
     }
     html.push_str("</table></section><section id=\"alerts\"><h2>Alerts</h2>");
     html.push_str(&alert_chart(summary));
-    html.push_str("</section></body></html>\n");
+    html.push_str("</section>");
+    if !run.dead_letters.is_empty() {
+        dead_letters(&mut html, summary, run);
+    }
+    html.push_str("</body></html>\n");
     html
 }

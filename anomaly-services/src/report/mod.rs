@@ -4,7 +4,6 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anomaly_core::metrics::{Confusion, roc_auc};
 use serde::{Deserialize, Serialize};
 
 use crate::messages::{DriftSource, Severity};
@@ -70,12 +69,8 @@ pub struct Summary {
 
 /// Computes the figures of a run.
 pub fn summarize(run: &PipelineRun) -> Summary {
-    let mut confusion = Confusion::default();
-    for e in &run.scored {
-        confusion.add(e.is_anomaly, e.is_fraud);
-    }
-    let scores: Vec<f64> = run.scored.iter().map(|e| e.score).collect();
-    let labels: Vec<bool> = run.scored.iter().map(|e| e.is_fraud).collect();
+    let stats = &run.stats;
+    let confusion = stats.confusion;
     let drift_index = |source: DriftSource| -> Vec<u64> {
         run.drifts
             .iter()
@@ -107,15 +102,12 @@ pub fn summarize(run: &PipelineRun) -> Summary {
             });
         }
     }
-    let mut alerts_by_severity = [0u64; 4];
-    for a in &run.alerts {
-        alerts_by_severity[a.severity as usize] += 1;
-    }
-    let scored = run.scored.len() as u64;
+    let scored = stats.scored;
+    let dead_letters = run.dead_letters.len() as u64 + run.unlisted_dead_letters;
     Summary {
-        events: scored + run.dead_letters.len() as u64,
+        events: scored + dead_letters,
         scored,
-        dead_letters: run.dead_letters.len() as u64,
+        dead_letters,
         seconds: run.seconds,
         throughput: if run.seconds > 0.0 {
             scored as f64 / run.seconds
@@ -129,13 +121,13 @@ pub fn summarize(run: &PipelineRun) -> Summary {
         precision: confusion.precision(),
         recall: confusion.recall(),
         f1: confusion.f1(),
-        roc_auc: roc_auc(&scores, &labels),
+        roc_auc: stats.auc.roc_auc(),
         boundaries,
         adwin_false_alarms: adwin.len() as u64 - first_of_phase.0,
         ddm_false_alarms: ddm.len() as u64 - first_of_phase.1,
         retraining_jobs: run.jobs.len() as u64,
         models_published: run.model_updates.len() as u64,
-        alerts_by_severity,
+        alerts_by_severity: stats.alerts_by_severity,
         alerts_notified: run.notified.len() as u64,
     }
 }
@@ -216,8 +208,24 @@ pub fn render_text(summary: &Summary, run: &PipelineRun) -> String {
 }
 
 /// Writes `summary.json`, `run.json` (drifts, jobs, model updates, notified alerts),
-/// `scored_events.csv`, `alerts.csv` and `report.html` into `dir`.
+/// `scored_events.csv`, `alerts.csv` and `report.html` into `dir`, from a run that kept its
+/// events in memory ([`pipeline::run`](crate::pipeline::run)).
 pub fn write(dir: &Path, summary: &Summary, run: &PipelineRun) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut tables = CsvTables::create(dir)?;
+    for e in &run.scored {
+        tables.scored(e)?;
+    }
+    for a in &run.alerts {
+        tables.alert(a)?;
+    }
+    tables.finish()?;
+    write_summaries(dir, summary, run)
+}
+
+/// Writes `summary.json`, `run.json` and `report.html` into `dir` (the CSV tables are written
+/// as the run goes, by [`CsvTables`]).
+pub fn write_summaries(dir: &Path, summary: &Summary, run: &PipelineRun) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(
         dir.join("summary.json"),
@@ -236,41 +244,13 @@ pub fn write(dir: &Path, summary: &Summary, run: &PipelineRun) -> std::io::Resul
         dir.join("run.json"),
         serde_json::to_string_pretty(&details).unwrap_or_default(),
     )?;
-    let mut csv = String::from(
-        "event_id,timestamp_ms,card_id,amount,score,is_anomaly,is_fraud,model_version,phase\n",
-    );
-    for e in &run.scored {
-        let _ = writeln!(
-            csv,
-            "{},{},{},{},{},{},{},{},{}",
-            e.event_id,
-            e.timestamp_ms,
-            e.card_id,
-            e.amount,
-            e.score,
-            u8::from(e.is_anomaly),
-            u8::from(e.is_fraud),
-            e.model_version,
-            e.phase
-        );
-    }
-    std::fs::write(dir.join("scored_events.csv"), csv)?;
-    let mut alerts = String::from("alert_id,kind,severity,timestamp_ms,event_id,card_id,score\n");
-    for a in &run.alerts {
-        let _ = writeln!(
-            alerts,
-            "{},{:?},{},{},{},{},{}",
-            a.alert_id,
-            a.kind,
-            a.severity.name(),
-            a.timestamp_ms,
-            a.event_id,
-            a.card_id.as_deref().unwrap_or(""),
-            a.score.map_or(String::new(), |s| s.to_string())
-        );
-    }
-    std::fs::write(dir.join("alerts.csv"), alerts)?;
     std::fs::write(dir.join("report.html"), html::render(summary, run))
 }
+
+mod csv;
+mod stats;
+
+pub use csv::CsvTables;
+pub use stats::{ExactRocAuc, RunStats};
 
 mod html;

@@ -65,6 +65,43 @@ impl<S: FeatureStore<State = CardState>> FeatureEngineer<S> {
     }
 }
 
+impl<S: FeatureStore<State = CardState>> FeatureEngineer<S> {
+    /// [`process`](Self::process), moving the transaction's ids into the feature vector
+    /// instead of copying them (the embedded pipeline's hot path); a rejected transaction
+    /// comes back with the error, for its dead letter.
+    pub fn process_owned(
+        &mut self,
+        tx: RawTransaction,
+    ) -> Result<FeatureVector, (FeatureError<S::Error>, RawTransaction)> {
+        let (transaction, is_fraud, phase) = tx.into_parts();
+        let outcome = self
+            .store
+            .update(&transaction.card_id, |card| card.update(&transaction));
+        let features = match outcome {
+            Ok(Ok(features)) => features,
+            Ok(Err(e)) => {
+                let tx = RawTransaction::from_parts(transaction, is_fraud, phase);
+                return Err((FeatureError::Transaction(e), tx));
+            }
+            Err(e) => {
+                let tx = RawTransaction::from_parts(transaction, is_fraud, phase);
+                return Err((FeatureError::Store(e), tx));
+            }
+        };
+        Ok(FeatureVector {
+            schema_version: crate::messages::SCHEMA_VERSION,
+            event_id: transaction.event_id,
+            card_id: transaction.card_id,
+            timestamp_ms: transaction.timestamp_ms,
+            features: features.values().to_vec(),
+            amount: transaction.amount,
+            is_fraud,
+            phase,
+            merchant: transaction.merchant,
+        })
+    }
+}
+
 /// The message for `tx` with its computed `features`.
 pub fn feature_vector(tx: &RawTransaction, features: &TransactionFeatures) -> FeatureVector {
     FeatureVector {

@@ -28,6 +28,48 @@ pub fn anomaly_severity(score: f64) -> Severity {
     }
 }
 
+/// The alert of an anomalous `vector`, naming the (at most three) features that isolated it.
+fn anomaly_alert(
+    vector: &FeatureVector,
+    score: f64,
+    explanation: &[anomaly_core::anomaly::FeatureContribution],
+) -> Alert {
+    let top_features: Vec<(String, f64)> = explanation
+        .iter()
+        .take(3)
+        .map(|c| (c.feature.clone(), c.share))
+        .collect();
+    let severity = anomaly_severity(score);
+    let because = top_features
+        .iter()
+        .map(|(f, _)| f.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Alert {
+        schema_version: crate::messages::SCHEMA_VERSION,
+        // One anomaly alert per event at most: replays give the same id.
+        alert_id: name_uuid("anomaly-alert", &vector.event_id),
+        kind: AlertKind::Anomaly,
+        severity,
+        timestamp_ms: vector.timestamp_ms,
+        event_id: vector.event_id.clone(),
+        card_id: Some(vector.card_id.clone()),
+        score: Some(score),
+        message: format!(
+            "{} anomaly on {}: score {score:.3}, amount {:.2}{}",
+            severity.name(),
+            vector.card_id,
+            vector.amount,
+            if because.is_empty() {
+                String::new()
+            } else {
+                format!(", isolated by {because}")
+            }
+        ),
+        top_features,
+    }
+}
+
 /// Why a model could not be swapped in. The running model stays.
 #[derive(Debug, Error)]
 pub enum SwapError {
@@ -95,47 +137,7 @@ impl Inference {
         &mut self,
         vector: &FeatureVector,
     ) -> Result<(ScoredEvent, Option<Alert>), AnomalyError> {
-        let scored = self.model.score(&vector.features)?;
-        let score = scored.score();
-        let is_anomaly = score >= self.threshold;
-        let alert = is_anomaly.then(|| {
-            let top_features: Vec<(String, f64)> = scored
-                .explain()
-                .into_iter()
-                .take(3)
-                .map(|c| (c.feature, c.share))
-                .collect();
-            let severity = anomaly_severity(score);
-            let because = top_features
-                .iter()
-                .map(|(f, _)| f.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            Alert {
-                schema_version: crate::messages::SCHEMA_VERSION,
-                // One anomaly alert per event at most: replays give the same id.
-                alert_id: name_uuid("anomaly-alert", &vector.event_id),
-                kind: AlertKind::Anomaly,
-                severity,
-                timestamp_ms: vector.timestamp_ms,
-                event_id: vector.event_id.clone(),
-                card_id: Some(vector.card_id.clone()),
-                score: Some(score),
-                message: format!(
-                    "{} anomaly on {}: score {score:.3}, amount {:.2}{}",
-                    severity.name(),
-                    vector.card_id,
-                    vector.amount,
-                    if because.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", isolated by {because}")
-                    }
-                ),
-                top_features,
-            }
-        });
-        scored.learn();
+        let (score, is_anomaly, alert) = self.score_and_learn(vector)?;
         Ok((
             ScoredEvent {
                 schema_version: crate::messages::SCHEMA_VERSION,
@@ -153,6 +155,45 @@ impl Inference {
             },
             alert,
         ))
+    }
+
+    /// [`process`](Self::process), moving the vector's ids and features into the scored
+    /// event instead of copying them (the embedded pipeline's hot path).
+    pub fn process_owned(
+        &mut self,
+        vector: FeatureVector,
+    ) -> Result<(ScoredEvent, Option<Alert>), AnomalyError> {
+        let (score, is_anomaly, alert) = self.score_and_learn(&vector)?;
+        Ok((
+            ScoredEvent {
+                schema_version: crate::messages::SCHEMA_VERSION,
+                event_id: vector.event_id,
+                card_id: vector.card_id,
+                timestamp_ms: vector.timestamp_ms,
+                score,
+                is_anomaly,
+                is_fraud: vector.is_fraud,
+                model_version: self.version,
+                amount: vector.amount,
+                phase: vector.phase,
+                merchant: vector.merchant,
+                features: vector.features,
+            },
+            alert,
+        ))
+    }
+
+    /// The score, the decision and the alert of an anomaly; the model learns the vector.
+    fn score_and_learn(
+        &mut self,
+        vector: &FeatureVector,
+    ) -> Result<(f64, bool, Option<Alert>), AnomalyError> {
+        let scored = self.model.score(&vector.features)?;
+        let score = scored.score();
+        let is_anomaly = score >= self.threshold;
+        let alert = is_anomaly.then(|| anomaly_alert(vector, score, &scored.explain()));
+        scored.learn();
+        Ok((score, is_anomaly, alert))
     }
 
     /// A checkpoint of the running model as it has learned so far (a snapshot under the

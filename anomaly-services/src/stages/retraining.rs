@@ -7,7 +7,7 @@ use anomaly_core::snapshot::{Model, Snapshot};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::name_uuid;
-use crate::messages::{DriftEvent, FeatureVector, ModelUpdate};
+use crate::messages::{DriftEvent, FeatureVector, ModelUpdate, ScoredEvent};
 use anomaly_core::metrics::roc_auc;
 
 /// How retraining is triggered and judged.
@@ -94,14 +94,58 @@ pub struct Publication {
     pub snapshot: Vec<u8>,
 }
 
+/// A recent labelled event, as retraining needs it.
+#[derive(Clone, Debug)]
+struct Example {
+    /// [`id_key`] of its event id.
+    id: u64,
+    features: Vec<f64>,
+    is_fraud: bool,
+    live_score: f64,
+}
+
+/// A 64-bit key of an event id: the set of recent ids keeps these instead of the strings.
+/// Two of the few thousand recent ids share a key with a probability near 1e-12 (the later
+/// one would be taken for a replay and not kept).
+fn id_key(event_id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same id always gets the same key.
+    let mut hasher = std::hash::DefaultHasher::new();
+    event_id.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The keys are already hashes: the set uses them as they are.
+#[derive(Clone, Copy, Default)]
+struct KeyAsHash(u64);
+
+impl std::hash::Hasher for KeyAsHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed (write_u64); this keeps any other input well mixed.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
+}
+
+type KeySet = HashSet<u64, std::hash::BuildHasherDefault<KeyAsHash>>;
+
 /// Keeps the recent labelled vectors, turns drifts into jobs, runs them.
 pub struct Retrainer {
     params: RetrainingParams,
     model_params: EnsembleParams,
     features: Vec<String>,
-    recent: VecDeque<(FeatureVector, f64)>,
-    /// Event ids in `recent`: a replayed event is kept once.
-    recent_ids: HashSet<String>,
+    recent: VecDeque<Example>,
+    /// Keys of the event ids in `recent`: a replayed event is kept once.
+    recent_ids: KeySet,
     /// Sequence of the drift of the last job that trained.
     last_request: Option<u64>,
 }
@@ -115,7 +159,7 @@ impl Retrainer {
     ) -> Self {
         Self {
             recent: VecDeque::with_capacity(params.history + params.holdout),
-            recent_ids: HashSet::new(),
+            recent_ids: KeySet::default(),
             params,
             model_params,
             features,
@@ -123,18 +167,33 @@ impl Retrainer {
         }
     }
 
-    /// Records a scored vector (with the score the running model gave it).
+    /// Records a scored event (its features, label and live score).
     /// An event already kept (a replayed batch) is ignored.
-    pub fn observe(&mut self, vector: FeatureVector, live_score: f64) {
-        if !self.recent_ids.insert(vector.event_id.clone()) {
+    pub fn observe(&mut self, scored: &ScoredEvent) {
+        self.keep(
+            &scored.event_id,
+            &scored.features,
+            scored.is_fraud,
+            scored.score,
+        );
+    }
+
+    fn keep(&mut self, event_id: &str, features: &[f64], is_fraud: bool, live_score: f64) {
+        let id = id_key(event_id);
+        if !self.recent_ids.insert(id) {
             return;
         }
         if self.recent.len() == self.params.history + self.params.holdout
-            && let Some((oldest, _)) = self.recent.pop_front()
+            && let Some(oldest) = self.recent.pop_front()
         {
-            self.recent_ids.remove(&oldest.event_id);
+            self.recent_ids.remove(&oldest.id);
         }
-        self.recent.push_back((vector, live_score));
+        self.recent.push_back(Example {
+            id,
+            features: features.to_vec(),
+            is_fraud,
+            live_score,
+        });
     }
 
     /// A job for `drift`, unless a job ran (trained a candidate) less than `debounce_events`
@@ -161,7 +220,7 @@ impl Retrainer {
         self.recent.clear();
         self.recent_ids.clear();
         for (vector, score) in events {
-            self.observe(vector, score);
+            self.keep(&vector.event_id, &vector.features, vector.is_fraud, score);
         }
     }
 
@@ -211,17 +270,17 @@ impl Retrainer {
             .recent
             .iter()
             .take(split)
-            .map(|(v, _)| v.features.as_slice())
+            .map(|e| e.features.as_slice())
             .collect();
         let mut params = self.model_params.clone();
         params.hst.seed = Some(params.hst.seed.unwrap_or(0).wrapping_add(version));
         let mut candidate = Ensemble::train_fresh(params, &self.features, &train)?;
-        let holdout: Vec<&(FeatureVector, f64)> = self.recent.iter().skip(split).collect();
-        let labels: Vec<bool> = holdout.iter().map(|(v, _)| v.is_fraud).collect();
-        let live: Vec<f64> = holdout.iter().map(|(_, s)| *s).collect();
+        let holdout: Vec<&Example> = self.recent.iter().skip(split).collect();
+        let labels: Vec<bool> = holdout.iter().map(|e| e.is_fraud).collect();
+        let live: Vec<f64> = holdout.iter().map(|e| e.live_score).collect();
         let mut fresh = Vec::with_capacity(holdout.len());
-        for (vector, _) in &holdout {
-            let scored = candidate.score(&vector.features)?;
+        for example in &holdout {
+            let scored = candidate.score(&example.features)?;
             fresh.push(scored.score());
             scored.learn();
         }
@@ -275,6 +334,23 @@ mod tests {
         }
     }
 
+    fn scored(v: FeatureVector, score: f64) -> ScoredEvent {
+        ScoredEvent {
+            schema_version: crate::messages::SCHEMA_VERSION,
+            event_id: v.event_id,
+            card_id: v.card_id,
+            timestamp_ms: v.timestamp_ms,
+            score,
+            is_anomaly: false,
+            is_fraud: v.is_fraud,
+            model_version: 1,
+            amount: v.amount,
+            phase: v.phase,
+            merchant: v.merchant,
+            features: v.features,
+        }
+    }
+
     fn drift(sequence: u64) -> DriftEvent {
         DriftEvent {
             schema_version: crate::messages::SCHEMA_VERSION,
@@ -311,7 +387,7 @@ mod tests {
         for i in 0..40 {
             let mut v = vector(i);
             v.is_fraud = i % 4 == 0;
-            retrainer.observe(v, 0.5);
+            retrainer.observe(&scored(v, 0.5));
         }
         assert!(retrainer.ready());
         let job = retrainer.request(&drift(30)).unwrap();
@@ -332,20 +408,17 @@ mod tests {
         let mut retrainer = Retrainer::new(params, default_model(), Vec::new());
         for _ in 0..2 {
             for i in 0..4 {
-                retrainer.observe(vector(i), 0.1);
+                retrainer.observe(&scored(vector(i), 0.1));
             }
         }
         assert_eq!(retrainer.recent_events(), 4);
         for i in 4..10 {
-            retrainer.observe(vector(i), 0.1);
+            retrainer.observe(&scored(vector(i), 0.1));
         }
         assert_eq!(retrainer.recent_events(), 5);
         // An event that fell out of the window counts as new again.
-        retrainer.observe(vector(0), 0.1);
+        retrainer.observe(&scored(vector(0), 0.1));
         assert_eq!(retrainer.recent_events(), 5);
-        assert_eq!(
-            retrainer.recent.back().map(|(v, _)| v.event_id.as_str()),
-            Some("e0")
-        );
+        assert_eq!(retrainer.recent.back().map(|e| e.id), Some(id_key("e0")));
     }
 }

@@ -1,0 +1,181 @@
+//! The report's figures, accumulated event by event in constant memory: a run over a file of
+//! any length keeps these and nothing per event.
+
+use anomaly_core::metrics::Confusion;
+
+use crate::messages::{Alert, ScoredEvent};
+
+/// Points per score chart: events are averaged into this many buckets.
+pub(super) const SCORE_BUCKETS: u64 = 400;
+/// Points per precision/recall chart.
+pub(super) const QUALITY_BUCKETS: u64 = 40;
+
+/// Mean and maximum score of consecutive events.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct ScoreBucket {
+    pub(super) events: u64,
+    pub(super) sum: f64,
+    pub(super) max: f64,
+}
+
+/// Everything the summary and the charts need from the scored events and alerts.
+///
+/// ```
+/// use anomaly_services::report::RunStats;
+///
+/// let stats = RunStats::new(1_000);
+/// assert_eq!(stats.scored(), 0);
+/// assert_eq!(stats.roc_auc(), None);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunStats {
+    pub(super) scored: u64,
+    pub(super) confusion: Confusion,
+    pub(super) auc: ExactRocAuc,
+    /// Events per score-chart bucket, from the events the run expects.
+    pub(super) score_per: u64,
+    pub(super) score_buckets: Vec<ScoreBucket>,
+    /// Events per quality-chart bucket.
+    pub(super) quality_per: u64,
+    pub(super) quality_buckets: Vec<Confusion>,
+    /// `(index of the first event it scored, version)` for each model after the first.
+    pub(super) version_changes: Vec<(u64, u64)>,
+    last_version: u64,
+    pub(super) alerts_by_severity: [u64; 4],
+}
+
+impl Default for RunStats {
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl RunStats {
+    /// Empty figures for a run of about `expected_events` (it sets the charts' resolution
+    /// only: a run may score fewer or more).
+    pub fn new(expected_events: u64) -> Self {
+        Self {
+            scored: 0,
+            confusion: Confusion::default(),
+            auc: ExactRocAuc::default(),
+            score_per: (expected_events / SCORE_BUCKETS).max(1),
+            score_buckets: Vec::new(),
+            quality_per: (expected_events / QUALITY_BUCKETS).max(1),
+            quality_buckets: Vec::new(),
+            version_changes: Vec::new(),
+            last_version: 1,
+            alerts_by_severity: [0; 4],
+        }
+    }
+
+    /// The figures of events kept in memory.
+    pub fn of<'a>(
+        scored: impl ExactSizeIterator<Item = &'a ScoredEvent>,
+        alerts: impl Iterator<Item = &'a Alert>,
+    ) -> Self {
+        let mut stats = Self::new(scored.len() as u64);
+        scored.for_each(|e| stats.add_scored(e));
+        alerts.for_each(|a| stats.add_alert(a));
+        stats
+    }
+
+    /// Counts a scored event (in stream order).
+    pub fn add_scored(&mut self, e: &ScoredEvent) {
+        let index = self.scored;
+        self.scored += 1;
+        self.confusion.add(e.is_anomaly, e.is_fraud);
+        self.auc.add(e.score, e.is_fraud);
+        if index % self.score_per == 0 {
+            self.score_buckets.push(ScoreBucket::default());
+        }
+        if let Some(bucket) = self.score_buckets.last_mut() {
+            bucket.events += 1;
+            bucket.sum += e.score;
+            bucket.max = bucket.max.max(e.score);
+        }
+        if index % self.quality_per == 0 {
+            self.quality_buckets.push(Confusion::default());
+        }
+        if let Some(bucket) = self.quality_buckets.last_mut() {
+            bucket.add(e.is_anomaly, e.is_fraud);
+        }
+        if e.model_version != self.last_version {
+            self.last_version = e.model_version;
+            self.version_changes.push((index, e.model_version));
+        }
+    }
+
+    /// Counts an alert.
+    pub fn add_alert(&mut self, a: &Alert) {
+        self.alerts_by_severity[a.severity as usize] += 1;
+    }
+
+    /// Events scored.
+    pub fn scored(&self) -> u64 {
+        self.scored
+    }
+
+    /// Exact ROC AUC of the scores against the labels; `None` without both classes.
+    pub fn roc_auc(&self) -> Option<f64> {
+        self.auc.roc_auc()
+    }
+}
+
+/// Scores on the ensemble's grid (multiples of 1e-6 in [0, 1]).
+const GRID: usize = 1_000_000;
+
+/// Exact ROC AUC of a stream of scores in constant memory: the ensemble rounds its scores to 6
+/// decimals, so counting fraud and normal events per grid point gives the same ranks (ties
+/// averaged) as sorting every score, as
+/// [`anomaly_core::metrics::roc_auc`] does. Scores off the grid count at their nearest point.
+///
+/// ```
+/// use anomaly_core::metrics::roc_auc;
+/// use anomaly_services::report::ExactRocAuc;
+///
+/// let (scores, labels) = ([0.1, 0.4, 0.35, 0.8, 0.4], [false, false, true, true, true]);
+/// let mut auc = ExactRocAuc::default();
+/// for (s, l) in scores.iter().zip(labels) {
+///     auc.add(*s, l);
+/// }
+/// assert_eq!(auc.roc_auc(), roc_auc(&scores, &labels));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExactRocAuc {
+    /// `[normal, fraud]` counts per grid point; allocated at the first score.
+    counts: Vec<[u64; 2]>,
+}
+
+impl ExactRocAuc {
+    /// Counts one labelled score.
+    pub fn add(&mut self, score: f64, is_fraud: bool) {
+        if self.counts.is_empty() {
+            self.counts = vec![[0; 2]; GRID + 1];
+        }
+        // NaN casts to 0; the clamp keeps out-of-range scores at the ends.
+        let point = ((score * GRID as f64).round().max(0.0) as usize).min(GRID);
+        self.counts[point][usize::from(is_fraud)] += 1;
+    }
+
+    /// The ROC AUC so far; `None` until there is a fraud and a normal event.
+    pub fn roc_auc(&self) -> Option<f64> {
+        // Twice the rank sum, in integers: average ranks of ties are halves.
+        let (mut rank_sum_twice, mut below, mut positives) = (0u128, 0u128, 0u128);
+        for &[normal, fraud] in &self.counts {
+            let tied = u128::from(normal + fraud);
+            if tied == 0 {
+                continue;
+            }
+            // Ranks below+1 ..= below+tied share (2*below + tied + 1) / 2.
+            rank_sum_twice += u128::from(fraud) * (2 * below + tied + 1);
+            below += tied;
+            positives += u128::from(fraud);
+        }
+        let (positives, negatives) = (positives as f64, (below - positives) as f64);
+        if positives == 0.0 || negatives == 0.0 {
+            return None;
+        }
+        let rank_sum = rank_sum_twice as f64 / 2.0;
+        Some((rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives))
+    }
+}
