@@ -236,6 +236,12 @@ const BATCH: usize = 512;
 /// Batches in flight between the two threads.
 const BATCHES_IN_FLIGHT: usize = 8;
 
+/// A result on its way to the writing thread.
+enum Output {
+    Scored(ScoredEvent),
+    Alert(Alert),
+}
+
 /// A transaction made ready for the stages by the reading thread.
 enum Prepared {
     Features(FeatureVector),
@@ -246,13 +252,14 @@ enum Prepared {
 /// is produced (memory stays flat whatever the input's length); the returned run has the
 /// rest (drifts, jobs, notified alerts, dead letters, figures).
 ///
-/// Reading the input and computing features run on a second thread, ahead of the stages:
-/// the feature state of a card depends only on that card's earlier transactions, so the
-/// results are those of one thread, event for event.
+/// Reading and feature engineering run on a thread ahead of the stages, and the sink (with
+/// the report's figures) on one behind them: the feature state of a card depends only on
+/// that card's earlier transactions, and the sink sees every result in order, so the results
+/// are those of one thread, event for event.
 pub fn run_streaming<I>(
     config: &PipelineConfig,
     input: Input<I>,
-    sink: &mut impl EventSink,
+    sink: &mut (impl EventSink + Send),
     mut progress: impl FnMut(u64, u64),
 ) -> Result<PipelineRun, PipelineError>
 where
@@ -333,13 +340,36 @@ where
                 let _ = sender.send(prepared);
             }
         });
+        let (results, result_receiver) =
+            std::sync::mpsc::sync_channel::<Vec<Output>>(BATCHES_IN_FLIGHT);
+        let mut stats = std::mem::take(&mut out.stats);
+        let writer = scope.spawn(move || -> std::io::Result<RunStats> {
+            for outputs in result_receiver {
+                for output in outputs {
+                    match output {
+                        Output::Scored(event) => {
+                            stats.add_scored(&event);
+                            sink.scored(event)?;
+                        }
+                        Output::Alert(alert) => {
+                            stats.add_alert(&alert);
+                            sink.alert(&alert)?;
+                        }
+                    }
+                }
+            }
+            Ok(stats)
+        });
         let mut done = 0u64;
+        let mut outputs = Vec::with_capacity(2 * batch);
+        let mut scored_count = 0u64;
         for prepared in receiver {
             for item in prepared {
                 match item {
                     Prepared::Features(vector) => {
-                        phases.observe(&vector.phase, out.stats.scored());
-                        stages.process(vector, &mut out, sink)?;
+                        phases.observe(&vector.phase, scored_count);
+                        scored_count += 1;
+                        stages.process(vector, &mut out, &mut outputs)?;
                     }
                     Prepared::Rejected(letter) => {
                         if out.dead_letters.len() < LISTED_DEAD_LETTERS {
@@ -354,7 +384,21 @@ where
                     progress(done, total.max(done));
                 }
             }
+            if outputs.len() >= batch {
+                let full = std::mem::replace(&mut outputs, Vec::with_capacity(2 * batch));
+                if results.send(full).is_err() {
+                    break; // The writer stopped on an error, returned below.
+                }
+            }
         }
+        if !outputs.is_empty() {
+            let _ = results.send(outputs);
+        }
+        drop(results);
+        out.stats = match writer.join() {
+            Ok(written) => written?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
         progress(done, total.max(done));
         Ok(())
     })?;
@@ -379,7 +423,7 @@ impl Stages {
         &mut self,
         vector: FeatureVector,
         out: &mut PipelineRun,
-        sink: &mut impl EventSink,
+        outputs: &mut Vec<Output>,
     ) -> Result<(), PipelineError> {
         let (scored, anomaly_alert) = self.inference.process_owned(vector)?;
         self.retrainer.observe(&scored);
@@ -413,11 +457,9 @@ impl Stages {
             }
             // In one process nothing can fail between routing and storing.
             self.router.commit();
-            out.stats.add_alert(&alert);
-            sink.alert(&alert)?;
+            outputs.push(Output::Alert(alert));
         }
-        out.stats.add_scored(&scored);
-        sink.scored(scored)?;
+        outputs.push(Output::Scored(scored));
         Ok(())
     }
 }
