@@ -26,6 +26,7 @@ pub mod config;
 pub mod failure;
 pub mod generator;
 pub mod ids;
+pub mod input;
 pub mod messages;
 pub mod pipeline;
 pub mod report;

@@ -38,6 +38,10 @@ pub struct PipelineConfig {
     pub min_notify_severity: Severity,
     /// Retraining triggers and judgement.
     pub retraining: RetrainingParams,
+    /// The transaction file the run read (`generator` then only seeds the models); `None`
+    /// for the synthetic stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
 }
 
 impl Default for PipelineConfig {
@@ -49,6 +53,7 @@ impl Default for PipelineConfig {
             threshold: DEFAULT_THRESHOLD,
             min_notify_severity: Severity::High,
             retraining: RetrainingParams::default(),
+            input: None,
         }
     }
 }
@@ -139,9 +144,16 @@ pub struct PipelineRun {
     pub boundaries: Vec<PhaseBoundary>,
     /// Wall time of the run.
     pub seconds: f64,
+    /// Whether the input had ground-truth labels (see [`Input::labelled`]).
+    #[serde(default = "labelled")]
+    pub labelled: bool,
     /// The figures of the scored events and alerts, accumulated as they were produced.
     #[serde(skip)]
     pub stats: RunStats,
+}
+
+fn labelled() -> bool {
+    true
 }
 
 /// Where a run's per-event results go as they are produced: scored events and alerts are
@@ -186,14 +198,17 @@ pub struct UnreadableRecord {
 
 /// Where a run's transactions come from.
 pub struct Input<I> {
-    /// The transactions (or unreadable records), in order.
+    /// The transactions (or unreadable records), in order, each with its position: a file's
+    /// line number, or the generator's event index. A dead letter's `offset` is its
+    /// record's position.
     pub records: I,
     /// Records expected (the progress bar's end and the charts' resolution).
     pub expected: u64,
-    /// Named in dead letters (`source_topic`); their `offset` is the record's `position`.
+    /// Named in dead letters (`source_topic`).
     pub source: String,
-    /// The position of the first record (a file's first data line, or 0).
-    pub first_position: i64,
+    /// Whether the records carry ground-truth labels (without them, a run has no
+    /// precision, recall or ROC AUC).
+    pub labelled: bool,
 }
 
 /// Runs the whole pipeline on the synthetic stream of `config.generator`, keeping every
@@ -221,12 +236,16 @@ pub fn run(
 }
 
 /// The synthetic stream of `config.generator` as a run's input.
-pub fn synthetic_input(config: &PipelineConfig) -> Input<impl Iterator<Item = InputRecord>> {
+pub fn synthetic_input(
+    config: &PipelineConfig,
+) -> Input<impl Iterator<Item = (i64, InputRecord)> + use<>> {
     Input {
-        records: Generator::new(config.generator.clone()).map(Ok),
+        records: Generator::new(config.generator.clone())
+            .enumerate()
+            .map(|(index, tx)| (index as i64, Ok(tx))),
         expected: config.generator.events,
         source: "raw-transactions".into(),
-        first_position: 0,
+        labelled: true,
     }
 }
 
@@ -263,7 +282,7 @@ pub fn run_streaming<I>(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<PipelineRun, PipelineError>
 where
-    I: Iterator<Item = InputRecord> + Send,
+    I: Iterator<Item = (i64, InputRecord)> + Send,
 {
     let seed = config.generator.seed;
     let features: Vec<String> = TransactionFeatures::NAMES
@@ -298,14 +317,13 @@ where
     let batch = if replay_speed > 0.0 { 1 } else { BATCH };
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(BATCHES_IN_FLIGHT);
     let source = input.source.clone();
-    let first_position = input.first_position;
+    out.labelled = input.labelled;
     std::thread::scope(|scope| -> Result<(), PipelineError> {
         scope.spawn(move || {
             let mut engineer = FeatureEngineer::new(InMemoryStore::new(CardState::default()));
             let mut first_event_ms = None;
             let mut prepared = Vec::with_capacity(batch);
-            for (index, record) in input.records.enumerate() {
-                let position = first_position + index as i64;
+            for (position, record) in input.records {
                 let item = match record {
                     Ok(tx) => {
                         if replay_speed > 0.0 {
@@ -314,7 +332,8 @@ where
                         }
                         match engineer.process_owned(tx) {
                             Ok(vector) => Prepared::Features(vector),
-                            Err((e, tx)) => {
+                            Err(rejected) => {
+                                let (e, tx) = *rejected;
                                 let payload = serde_json::to_vec(&tx).unwrap_or_default();
                                 Prepared::Rejected(dead_letter(&e, &source, 0, position, &payload))
                             }

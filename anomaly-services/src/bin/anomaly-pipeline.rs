@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use anomaly_services::generator::Generator;
+use anomaly_services::input::{ColumnMap, Format, InputFile, write_csv};
 use anomaly_services::messages::Severity;
 use anomaly_services::pipeline::{
     PipelineConfig, run_streaming, synthetic_input, with_random_cut_forest,
@@ -14,13 +16,27 @@ use anomaly_services::pipeline::{
 use anomaly_services::report::{self, CsvTables};
 
 const HELP: &str = "\
-anomaly-pipeline: synthetic card transactions through all six stages (feature engineering,
-inference, drift detection, retraining, alert routing) in one process, with in-memory stand-ins
-for Kafka, Redis, PostgreSQL and Slack. Prints a summary and writes a report.
+anomaly-pipeline: card transactions (synthetic, or your own with --input) through all six
+stages (feature engineering, inference, drift detection, retraining, alert routing) in one
+process, with in-memory stand-ins for Kafka, Redis, PostgreSQL and Slack. Prints a summary and
+writes a report.
 
 USAGE: anomaly-pipeline [OPTIONS]
 
 OPTIONS:
+  --input FILE        run on the transactions of FILE (CSV with a header row, or JSON
+                      lines), streamed from disk; rows that are not transactions are
+                      dead letters listed with their line numbers
+  --format F          csv or jsonl                    [default: from FILE's extension]
+  --map FIELD=COLUMN  the column holding FIELD (repeatable). Fields and the columns read
+                      by default: event_id, card_id, timestamp (timestamp_ms: Unix ms or
+                      ISO-8601 UTC), amount, merchant, category, latitude, longitude,
+                      label (is_fraud: 1/0, true/false; optional), phase. card_id,
+                      timestamp and amount are required
+  --mapping FILE      mappings from FILE, one FIELD = COLUMN a line (# comments)
+  --export-transactions FILE
+                      write the synthetic stream (--events, --seed, --cards) to FILE as
+                      CSV in the layout --input reads, and stop
   --events N          transactions to generate                      [default: 200000]
   --seed S            seed of the generator and the models          [default: 42]
   --cards N           distinct cards                                [default: 2000]
@@ -47,6 +63,8 @@ struct Cli {
     config: PipelineConfig,
     out: PathBuf,
     quiet: bool,
+    input: Option<InputFile>,
+    export: Option<PathBuf>,
 }
 
 fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>, String> {
@@ -54,9 +72,12 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>, String> {
         config: PipelineConfig::default(),
         out: PathBuf::from("report"),
         quiet: false,
+        input: None,
+        export: None,
     };
     let mut args = args.peekable();
     let mut rcf = false;
+    let (mut input, mut format, mut columns) = (None::<PathBuf>, None, ColumnMap::default());
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         let c = &mut cli.config;
@@ -78,6 +99,21 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>, String> {
                 other => return Err(format!("--model must be hst or rcf, got {other}")),
             },
             "--quiet" => cli.quiet = true,
+            "--input" => input = Some(PathBuf::from(value()?)),
+            "--format" => {
+                format = Some(match value()?.as_str() {
+                    "csv" => Format::Csv,
+                    "jsonl" => Format::JsonLines,
+                    other => return Err(format!("--format must be csv or jsonl, got {other}")),
+                })
+            }
+            "--map" => columns
+                .set_from(&value()?)
+                .map_err(|e| format!("--map: {e}"))?,
+            "--mapping" => columns
+                .read_file(&PathBuf::from(value()?))
+                .map_err(|e| format!("--mapping: {e}"))?,
+            "--export-transactions" => cli.export = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
     }
@@ -96,6 +132,14 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>, String> {
     }
     if c.generator.events == 0 || c.generator.cards == 0 {
         return Err("--events and --cards must be positive".into());
+    }
+    if let Some(path) = input {
+        cli.config.input = Some(path.display().to_string());
+        cli.input = Some(InputFile {
+            format: format.unwrap_or_else(|| Format::from_path(&path)),
+            path,
+            columns,
+        });
     }
     if rcf {
         let seed = cli.config.generator.seed;
@@ -145,6 +189,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(path) = &cli.export {
+        let written = std::fs::File::create(path)
+            .and_then(|file| write_csv(file, Generator::new(cli.config.generator.clone())));
+        return match written {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cannot write {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     let show_progress = !cli.quiet && std::io::stderr().is_terminal();
     let mut tables =
         match std::fs::create_dir_all(&cli.out).and_then(|()| CsvTables::create(&cli.out)) {
@@ -157,9 +212,23 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-    let input = synthetic_input(&cli.config);
-    let result = run_streaming(&cli.config, input, &mut tables, progress_bar(show_progress))
-        .and_then(|result| Ok((tables.finish()?, result).1));
+    let progress = progress_bar(show_progress);
+    let result = match &cli.input {
+        None => run_streaming(
+            &cli.config,
+            synthetic_input(&cli.config),
+            &mut tables,
+            progress,
+        ),
+        Some(file) => match file.open() {
+            Ok(input) => run_streaming(&cli.config, input, &mut tables, progress),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    }
+    .and_then(|result| Ok((tables.finish()?, result).1));
     let result = match result {
         Ok(result) => result,
         Err(e) => {

@@ -235,14 +235,24 @@ pub(super) fn render(summary: &Summary, run: &PipelineRun) -> String {
         "throughput (events/s)",
         &format!("{:.0}", summary.throughput),
     );
-    row(&mut html, "precision", &format!("{:.4}", summary.precision));
-    row(&mut html, "recall", &format!("{:.4}", summary.recall));
-    row(&mut html, "F1", &format!("{:.4}", summary.f1));
-    row(
-        &mut html,
-        "ROC AUC",
-        &summary.roc_auc.map_or("n/a".into(), |a| format!("{a:.4}")),
-    );
+    if summary.labelled {
+        row(&mut html, "precision", &format!("{:.4}", summary.precision));
+        row(&mut html, "recall", &format!("{:.4}", summary.recall));
+        row(&mut html, "F1", &format!("{:.4}", summary.f1));
+        row(
+            &mut html,
+            "ROC AUC",
+            &summary.roc_auc.map_or("n/a".into(), |a| format!("{a:.4}")),
+        );
+    } else {
+        let flagged = summary.true_positives + summary.false_positives;
+        row(&mut html, "anomalies flagged", &flagged.to_string());
+        row(
+            &mut html,
+            "precision, recall",
+            "n/a: the input has no labels",
+        );
+    }
     row(
         &mut html,
         "retraining jobs",
@@ -262,7 +272,11 @@ pub(super) fn render(summary: &Summary, run: &PipelineRun) -> String {
     html.push_str("<section id=\"scores\"><h2>Score stream</h2><p class=\"legend\"><span style=\"color:#2166ac\">mean score</span><span style=\"color:#f4a582\">max score</span><span style=\"color:#b2182b\">threshold</span><span style=\"color:#5e3c99\">ADWIN drift</span><span style=\"color:#e66101\">DDM drift</span><span style=\"color:#1b7837\">model version</span></p>");
     html.push_str(&score_chart(run, threshold));
     html.push_str("</section><section id=\"quality\"><h2>Precision and recall over time</h2><p class=\"legend\"><span style=\"color:#1b9e77\">precision</span><span style=\"color:#d95f02\">recall</span></p>");
-    html.push_str(&quality_chart(run));
+    if summary.labelled {
+        html.push_str(&quality_chart(run));
+    } else {
+        html.push_str("<p>The input has no label column.</p>");
+    }
     html.push_str("</section><section id=\"drift\"><h2>Drift detection</h2><table><tr><th>phase</th><th>starts at</th><th>ADWIN delay</th><th>DDM delay</th></tr>");
     for b in &summary.boundaries {
         let delay = |d: Option<u64>| d.map_or("not detected".into(), |d| d.to_string());

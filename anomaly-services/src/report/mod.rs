@@ -65,6 +65,18 @@ pub struct Summary {
     pub alerts_by_severity: [u64; 4],
     /// Alerts sent to the notifier.
     pub alerts_notified: u64,
+    /// Whether the input had labels; without them precision, recall and ROC AUC mean
+    /// nothing (they are 0 and `None`).
+    #[serde(default = "labelled", skip_serializing_if = "is_true")]
+    pub labelled: bool,
+}
+
+fn labelled() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// Computes the figures of a run.
@@ -129,6 +141,7 @@ pub fn summarize(run: &PipelineRun) -> Summary {
         models_published: run.model_updates.len() as u64,
         alerts_by_severity: stats.alerts_by_severity,
         alerts_notified: run.notified.len() as u64,
+        labelled: run.labelled,
     }
 }
 
@@ -141,14 +154,22 @@ pub fn render_text(summary: &Summary, run: &PipelineRun) -> String {
         "events: {} scored, {} dead-lettered, in {:.2} s",
         summary.scored, summary.dead_letters, summary.seconds
     );
-    let _ = writeln!(
-        s,
-        "anomalies vs fraud labels: precision {:.3}, recall {:.3}, F1 {:.3}, ROC AUC {}",
-        summary.precision,
-        summary.recall,
-        summary.f1,
-        summary.roc_auc.map_or("n/a".into(), |a| format!("{a:.4}"))
-    );
+    if summary.labelled {
+        let _ = writeln!(
+            s,
+            "anomalies vs fraud labels: precision {:.3}, recall {:.3}, F1 {:.3}, ROC AUC {}",
+            summary.precision,
+            summary.recall,
+            summary.f1,
+            summary.roc_auc.map_or("n/a".into(), |a| format!("{a:.4}"))
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "anomalies: {} flagged (the input has no label column: no precision or recall)",
+            summary.true_positives + summary.false_positives
+        );
+    }
     let _ = writeln!(
         s,
         "drift detection delay (events after each phase boundary):"

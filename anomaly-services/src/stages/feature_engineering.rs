@@ -65,6 +65,10 @@ impl<S: FeatureStore<State = CardState>> FeatureEngineer<S> {
     }
 }
 
+/// A transaction [`FeatureEngineer::process_owned`] rejected, with the reason (boxed: rare,
+/// and large next to a feature vector).
+pub type Rejected<E> = Box<(FeatureError<E>, RawTransaction)>;
+
 impl<S: FeatureStore<State = CardState>> FeatureEngineer<S> {
     /// [`process`](Self::process), moving the transaction's ids into the feature vector
     /// instead of copying them (the embedded pipeline's hot path); a rejected transaction
@@ -72,7 +76,7 @@ impl<S: FeatureStore<State = CardState>> FeatureEngineer<S> {
     pub fn process_owned(
         &mut self,
         tx: RawTransaction,
-    ) -> Result<FeatureVector, (FeatureError<S::Error>, RawTransaction)> {
+    ) -> Result<FeatureVector, Rejected<S::Error>> {
         let (transaction, is_fraud, phase) = tx.into_parts();
         let outcome = self
             .store
@@ -81,11 +85,11 @@ impl<S: FeatureStore<State = CardState>> FeatureEngineer<S> {
             Ok(Ok(features)) => features,
             Ok(Err(e)) => {
                 let tx = RawTransaction::from_parts(transaction, is_fraud, phase);
-                return Err((FeatureError::Transaction(e), tx));
+                return Err(Box::new((FeatureError::Transaction(e), tx)));
             }
             Err(e) => {
                 let tx = RawTransaction::from_parts(transaction, is_fraud, phase);
-                return Err((FeatureError::Store(e), tx));
+                return Err(Box::new((FeatureError::Store(e), tx)));
             }
         };
         Ok(FeatureVector {

@@ -1,0 +1,234 @@
+//! The main job on a user's own transactions (`--input`): the same events read from a file
+//! give the same run as generated in memory; bad rows are dead letters with their line
+//! numbers; an input without labels runs without precision or recall.
+
+use std::path::{Path, PathBuf};
+
+use anomaly_services::generator::Generator;
+use anomaly_services::input::{ColumnMap, Format, InputFile, write_csv};
+use anomaly_services::pipeline::{PipelineConfig, PipelineRun, run, run_streaming};
+use anomaly_services::report::{self, CsvTables, Summary};
+
+fn config() -> PipelineConfig {
+    let mut config = PipelineConfig::default();
+    config.generator.events = 20_000;
+    config.generator.cards = 300;
+    config.generator.seed = 23;
+    config.retraining.debounce_events = 2_000;
+    config.retraining.history = 2_000;
+    config.retraining.holdout = 1_000;
+    config
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("anomaly-input-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `file` streaming into `dir`, as the binary does.
+fn run_file(config: &PipelineConfig, file: &InputFile, dir: &Path) -> (PipelineRun, Summary) {
+    let mut tables = CsvTables::create(dir).unwrap();
+    let result = run_streaming(config, file.open().unwrap(), &mut tables, |_, _| {}).unwrap();
+    tables.finish().unwrap();
+    let summary = report::summarize(&result);
+    report::write_summaries(dir, &summary, &result).unwrap();
+    (result, summary)
+}
+
+fn without_timings(mut summary: Summary) -> Summary {
+    summary.seconds = 0.0;
+    summary.throughput = 0.0;
+    summary
+}
+
+/// The synthetic stream written to CSV and to JSON lines, then read back: the same scored
+/// events, alerts, drifts, jobs and figures as the run that generated it in memory.
+#[test]
+fn a_file_of_the_synthetic_stream_gives_the_same_run() {
+    let dir = scratch("round-trip");
+    let config = config();
+    let in_memory = run(&config, |_, _| {}).unwrap();
+    let expected_summary = report::summarize(&in_memory);
+    let expected_dir = dir.join("in-memory");
+    report::write(&expected_dir, &expected_summary, &in_memory).unwrap();
+
+    let csv_path = dir.join("stream.csv");
+    let file = std::fs::File::create(&csv_path).unwrap();
+    write_csv(file, Generator::new(config.generator.clone())).unwrap();
+    let jsonl_path = dir.join("stream.jsonl");
+    let lines: Vec<String> = Generator::new(config.generator.clone())
+        .map(|tx| serde_json::to_string(&tx).unwrap())
+        .collect();
+    std::fs::write(&jsonl_path, lines.join("\n") + "\n").unwrap();
+
+    for (path, format) in [(csv_path, Format::Csv), (jsonl_path, Format::JsonLines)] {
+        let out = dir.join(format!("{format:?}"));
+        std::fs::create_dir_all(&out).unwrap();
+        let file = InputFile {
+            path,
+            format,
+            columns: ColumnMap::default(),
+        };
+        let (result, summary) = run_file(&config, &file, &out);
+        for table in ["scored_events.csv", "alerts.csv"] {
+            let read = |d: &Path| std::fs::read(d.join(table)).unwrap();
+            assert!(
+                read(&expected_dir) == read(&out),
+                "{format:?}: {table} differs"
+            );
+        }
+        assert_eq!(
+            without_timings(summary),
+            without_timings(expected_summary.clone()),
+            "{format:?}"
+        );
+        assert_eq!(result.drifts, in_memory.drifts, "{format:?}");
+        assert_eq!(result.jobs, in_memory.jobs, "{format:?}");
+        assert_eq!(result.notified, in_memory.notified, "{format:?}");
+        assert_eq!(result.boundaries, in_memory.boundaries, "{format:?}");
+        assert!(result.labelled);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn repository_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+/// The sample in the repository, through the binary with its mapping file: every good row
+/// is scored, every bad one is a dead letter at its line, and the report lists them.
+#[test]
+fn the_sample_file_runs_and_reports_its_bad_rows_by_line() {
+    let dir = scratch("sample");
+    let sample = repository_file("examples/data/transactions.csv");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_anomaly-pipeline"))
+        .arg("--input")
+        .arg(&sample)
+        .arg("--mapping")
+        .arg(repository_file("examples/data/transactions.mapping"))
+        .args(["--quiet", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("events: 3000 scored, 6 dead-lettered"),
+        "{stdout}"
+    );
+
+    let details: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run.json")).unwrap()).unwrap();
+    let letters: Vec<(i64, String)> = details["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["offset"].as_i64().unwrap(),
+                d["error"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // The bad rows' lines, each with the reason a user can act on.
+    let expected = [
+        (102, "amount is missing"),
+        (503, "amount `twelve` is not a number"),
+        (1204, "6 fields, the header has 10"),
+        (1805, "timestamp `last tuesday`"),
+        (2406, "refunds and reversals are not scored"),
+        (2907, "label `maybe`"),
+    ];
+    assert_eq!(letters.len(), expected.len());
+    for ((line, error), (expected_line, expected_error)) in letters.iter().zip(expected) {
+        assert_eq!(*line, expected_line);
+        assert!(error.contains(expected_error), "line {line}: {error}");
+    }
+    // Each bad line's content really is the row the dead letter names.
+    let text = std::fs::read_to_string(&sample).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for (line, _) in &letters {
+        assert!(
+            lines[*line as usize - 1].starts_with("tx-bad-"),
+            "line {line}"
+        );
+    }
+    let scored = std::fs::read_to_string(dir.join("scored_events.csv")).unwrap();
+    assert_eq!(scored.lines().count(), 1 + 3000);
+    assert!(!scored.contains("tx-bad-"));
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("<section id=\"dead-letters\">"));
+    assert!(html.contains("<td>1805</td>"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// JSON lines with other key names and no label: mapped, scored, and reported without
+/// precision or recall; a missing required column is refused before the run.
+#[test]
+fn an_unlabelled_mapped_input_runs_without_precision_and_recall() {
+    let dir = scratch("unlabelled");
+    let path = dir.join("tx.jsonl");
+    let mut lines = Vec::new();
+    for (i, tx) in Generator::new(config().generator).take(3_000).enumerate() {
+        lines.push(
+            serde_json::json!({
+                "id": tx.event_id, "pan_token": tx.card_id,
+                "time": anomaly_services::ids::iso8601(tx.timestamp_ms),
+                "value": tx.amount, "category": tx.category,
+            })
+            .to_string(),
+        );
+        if i == 10 {
+            lines.push("{not json".into());
+        }
+    }
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    let mut columns = ColumnMap::default();
+    for mapping in [
+        "event_id=id",
+        "card_id=pan_token",
+        "timestamp=time",
+        "amount=value",
+    ] {
+        columns.set_from(mapping).unwrap();
+    }
+    let file = InputFile {
+        path: path.clone(),
+        format: Format::JsonLines,
+        columns,
+    };
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let (result, summary) = run_file(&config(), &file, &out);
+    assert!(!result.labelled && !summary.labelled);
+    assert_eq!((summary.scored, summary.dead_letters), (3_000, 1));
+    assert_eq!(result.dead_letters[0].offset, 12);
+    assert_eq!(summary.roc_auc, None);
+    assert_eq!(summary.true_positives + summary.false_negatives, 0);
+    let text = report::render_text(&summary, &result);
+    assert!(text.contains("no label column"), "{text}");
+    assert!(!text.contains("precision 0"));
+
+    // A CSV without the amount's column is refused, naming what to map.
+    let csv = dir.join("no-amount.csv");
+    std::fs::write(&csv, "card_id,timestamp_ms\nc1,1767225600000\n").unwrap();
+    let refused = InputFile {
+        path: csv,
+        format: Format::Csv,
+        columns: ColumnMap::default(),
+    }
+    .open()
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(refused.contains("--map amount=COLUMN"), "{refused}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
