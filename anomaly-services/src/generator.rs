@@ -60,6 +60,48 @@ pub struct GeneratorParams {
     pub start_ms: i64,
     /// The phases, in order.
     pub phases: Vec<Phase>,
+    /// What fraud looks like.
+    #[serde(default, skip_serializing_if = "FraudStyle::is_blatant")]
+    pub fraud: FraudStyle,
+}
+
+/// What fraud looks like in the stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FraudStyle {
+    /// Every fraud is one transaction of 4-25 times the card's usual amount, in resaleable
+    /// goods, in a random city: easy to see (ROC AUC ~0.99 with the default model).
+    #[default]
+    Blatant,
+    /// Frauds that imitate the card's habits, in three patterns, each a short run of
+    /// transactions on one card (all labelled fraud):
+    /// * card testing (30%): 3-6 amounts of 0.50-5.00 in a row, in the card's usual
+    ///   categories, at home: a burst of small charges checking that a stolen card works;
+    /// * account takeover (35%): 2-4 transactions from a new city far from home, at 1-2.5
+    ///   times the card's usual amount, half of them in the card's usual categories;
+    /// * habit mimicry (35%): one purchase at home in a usual category, at 1.5-3 times the
+    ///   usual amount: only its size and timing set it apart.
+    Mimicry,
+}
+
+impl FraudStyle {
+    fn is_blatant(&self) -> bool {
+        *self == FraudStyle::Blatant
+    }
+}
+
+impl std::str::FromStr for FraudStyle {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "blatant" => Ok(Self::Blatant),
+            "mimicry" => Ok(Self::Mimicry),
+            other => Err(format!(
+                "the fraud style is blatant or mimicry, got {other}"
+            )),
+        }
+    }
 }
 
 impl Default for GeneratorParams {
@@ -72,6 +114,7 @@ impl Default for GeneratorParams {
             // 2026-01-01T00:00:00Z
             start_ms: 1_767_225_600_000,
             phases: Phase::default_phases(),
+            fraud: FraudStyle::Blatant,
         }
     }
 }
@@ -138,6 +181,24 @@ pub struct Generator {
     boundaries: Vec<PhaseBoundary>,
     next: u64,
     now_ms: f64,
+    /// The fraud run under way ([`FraudStyle::Mimicry`]), continued by the next events.
+    fraud_run: Option<FraudRun>,
+}
+
+/// A multi-transaction fraud in progress on one card.
+#[derive(Clone, Copy, Debug)]
+struct FraudRun {
+    card: usize,
+    pattern: Pattern,
+    remaining: u32,
+    place: (f64, f64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pattern {
+    CardTesting,
+    AccountTakeover,
+    HabitMimicry,
 }
 
 impl Generator {
@@ -172,6 +233,7 @@ impl Generator {
             boundaries,
             next: 0,
             now_ms,
+            fraud_run: None,
         }
     }
 
@@ -232,6 +294,17 @@ impl Iterator for Generator {
         // Exponential gaps: a Poisson stream in event time.
         let gap_s = -(1.0 - rng.random::<f64>()).ln() / self.params.rate_per_second.max(1e-9);
         self.now_ms += gap_s * 1000.0;
+        if self.params.fraud == FraudStyle::Mimicry {
+            let (card, amount, category, place) = mimicry_draw(
+                rng,
+                &self.cards,
+                &mut self.fraud_run,
+                phase.fraud_rate,
+                (phase.amount_multiplier, phase.new_category_rate),
+            );
+            let is_fraud = category.1;
+            return Some(self.transaction(card, amount, category.0, place, is_fraud, position));
+        }
         let card = &self.cards[rng.random_range(0..self.cards.len())];
         let is_fraud = rng.random::<f64>() < phase.fraud_rate;
         let (amount, category, (latitude, longitude)) = if is_fraud {
@@ -270,6 +343,122 @@ impl Iterator for Generator {
             phase: phase.name.clone(),
         })
     }
+}
+
+impl Generator {
+    /// The transaction of `card` at the current time, with its merchant and id drawn.
+    fn transaction(
+        &mut self,
+        card: usize,
+        amount: f64,
+        category: &str,
+        (latitude, longitude): (f64, f64),
+        is_fraud: bool,
+        phase: usize,
+    ) -> RawTransaction {
+        let rng = &mut self.rng;
+        let merchant = merchant_id(rng.random_range(0..5_000));
+        let event_id = uuid_from(rng.random::<u128>());
+        RawTransaction {
+            schema_version: crate::messages::SCHEMA_VERSION,
+            event_id,
+            card_id: self.cards[card].id.clone(),
+            timestamp_ms: self.now_ms as i64,
+            amount: (amount * 100.0).round() / 100.0,
+            merchant,
+            category: category.into(),
+            latitude,
+            longitude,
+            is_fraud,
+            phase: self.params.phases[phase].name.clone(),
+        }
+    }
+}
+
+/// One event of the mimicry stream: `(card, amount, (category, is_fraud), place)`. A fraud
+/// run under way continues on its card; otherwise a fraud starts with probability
+/// `fraud_rate`, or the card makes an ordinary purchase.
+fn mimicry_draw(
+    rng: &mut ChaCha8Rng,
+    cards: &[Card],
+    fraud_run: &mut Option<FraudRun>,
+    fraud_rate: f64,
+    (amount_multiplier, new_category_rate): (f64, f64),
+) -> (usize, f64, (&'static str, bool), (f64, f64)) {
+    let near = |rng: &mut ChaCha8Rng, (lat, lon): (f64, f64)| {
+        (
+            lat + rng.random_range(-0.05..0.05),
+            lon + rng.random_range(-0.05..0.05),
+        )
+    };
+    let run = match fraud_run.take() {
+        Some(run) => Some(run),
+        None if rng.random::<f64>() < fraud_rate => {
+            let card = rng.random_range(0..cards.len());
+            let draw = rng.random::<f64>();
+            let (pattern, length) = if draw < 0.3 {
+                (Pattern::CardTesting, rng.random_range(3..=6))
+            } else if draw < 0.65 {
+                (Pattern::AccountTakeover, rng.random_range(2..=4))
+            } else {
+                (Pattern::HabitMimicry, 1)
+            };
+            // A takeover happens from a city other than the card's home.
+            let home = cards[card].home;
+            let place = loop {
+                let city = CITIES[rng.random_range(0..CITIES.len())];
+                if pattern != Pattern::AccountTakeover
+                    || (city.0 - home.0).abs() + (city.1 - home.1).abs() > 1.0
+                {
+                    break city;
+                }
+            };
+            Some(FraudRun {
+                card,
+                pattern,
+                remaining: length,
+                place,
+            })
+        }
+        None => None,
+    };
+    let Some(mut run) = run else {
+        let index = rng.random_range(0..cards.len());
+        let card = &cards[index];
+        let spread = (rng.random_range(-0.6..0.6f64)).exp();
+        let amount = card.typical_amount * spread * amount_multiplier;
+        let category = if rng.random::<f64>() < new_category_rate {
+            CATEGORIES[rng.random_range(0..CATEGORIES.len())]
+        } else {
+            CATEGORIES[card.habits[rng.random_range(0..3)]]
+        };
+        return (index, amount, (category, false), near(rng, card.home));
+    };
+    let card = &cards[run.card];
+    let habitual = CATEGORIES[card.habits[rng.random_range(0..3)]];
+    let (amount, category, place) = match run.pattern {
+        Pattern::CardTesting => (rng.random_range(0.5..5.0), habitual, near(rng, card.home)),
+        Pattern::AccountTakeover => {
+            let category = if rng.random::<bool>() {
+                habitual
+            } else {
+                RISKY[rng.random_range(0..RISKY.len())]
+            };
+            let amount = card.typical_amount * rng.random_range(1.0..2.5);
+            (amount, category, near(rng, run.place))
+        }
+        Pattern::HabitMimicry => (
+            card.typical_amount * rng.random_range(1.5..3.0),
+            habitual,
+            near(rng, card.home),
+        ),
+    };
+    run.remaining -= 1;
+    let index = run.card;
+    if run.remaining > 0 {
+        *fraud_run = Some(run);
+    }
+    (index, amount, (category, true), place)
 }
 
 /// `merchant-NNNN` without the formatting machinery (one id per event).
@@ -325,5 +514,56 @@ mod tests {
             .collect::<Vec<_>>()
         };
         assert_ne!(draw(1), draw(2));
+    }
+
+    /// The mimicry stream's frauds stay within the cards' habits: no large amounts, runs of
+    /// small charges on one card, takeovers from far away; and the fraud share follows the
+    /// phases.
+    #[test]
+    fn mimicry_frauds_imitate_the_cards_habits() {
+        let params = GeneratorParams {
+            events: 40_000,
+            fraud: FraudStyle::Mimicry,
+            ..GeneratorParams::default()
+        };
+        let events: Vec<RawTransaction> = Generator::new(params).collect();
+        let frauds: Vec<&RawTransaction> = events.iter().filter(|e| e.is_fraud).collect();
+        assert!(frauds.len() > 500, "{} frauds", frauds.len());
+        // Typical amounts are at most 150: no fraud is above three times that.
+        assert!(frauds.iter().all(|e| (0.5..=450.0).contains(&e.amount)));
+        // Card testing: at least one run of three small charges in a row on one card.
+        let bursts = events
+            .windows(3)
+            .filter(|w| {
+                w.iter()
+                    .all(|e| e.is_fraud && e.amount < 5.0 && e.card_id == w[0].card_id)
+            })
+            .count();
+        assert!(bursts > 10, "{bursts} card-testing bursts");
+        // Account takeover: frauds far (> 1 degree) from where the card usually buys.
+        let mut homes = std::collections::HashMap::new();
+        for e in events.iter().filter(|e| !e.is_fraud) {
+            homes
+                .entry(e.card_id.as_str())
+                .or_insert((e.latitude, e.longitude));
+        }
+        let far = frauds
+            .iter()
+            .filter(|e| {
+                homes
+                    .get(e.card_id.as_str())
+                    .is_some_and(|h| (h.0 - e.latitude).abs() + (h.1 - e.longitude).abs() > 1.0)
+            })
+            .count();
+        assert!(
+            far * 5 > frauds.len(),
+            "{far} of {} frauds far from home",
+            frauds.len()
+        );
+        let share = |phase: &str| {
+            let in_phase: Vec<_> = events.iter().filter(|e| e.phase == phase).collect();
+            in_phase.iter().filter(|e| e.is_fraud).count() as f64 / in_phase.len() as f64
+        };
+        assert!(share("fraud_wave") > 3.0 * share("normal"));
     }
 }

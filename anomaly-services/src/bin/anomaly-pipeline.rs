@@ -40,6 +40,9 @@ OPTIONS:
   --events N          transactions to generate                      [default: 200000]
   --seed S            seed of the generator and the models          [default: 42]
   --cards N           distinct cards                                [default: 2000]
+  --fraud STYLE       blatant: each fraud one large purchase of resaleable goods far from
+                      home; mimicry: card testing bursts, account takeovers and purchases
+                      that imitate the card's habits (docs/PIPELINE.md) [default: blatant]
   --out DIR           where report.html, summary.json, run.json, scored_events.csv and
                       alerts.csv are written                        [default: report]
   --replay-speed X    event time runs X times faster than real time; 0 = as fast as
@@ -86,6 +89,9 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>, String> {
             "--events" => c.generator.events = parse_number(&value()?, &flag)?,
             "--seed" => c.generator.seed = parse_number(&value()?, &flag)?,
             "--cards" => c.generator.cards = parse_number(&value()?, &flag)?,
+            "--fraud" => {
+                c.generator.fraud = value()?.parse().map_err(|e| format!("--fraud: {e}"))?
+            }
             "--out" => cli.out = PathBuf::from(value()?),
             "--replay-speed" => c.replay_speed = parse_number(&value()?, &flag)?,
             "--threshold" => c.threshold = parse_number(&value()?, &flag)?,
