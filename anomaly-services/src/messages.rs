@@ -404,7 +404,7 @@ pub struct DeadLetter {
     /// build); messages written before it existed have none and read as 1.
     #[serde(default = "first_schema")]
     pub schema_version: u32,
-    /// What was wrong with it.
+    /// What was wrong with it (cut to 1 KiB).
     pub error: String,
     /// Where it came from.
     pub source_topic: String,
@@ -680,9 +680,19 @@ pub fn dead_letter(
     payload: &[u8],
 ) -> DeadLetter {
     let shown = &payload[..payload.len().min(4096)];
+    let mut error = error.to_string();
+    // A message can quote the input (an id of any length): kept to 1 KiB like the payload's 4.
+    if error.len() > 1024 {
+        let mut cut = 1024;
+        while !error.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        error.truncate(cut);
+        error.push_str("...");
+    }
     DeadLetter {
         schema_version: SCHEMA_VERSION,
-        error: error.to_string(),
+        error,
         source_topic: source_topic.to_owned(),
         partition,
         offset,

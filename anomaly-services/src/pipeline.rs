@@ -1,6 +1,7 @@
 //! All six stages in one process, with in-memory stand-ins for Kafka, Redis, PostgreSQL and
 //! Slack: the project's main job, and the reference the services are tested against.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anomaly_core::anomaly::{
@@ -12,8 +13,8 @@ use thiserror::Error;
 
 use crate::generator::{Generator, GeneratorParams, PhaseBoundary};
 use crate::messages::{
-    Alert, DeadLetter, DriftEvent, FeatureVector, ModelUpdate, RawTransaction, ScoredEvent,
-    Severity, dead_letter,
+    Alert, DeadLetter, DriftEvent, DriftSource, FeatureVector, ModelUpdate, RawTransaction,
+    ScoredEvent, Severity, dead_letter,
 };
 use crate::report::RunStats;
 use crate::stages::alert_routing::{AlertRouter, Routing};
@@ -105,6 +106,9 @@ pub enum PipelineError {
     /// Scoring failed for a reason that is not the event's fault.
     #[error("inference: {0}")]
     Inference(#[from] AnomalyError),
+    /// The input could not be read further.
+    #[error("reading the input: {0}")]
+    Input(String),
     /// A result could not be written (see [`EventSink`]).
     #[error("writing the results: {0}")]
     Output(#[from] std::io::Error),
@@ -113,6 +117,11 @@ pub enum PipelineError {
 /// Dead letters kept in [`PipelineRun::dead_letters`]; beyond it they are only counted, so
 /// that a file full of bad rows does not fill the memory.
 pub const LISTED_DEAD_LETTERS: usize = 10_000;
+
+/// Notified alerts kept in [`PipelineRun::notified`] (the embedded stand-in for Slack): a
+/// long run notifies about one event in a thousand, so the list is bounded like the dead
+/// letters'.
+pub const LISTED_NOTIFIED: usize = 10_000;
 
 /// What a run produced.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -130,8 +139,12 @@ pub struct PipelineRun {
     pub model_updates: Vec<ModelUpdate>,
     /// Every alert (the `alerts` table), when the run keeps them; see `scored`.
     pub alerts: Vec<Alert>,
-    /// The alerts the notifier received.
+    /// The alerts the notifier received (the first [`LISTED_NOTIFIED`]).
     pub notified: Vec<Alert>,
+    /// Notified alerts beyond [`LISTED_NOTIFIED`], counted only (every alert is in the
+    /// `alerts` table, notified or not).
+    #[serde(default)]
+    pub unlisted_notified: u64,
     /// Alerts not re-sent because an identical one was sent recently.
     pub duplicates_suppressed: u64,
     /// Events that could not be processed (the first [`LISTED_DEAD_LETTERS`]), with where
@@ -163,6 +176,10 @@ pub trait EventSink {
     fn scored(&mut self, event: ScoredEvent) -> std::io::Result<()>;
     /// An alert, in the order they were raised.
     fn alert(&mut self, alert: &Alert) -> std::io::Result<()>;
+    /// After the last result: anything buffered is written (the run's clock stops after).
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Keeps everything in memory (what [`run`] returns).
@@ -187,13 +204,27 @@ impl EventSink for KeepAll {
 /// One transaction of a run's input, or why a record of it could not be read.
 pub type InputRecord = Result<RawTransaction, UnreadableRecord>;
 
-/// A record of the input that is not a transaction: it becomes a dead letter.
+/// A record of the input that is not a transaction: it becomes a dead letter, unless the
+/// input itself failed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UnreadableRecord {
     /// Why.
     pub error: String,
-    /// The record as it was (cut to 4 KiB in the dead letter).
+    /// The record's text, as far as it could be read (cut to 4 KiB in the dead letter).
     pub raw: String,
+    /// The input cannot be read further (an I/O error): the run stops with this error.
+    pub fatal: bool,
+}
+
+impl UnreadableRecord {
+    /// A bad record: the run goes on.
+    pub fn bad(error: String, raw: String) -> Self {
+        Self {
+            error,
+            raw,
+            fatal: false,
+        }
+    }
 }
 
 /// Where a run's transactions come from.
@@ -207,8 +238,11 @@ pub struct Input<I> {
     /// Named in dead letters (`source_topic`).
     pub source: String,
     /// Whether the records carry ground-truth labels (without them, a run has no
-    /// precision, recall or ROC AUC).
+    /// precision, recall or ROC AUC, and no drift detection or retraining on errors).
     pub labelled: bool,
+    /// Where each phase starts, when the source knows (the generator); otherwise they are
+    /// taken from the events, wherever the phase changes.
+    pub boundaries: Option<Vec<PhaseBoundary>>,
 }
 
 /// Runs the whole pipeline on the synthetic stream of `config.generator`, keeping every
@@ -239,13 +273,16 @@ pub fn run(
 pub fn synthetic_input(
     config: &PipelineConfig,
 ) -> Input<impl Iterator<Item = (i64, InputRecord)> + use<>> {
+    let generator = Generator::new(config.generator.clone());
+    let boundaries = generator.boundaries().to_vec();
     Input {
-        records: Generator::new(config.generator.clone())
+        records: generator
             .enumerate()
             .map(|(index, tx)| (index as i64, Ok(tx))),
         expected: config.generator.events,
         source: "raw-transactions".into(),
         labelled: true,
+        boundaries: Some(boundaries),
     }
 }
 
@@ -265,6 +302,8 @@ enum Output {
 enum Prepared {
     Features(FeatureVector),
     Rejected(DeadLetter),
+    /// The input cannot be read further.
+    Failed(String),
 }
 
 /// Runs the whole pipeline on `input`, handing every scored event and alert to `sink` as it
@@ -277,7 +316,7 @@ enum Prepared {
 /// are those of one thread, event for event.
 pub fn run_streaming<I>(
     config: &PipelineConfig,
-    input: Input<I>,
+    mut input: Input<I>,
     sink: &mut (impl EventSink + Send),
     mut progress: impl FnMut(u64, u64),
 ) -> Result<PipelineRun, PipelineError>
@@ -303,6 +342,7 @@ where
         router: AlertRouter::new(config.min_notify_severity, 60_000),
         inference,
         new_alerts: Vec::new(),
+        labelled: true,
     };
     let total = input.expected;
     let mut out = PipelineRun {
@@ -311,6 +351,7 @@ where
         ..PipelineRun::default()
     };
     let mut phases = PhaseTracker::default();
+    let known_boundaries = input.boundaries.take();
     let start = Instant::now();
     let replay_speed = config.replay_speed;
     // Paced runs hand over event by event, so that events reach the stages on time.
@@ -318,8 +359,12 @@ where
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(BATCHES_IN_FLIGHT);
     let source = input.source.clone();
     out.labelled = input.labelled;
+    stages.labelled = input.labelled;
+    // Set when the stages stop early, so that a paced reader does not sleep on.
+    let stopped = AtomicBool::new(false);
     std::thread::scope(|scope| -> Result<(), PipelineError> {
-        scope.spawn(move || {
+        let stopped = &stopped;
+        let reader = scope.spawn(move || {
             let mut engineer = FeatureEngineer::new(InMemoryStore::new(CardState::default()));
             let mut first_event_ms = None;
             let mut prepared = Vec::with_capacity(batch);
@@ -328,7 +373,8 @@ where
                     Ok(tx) => {
                         if replay_speed > 0.0 {
                             let origin = *first_event_ms.get_or_insert(tx.timestamp_ms);
-                            pace(start, tx.timestamp_ms - origin, replay_speed);
+                            let offset = i128::from(tx.timestamp_ms) - i128::from(origin);
+                            pace_unless(start, offset, replay_speed, stopped);
                         }
                         match engineer.process_owned(tx) {
                             Ok(vector) => Prepared::Features(vector),
@@ -339,6 +385,7 @@ where
                             }
                         }
                     }
+                    Err(failed) if failed.fatal => Prepared::Failed(failed.error),
                     Err(unreadable) => Prepared::Rejected(dead_letter(
                         &unreadable.error,
                         &source,
@@ -377,51 +424,67 @@ where
                     }
                 }
             }
+            sink.flush()?;
             Ok(stats)
         });
         let mut done = 0u64;
         let mut outputs = Vec::with_capacity(2 * batch);
         let mut scored_count = 0u64;
-        for prepared in receiver {
-            for item in prepared {
-                match item {
-                    Prepared::Features(vector) => {
-                        phases.observe(&vector.phase, scored_count);
-                        scored_count += 1;
-                        stages.process(vector, &mut out, &mut outputs)?;
-                    }
-                    Prepared::Rejected(letter) => {
-                        if out.dead_letters.len() < LISTED_DEAD_LETTERS {
-                            out.dead_letters.push(letter);
-                        } else {
-                            out.unlisted_dead_letters += 1;
+        let staged = || -> Result<(), PipelineError> {
+            for prepared in receiver {
+                for item in prepared {
+                    match item {
+                        Prepared::Features(vector) => {
+                            if known_boundaries.is_none() {
+                                phases.observe(&vector.phase, scored_count);
+                            }
+                            scored_count += 1;
+                            stages.process(vector, &mut out, &mut outputs)?;
                         }
+                        Prepared::Rejected(letter) => {
+                            if out.dead_letters.len() < LISTED_DEAD_LETTERS {
+                                out.dead_letters.push(letter);
+                            } else {
+                                out.unlisted_dead_letters += 1;
+                            }
+                        }
+                        Prepared::Failed(error) => return Err(PipelineError::Input(error)),
+                    }
+                    done += 1;
+                    if done % 4096 == 0 {
+                        progress(done, total.max(done));
                     }
                 }
-                done += 1;
-                if done % 4096 == 0 {
-                    progress(done, total.max(done));
+                if outputs.len() >= batch {
+                    let full = std::mem::replace(&mut outputs, Vec::with_capacity(2 * batch));
+                    if results.send(full).is_err() {
+                        break; // The writer stopped on an error, returned below.
+                    }
                 }
             }
-            if outputs.len() >= batch {
-                let full = std::mem::replace(&mut outputs, Vec::with_capacity(2 * batch));
-                if results.send(full).is_err() {
-                    break; // The writer stopped on an error, returned below.
-                }
+            if !outputs.is_empty() {
+                let _ = results.send(std::mem::take(&mut outputs));
             }
-        }
-        if !outputs.is_empty() {
-            let _ = results.send(outputs);
-        }
+            Ok(())
+        };
+        let staged = staged();
+        // Whatever happened, the other threads end: the reader's sends fail once its
+        // receiver is gone, the writer's loop once its sender is.
+        stopped.store(true, Ordering::Relaxed);
         drop(results);
-        out.stats = match writer.join() {
-            Ok(written) => written?,
+        if let Err(panic) = reader.join() {
+            std::panic::resume_unwind(panic);
+        }
+        let written = match writer.join() {
+            Ok(written) => written,
             Err(panic) => std::panic::resume_unwind(panic),
         };
-        progress(done, total.max(done));
+        staged?;
+        out.stats = written?;
+        progress(done, done);
         Ok(())
     })?;
-    out.boundaries = phases.boundaries;
+    out.boundaries = known_boundaries.unwrap_or(phases.boundaries);
     out.seconds = start.elapsed().as_secs_f64();
     Ok(out)
 }
@@ -435,6 +498,9 @@ struct Stages {
     router: AlertRouter,
     /// Reused for every event: most raise none.
     new_alerts: Vec<Alert>,
+    /// Without labels, the error stream (DDM) and the retraining judged on labels mean
+    /// nothing: only the scores are watched for drift.
+    labelled: bool,
 }
 
 impl Stages {
@@ -448,8 +514,11 @@ impl Stages {
         self.retrainer.observe(&scored);
         self.new_alerts.extend(anomaly_alert);
         for drift in self.monitor.process(&scored) {
+            if !self.labelled && drift.detector == DriftSource::Ddm {
+                continue;
+            }
             self.new_alerts.push(drift_alert(&drift));
-            if self.waiting_job.is_none() {
+            if self.waiting_job.is_none() && self.labelled {
                 self.waiting_job = self.retrainer.request(&drift);
             }
             out.drifts.push(drift);
@@ -470,7 +539,10 @@ impl Stages {
         }
         for alert in self.new_alerts.drain(..) {
             match self.router.route(&alert) {
-                Routing::Notify => out.notified.push(alert.clone()),
+                Routing::Notify if out.notified.len() < LISTED_NOTIFIED => {
+                    out.notified.push(alert.clone())
+                }
+                Routing::Notify => out.unlisted_notified += 1,
                 Routing::Duplicate => out.duplicates_suppressed += 1,
                 Routing::Stored => {}
             }
@@ -489,9 +561,15 @@ struct PhaseTracker {
     boundaries: Vec<PhaseBoundary>,
 }
 
+/// Phase boundaries kept: a phase column that changes on every row would otherwise grow the
+/// run (and the report) with the file.
+const MAX_BOUNDARIES: usize = 1_000;
+
 impl PhaseTracker {
     fn observe(&mut self, phase: &str, index: u64) {
-        if self.boundaries.last().is_none_or(|b| b.name != phase) {
+        if self.boundaries.len() < MAX_BOUNDARIES
+            && self.boundaries.last().is_none_or(|b| b.name != phase)
+        {
             self.boundaries.push(PhaseBoundary {
                 index,
                 name: phase.to_owned(),
@@ -500,10 +578,27 @@ impl PhaseTracker {
     }
 }
 
+/// [`pace`] in slices of at most 100 ms, returning early once `stopped` is set.
+fn pace_unless(start: Instant, event_offset_ms: i128, speed: f64, stopped: &AtomicBool) {
+    let due_s = (event_offset_ms.max(0) as f64 / 1000.0) / speed;
+    let Ok(due) = Duration::try_from_secs_f64(due_s) else {
+        return; // Beyond any wait worth making.
+    };
+    while !stopped.load(Ordering::Relaxed) {
+        let Some(wait) = due.checked_sub(start.elapsed()) else {
+            return;
+        };
+        std::thread::sleep(wait.min(Duration::from_millis(100)));
+    }
+}
+
 /// Sleeps until `event_offset_ms` of event time, divided by `speed`, has passed since `start`.
 pub fn pace(start: Instant, event_offset_ms: i64, speed: f64) {
-    let due = Duration::from_secs_f64((event_offset_ms.max(0) as f64 / 1000.0) / speed);
-    if let Some(wait) = due.checked_sub(start.elapsed()) {
+    let due_s = (event_offset_ms.max(0) as f64 / 1000.0) / speed;
+    if let Some(wait) = Duration::try_from_secs_f64(due_s)
+        .ok()
+        .and_then(|due| due.checked_sub(start.elapsed()))
+    {
         std::thread::sleep(wait);
     }
 }

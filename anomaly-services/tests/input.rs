@@ -209,6 +209,14 @@ fn an_unlabelled_mapped_input_runs_without_precision_and_recall() {
     std::fs::create_dir_all(&out).unwrap();
     let (result, summary) = run_file(&config(), &file, &out);
     assert!(!result.labelled && !summary.labelled);
+    // Without labels the error stream means nothing: no DDM drift, no retraining job.
+    assert!(
+        result
+            .drifts
+            .iter()
+            .all(|d| d.detector == anomaly_services::messages::DriftSource::Adwin)
+    );
+    assert!(result.jobs.is_empty());
     assert_eq!((summary.scored, summary.dead_letters), (3_000, 1));
     assert_eq!(result.dead_letters[0].offset, 12);
     assert_eq!(summary.roc_auc, None);
@@ -230,5 +238,85 @@ fn an_unlabelled_mapped_input_runs_without_precision_and_recall() {
     .map(|e| e.to_string())
     .unwrap_or_default();
     assert!(refused.contains("--map amount=COLUMN"), "{refused}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A spreadsheet's export: a byte-order mark, CRLF line ends, blank lines, quoted fields with
+/// commas, quotes and a line break, an over-long line. Line numbers stay those of the file,
+/// and the ids come out quoted in the CSVs.
+#[test]
+fn awkward_csv_keeps_its_line_numbers_and_its_quoting() {
+    let dir = scratch("awkward");
+    let header = "\u{feff}event_id,card_id,timestamp_ms,amount,category,is_fraud";
+    let mut lines = vec![header.to_owned()];
+    for i in 0..400 {
+        if i == 100 {
+            lines.push(String::new()); // blank: skipped, counted
+        }
+        if i == 200 {
+            lines.push(format!(
+                "long,card,1767225600000,{},grocery,0",
+                "9".repeat(1 << 21)
+            ));
+        }
+        let card = if i % 2 == 0 {
+            "\"card, \"\"A\"\"\""
+        } else {
+            "card-b"
+        };
+        // A quoted line break: the record spans two lines of the file.
+        let category = if i == 300 {
+            "\"multi\nline\""
+        } else {
+            "grocery"
+        };
+        lines.push(format!(
+            "e{i},{card},{},{}.5,{category},{}",
+            1_767_225_600_000i64 + i * 1000,
+            10 + i % 7,
+            u8::from(i % 50 == 0)
+        ));
+    }
+    let text = lines.join("\r\n") + "\r\n";
+    let path = dir.join("export.csv");
+    std::fs::write(&path, &text).unwrap();
+    let file = InputFile {
+        path,
+        format: Format::Csv,
+        columns: ColumnMap::default(),
+    };
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let (result, summary) = run_file(&config(), &file, &out);
+    assert_eq!((summary.scored, summary.dead_letters), (400, 1));
+    // The over-long line is the one dead letter, at its own line number.
+    let long_line = text
+        .split("\r\n")
+        .position(|l| l.starts_with("long,"))
+        .unwrap() as i64
+        + 1;
+    assert_eq!(result.dead_letters[0].offset, long_line);
+    assert!(result.dead_letters[0].error.contains("longer than"));
+    let scored = std::fs::read_to_string(out.join("scored_events.csv")).unwrap();
+    assert!(
+        scored.contains(",\"card, \"\"A\"\"\","),
+        "ids with commas and quotes are quoted"
+    );
+    // Read back as CSV, every row has the header's nine columns.
+    let mut splitter_rows = 0;
+    for row in scored.lines().skip(1) {
+        let mut cells = 0;
+        let mut quoted = false;
+        for c in row.chars() {
+            match c {
+                '"' => quoted = !quoted,
+                ',' if !quoted => cells += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(cells + 1, 9, "{row}");
+        splitter_rows += 1;
+    }
+    assert_eq!(splitter_rows, 400);
     let _ = std::fs::remove_dir_all(&dir);
 }

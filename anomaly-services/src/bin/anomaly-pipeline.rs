@@ -207,6 +207,14 @@ fn main() -> ExitCode {
         };
     }
     let show_progress = !cli.quiet && std::io::stderr().is_terminal();
+    // The input is opened first: a wrong path or column must not truncate the last report.
+    let input = match cli.input.as_ref().map(InputFile::open).transpose() {
+        Ok(input) => input,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut tables =
         match std::fs::create_dir_all(&cli.out).and_then(|()| CsvTables::create(&cli.out)) {
             Ok(tables) => tables,
@@ -219,20 +227,14 @@ fn main() -> ExitCode {
             }
         };
     let progress = progress_bar(show_progress);
-    let result = match &cli.input {
+    let result = match input {
         None => run_streaming(
             &cli.config,
             synthetic_input(&cli.config),
             &mut tables,
             progress,
         ),
-        Some(file) => match file.open() {
-            Ok(input) => run_streaming(&cli.config, input, &mut tables, progress),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        },
+        Some(input) => run_streaming(&cli.config, input, &mut tables, progress),
     }
     .and_then(|result| Ok((tables.finish()?, result).1));
     let result = match result {

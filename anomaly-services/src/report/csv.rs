@@ -30,6 +30,7 @@ const BUFFER_BYTES: usize = 1 << 20;
 pub struct CsvTables {
     scored: BufWriter<File>,
     alerts: BufWriter<File>,
+    dir: std::path::PathBuf,
 }
 
 impl CsvTables {
@@ -41,22 +42,29 @@ impl CsvTables {
             Ok(file)
         };
         Ok(Self {
-            scored: open("scored_events.csv", SCORED_HEADER)?,
-            alerts: open("alerts.csv", ALERTS_HEADER)?,
+            scored: open("scored_events.csv", SCORED_HEADER)
+                .map_err(|e| named(dir, "scored_events.csv", e))?,
+            alerts: open("alerts.csv", ALERTS_HEADER).map_err(|e| named(dir, "alerts.csv", e))?,
+            dir: dir.to_owned(),
         })
     }
 
     /// Appends a row to `scored_events.csv`.
     pub fn scored(&mut self, e: &ScoredEvent) -> std::io::Result<()> {
+        self.scored_row(e)
+            .map_err(|error| named(&self.dir, "scored_events.csv", error))
+    }
+
+    fn scored_row(&mut self, e: &ScoredEvent) -> std::io::Result<()> {
         // Byte by byte rather than through `write!`: the formatting machinery was most of the
         // writing thread's time. The text is the same (see `decimal`).
         let mut integers = itoa::Buffer::new();
         let out = &mut self.scored;
-        out.write_all(e.event_id.as_bytes())?;
+        write_text(out, &e.event_id)?;
         out.write_all(b",")?;
         out.write_all(integers.format(e.timestamp_ms).as_bytes())?;
         out.write_all(b",")?;
-        out.write_all(e.card_id.as_bytes())?;
+        write_text(out, &e.card_id)?;
         out.write_all(b",")?;
         write_decimal(out, e.amount, 2)?;
         out.write_all(b",")?;
@@ -65,22 +73,29 @@ impl CsvTables {
         out.write_all(if e.is_fraud { b"1," } else { b"0," })?;
         out.write_all(integers.format(e.model_version).as_bytes())?;
         out.write_all(b",")?;
-        out.write_all(e.phase.as_bytes())?;
+        write_text(out, &e.phase)?;
         out.write_all(b"\n")
     }
 
     /// Appends a row to `alerts.csv`.
     pub fn alert(&mut self, a: &Alert) -> std::io::Result<()> {
+        self.alert_row(a)
+            .map_err(|error| named(&self.dir, "alerts.csv", error))
+    }
+
+    fn alert_row(&mut self, a: &Alert) -> std::io::Result<()> {
         write!(
             self.alerts,
-            "{},{:?},{},{},{},{},",
+            "{},{:?},{},{},",
             a.alert_id,
             a.kind,
             a.severity.name(),
             a.timestamp_ms,
-            a.event_id,
-            a.card_id.as_deref().unwrap_or(""),
         )?;
+        write_text(&mut self.alerts, &a.event_id)?;
+        self.alerts.write_all(b",")?;
+        write_text(&mut self.alerts, a.card_id.as_deref().unwrap_or(""))?;
+        self.alerts.write_all(b",")?;
         match a.score {
             Some(score) => writeln!(self.alerts, "{score}"),
             None => writeln!(self.alerts),
@@ -89,9 +104,36 @@ impl CsvTables {
 
     /// Flushes both files.
     pub fn finish(mut self) -> std::io::Result<()> {
-        self.scored.flush()?;
-        self.alerts.flush()
+        self.flush_both()
     }
+
+    fn flush_both(&mut self) -> std::io::Result<()> {
+        self.scored
+            .flush()
+            .map_err(|e| named(&self.dir, "scored_events.csv", e))?;
+        self.alerts
+            .flush()
+            .map_err(|e| named(&self.dir, "alerts.csv", e))
+    }
+}
+
+/// `error` with the file it happened on.
+fn named(dir: &Path, file: &str, error: std::io::Error) -> std::io::Error {
+    std::io::Error::new(
+        error.kind(),
+        format!("{}: {error}", dir.join(file).display()),
+    )
+}
+
+/// A text cell, quoted (RFC 4180) when it holds a comma, a quote or a line break: a user's
+/// ids can; the generator's never do, so their rows are unchanged.
+fn write_text(out: &mut impl Write, text: &str) -> std::io::Result<()> {
+    if !text.contains([',', '"', '\n', '\r']) {
+        return out.write_all(text.as_bytes());
+    }
+    out.write_all(b"\"")?;
+    out.write_all(text.replace('"', "\"\"").as_bytes())?;
+    out.write_all(b"\"")
 }
 
 /// Writes `value` as `{}` (Rust's shortest round-trip form) would.
@@ -141,6 +183,10 @@ impl crate::pipeline::EventSink for CsvTables {
 
     fn alert(&mut self, alert: &Alert) -> std::io::Result<()> {
         CsvTables::alert(self, alert)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_both()
     }
 }
 

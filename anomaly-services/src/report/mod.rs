@@ -140,7 +140,7 @@ pub fn summarize(run: &PipelineRun) -> Summary {
         retraining_jobs: run.jobs.len() as u64,
         models_published: run.model_updates.len() as u64,
         alerts_by_severity: stats.alerts_by_severity,
-        alerts_notified: run.notified.len() as u64,
+        alerts_notified: run.notified.len() as u64 + run.unlisted_notified,
         labelled: run.labelled,
     }
 }

@@ -86,12 +86,46 @@ impl RunStats {
         self.confusion.add(e.is_anomaly, e.is_fraud);
         self.auc.add(e.score, e.is_fraud);
         if index % self.score_per == 0 {
+            // More events than expected (a file that grew, or fewer lines than records):
+            // halve the resolution rather than grow with the run.
+            if self.score_buckets.len() as u64 == 2 * SCORE_BUCKETS {
+                self.score_buckets = self
+                    .score_buckets
+                    .chunks(2)
+                    .map(|pair| ScoreBucket {
+                        events: pair.iter().map(|b| b.events).sum(),
+                        sum: pair.iter().map(|b| b.sum).sum(),
+                        max: pair.iter().map(|b| b.max).fold(0.0, f64::max),
+                    })
+                    .collect();
+                self.score_per *= 2;
+            }
+        }
+        if index % self.score_per == 0 {
             self.score_buckets.push(ScoreBucket::default());
         }
         if let Some(bucket) = self.score_buckets.last_mut() {
             bucket.events += 1;
             bucket.sum += e.score;
             bucket.max = bucket.max.max(e.score);
+        }
+        if index % self.quality_per == 0 && self.quality_buckets.len() as u64 == 2 * QUALITY_BUCKETS
+        {
+            self.quality_buckets = self
+                .quality_buckets
+                .chunks(2)
+                .map(|pair| {
+                    let mut merged = Confusion::default();
+                    for c in pair {
+                        merged.true_positives += c.true_positives;
+                        merged.false_positives += c.false_positives;
+                        merged.false_negatives += c.false_negatives;
+                        merged.true_negatives += c.true_negatives;
+                    }
+                    merged
+                })
+                .collect();
+            self.quality_per *= 2;
         }
         if index % self.quality_per == 0 {
             self.quality_buckets.push(Confusion::default());
@@ -113,6 +147,11 @@ impl RunStats {
     /// Events scored.
     pub fn scored(&self) -> u64 {
         self.scored
+    }
+
+    /// Points of the score chart (at most 800, whatever the run's length).
+    pub fn score_points(&self) -> usize {
+        self.score_buckets.len()
     }
 
     /// Exact ROC AUC of the scores against the labels; `None` without both classes.

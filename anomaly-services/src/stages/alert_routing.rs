@@ -149,7 +149,9 @@ impl AlertRouter {
         }
         let key = Self::key(alert);
         match self.last_notified.get(&key) {
-            Some(&last) if alert.timestamp_ms - last < self.dedupe_window_ms => Routing::Duplicate,
+            Some(&last) if alert.timestamp_ms.saturating_sub(last) < self.dedupe_window_ms => {
+                Routing::Duplicate
+            }
             previous => {
                 self.journal
                     .push((key.clone(), previous.copied(), alert.timestamp_ms));

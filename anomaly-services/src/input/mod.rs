@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -12,6 +12,11 @@ use thiserror::Error;
 use crate::ids::name_uuid;
 use crate::messages::{RawTransaction, SCHEMA_VERSION};
 use crate::pipeline::{Input, InputRecord, UnreadableRecord};
+
+mod records;
+
+pub use records::MAX_RECORD_BYTES;
+use records::{CsvSplitter, Record, RecordReader};
 
 /// The phase of every event of an input without a phase column.
 pub const INPUT_PHASE: &str = "input";
@@ -230,18 +235,6 @@ pub struct InputFile {
     /// Its columns.
     pub columns: ColumnMap,
 }
-
-/// The records of an input file, each with its line number.
-pub type Records = Box<dyn Iterator<Item = (i64, InputRecord)> + Send>;
-
-/// Where each field is in a row: a CSV column index, or a JSON key.
-struct Layout {
-    /// CSV: the index of each field's column, `None` when the file has none.
-    indices: [Option<usize>; Field::ALL.len()],
-    /// JSON lines: the key of each field.
-    keys: [String; Field::ALL.len()],
-}
-
 impl InputFile {
     /// The file's records as a run's input, each with its line number: rows are read as
     /// the run asks for them. The input is labelled when the file has a label column (for
@@ -255,74 +248,153 @@ impl InputFile {
         let file = File::open(&self.path).map_err(io)?;
         let source = self.path.display().to_string();
         let keys = Field::ALL.map(|f| self.columns.column(f).to_owned());
-        let (records, labelled, expected): (Records, bool, u64) = match self.format {
+        let csv = self.format == Format::Csv;
+        let mut reader = RecordReader::new(BufReader::with_capacity(1 << 20, file), csv);
+        let mut layout = Layout {
+            indices: [None; Field::ALL.len()],
+            keys,
+            width: 0,
+        };
+        let mut splitter = CsvSplitter::new();
+        let mut text = Vec::new();
+        let first = reader.next_record(&mut text).map_err(io)?;
+        let (labelled, pending, expected) = match self.format {
             Format::Csv => {
-                let mut reader = csv::ReaderBuilder::new()
-                    .flexible(true)
-                    .from_reader(BufReader::with_capacity(1 << 20, file));
-                let header = reader
-                    .headers()
-                    .map_err(|e| io(std::io::Error::other(e)))?
-                    .clone();
-                let position = |column: &str| header.iter().position(|h| h.trim() == column);
-                let indices = Field::ALL.map(|f| position(self.columns.column(f)));
+                let header: Vec<String> = match first {
+                    Some(Record::Text { .. }) => splitter
+                        .split(&text)
+                        .map_err(|e| {
+                            io(std::io::Error::new(
+                                ErrorKind::InvalidData,
+                                format!("header: {e}"),
+                            ))
+                        })?
+                        .iter()
+                        .map(|h| h.trim().to_owned())
+                        .collect(),
+                    Some(Record::TooLong { .. }) => {
+                        return Err(io(std::io::Error::new(
+                            ErrorKind::InvalidData,
+                            format!("the header is longer than {MAX_RECORD_BYTES} bytes"),
+                        )));
+                    }
+                    None => Vec::new(),
+                };
+                let position = |column: &str| header.iter().position(|h| h == column);
+                layout.indices = Field::ALL.map(|f| position(self.columns.column(f)));
+                layout.width = header.len();
                 for field in Field::ALL.into_iter().filter(|f| f.required()) {
-                    if indices[field as usize].is_none() {
+                    if layout.indices[field as usize].is_none() {
                         return Err(InputError::MissingColumn {
                             path: self.path.clone(),
                             field: field.name(),
                             column: self.columns.column(field).to_owned(),
-                            header: header.iter().collect::<Vec<_>>().join(", "),
+                            header: header.join(", "),
                         });
                     }
                 }
-                let labelled = indices[Field::Label as usize].is_some();
-                let layout = Layout { indices, keys };
-                let width = header.len();
-                let rows = reader.into_records().map(move |row| match row {
-                    Ok(row) => {
-                        let line = row.position().map_or(0, |p| p.line());
-                        (line as i64, csv_transaction(&row, width, &layout, line))
-                    }
-                    Err(e) => {
-                        let line = e.position().map_or(0, |p| p.line());
-                        let error = format!("line {line}: not a CSV row: {e}");
-                        let raw = String::new();
-                        (line as i64, Err(UnreadableRecord { error, raw }))
-                    }
-                });
-                (Box::new(rows), labelled, lines.saturating_sub(1))
+                let labelled = layout.indices[Field::Label as usize].is_some();
+                (labelled, None, lines.saturating_sub(1))
             }
             Format::JsonLines => {
-                let labelled = first_json_has(&self.path, &keys[Field::Label as usize]);
-                let layout = Layout {
-                    indices: [None; Field::ALL.len()],
-                    keys,
-                };
-                let rows = BufReader::with_capacity(1 << 20, file)
-                    .lines()
-                    .enumerate()
-                    .filter(|(_, line)| line.as_ref().map_or(true, |l| !l.trim().is_empty()))
-                    .map(move |(index, line)| {
-                        let line_number = index as u64 + 1;
-                        let record = match line {
-                            Ok(line) => json_transaction(&line, &layout, line_number),
-                            Err(e) => Err(UnreadableRecord {
-                                error: format!("line {line_number}: cannot be read: {e}"),
-                                raw: String::new(),
-                            }),
-                        };
-                        (line_number as i64, record)
-                    });
-                (Box::new(rows), labelled, lines)
+                if let Some(Record::Text { .. }) = first
+                    && text.first() == Some(&b'[')
+                {
+                    return Err(io(std::io::Error::new(
+                        ErrorKind::InvalidData,
+                        "a JSON array, not JSON lines: write one transaction object a line",
+                    )));
+                }
+                let labelled = matches!(first, Some(Record::Text { .. }))
+                    && serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&text)
+                        .is_ok_and(|o| o.contains_key(&layout.keys[Field::Label as usize]));
+                (labelled, first, lines)
             }
         };
+        let records = FileRecords {
+            reader,
+            splitter,
+            layout,
+            text,
+            pending,
+            finished: false,
+        };
         Ok(Input {
-            records,
+            records: Box::new(records),
             expected,
             source,
             labelled,
+            boundaries: None,
         })
+    }
+}
+
+/// The records of an input file, each with its line number.
+pub type Records = Box<dyn Iterator<Item = (i64, InputRecord)> + Send>;
+
+/// Where each field is in a row: a CSV column index, or a JSON key.
+struct Layout {
+    /// CSV: the index of each field's column, `None` when the file has none.
+    indices: [Option<usize>; Field::ALL.len()],
+    /// JSON lines: the key of each field.
+    keys: [String; Field::ALL.len()],
+    /// CSV: the header's number of columns.
+    width: usize,
+}
+
+/// The transactions of a file, read as they are asked for.
+struct FileRecords {
+    reader: RecordReader<BufReader<File>>,
+    splitter: CsvSplitter,
+    layout: Layout,
+    /// The current record's bytes.
+    text: Vec<u8>,
+    /// A record read ahead (the first line of a JSON-lines file), in `text`.
+    pending: Option<Record>,
+    /// An I/O error ended the file.
+    finished: bool,
+}
+
+impl Iterator for FileRecords {
+    type Item = (i64, InputRecord);
+
+    fn next(&mut self) -> Option<(i64, InputRecord)> {
+        if self.finished {
+            return None;
+        }
+        let record = match self.pending.take() {
+            Some(record) => record,
+            None => match self.reader.next_record(&mut self.text) {
+                Ok(Some(record)) => record,
+                Ok(None) => return None,
+                Err(e) => {
+                    // The rest of the file cannot be read: the run stops with this error.
+                    self.finished = true;
+                    let failed = UnreadableRecord {
+                        error: format!("the file cannot be read further: {e}"),
+                        raw: String::new(),
+                        fatal: true,
+                    };
+                    return Some((0, Err(failed)));
+                }
+            },
+        };
+        let (line, parsed) = match record {
+            Record::TooLong { line } => {
+                let error = format!("line {line}: longer than {MAX_RECORD_BYTES} bytes, skipped");
+                let raw = String::new();
+                (line, Err(UnreadableRecord::bad(error, raw)))
+            }
+            Record::Text { line } if self.layout.width > 0 => {
+                let fields = self.splitter.split(&self.text);
+                (
+                    line,
+                    csv_transaction(fields, &self.text, &self.layout, line),
+                )
+            }
+            Record::Text { line } => (line, json_transaction(&self.text, &self.layout, line)),
+        };
+        Some((line as i64, parsed))
     }
 }
 
@@ -332,10 +404,12 @@ fn count_lines(path: &Path) -> std::io::Result<u64> {
     let mut buffer = vec![0u8; 1 << 20];
     let (mut lines, mut last) = (0u64, b'\n');
     loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
-        }
+        let read = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         lines += buffer[..read].iter().filter(|&&b| b == b'\n').count() as u64;
         last = buffer[read - 1];
     }
@@ -343,42 +417,43 @@ fn count_lines(path: &Path) -> std::io::Result<u64> {
     Ok(lines + u64::from(last != b'\n'))
 }
 
-fn first_json_has(path: &Path, key: &str) -> bool {
-    let Ok(file) = File::open(path) else {
-        return false;
-    };
-    BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| !l.trim().is_empty())
-        .and_then(|l| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&l).ok())
-        .is_some_and(|object| object.contains_key(key))
+/// At most `LIMIT` characters of `text` for a message, marked when cut.
+fn shown(text: &str) -> String {
+    const LIMIT: usize = 64;
+    match text.char_indices().nth(LIMIT) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// A record's text for its dead letter (cut to 4 KiB there).
+fn raw_text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned()
 }
 
 fn csv_transaction(
-    row: &csv::StringRecord,
-    width: usize,
+    fields: Result<Vec<&str>, String>,
+    text: &[u8],
     layout: &Layout,
     line: u64,
 ) -> InputRecord {
-    let raw = || row.iter().collect::<Vec<_>>().join(",");
-    if row.len() != width {
-        return Err(UnreadableRecord {
-            error: format!("line {line}: {} fields, the header has {width}", row.len()),
-            raw: raw(),
-        });
+    let bad = |error: String| UnreadableRecord::bad(error, raw_text(text));
+    let row = fields.map_err(|e| bad(format!("line {line}: {e}")))?;
+    if row.len() != layout.width {
+        return Err(bad(format!(
+            "line {line}: {} fields, the header has {}",
+            row.len(),
+            layout.width
+        )));
     }
-    let cell = |field: Field| layout.indices[field as usize].and_then(|i| row.get(i));
-    transaction(cell, line).map_err(|error| UnreadableRecord { error, raw: raw() })
+    let cell = |field: Field| layout.indices[field as usize].and_then(|i| row.get(i).copied());
+    transaction(cell, line).map_err(bad)
 }
 
-fn json_transaction(text: &str, layout: &Layout, line: u64) -> InputRecord {
-    let unreadable = |error: String| UnreadableRecord {
-        error,
-        raw: text.to_owned(),
-    };
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)
-        .map_err(|e| unreadable(format!("line {line}: not a JSON object: {e}")))?;
+fn json_transaction(text: &[u8], layout: &Layout, line: u64) -> InputRecord {
+    let bad = |error: String| UnreadableRecord::bad(error, raw_text(text));
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(text)
+        .map_err(|e| bad(format!("line {line}: not a JSON object: {e}")))?;
     // Numbers and booleans are read as their JSON text, strings as they are.
     let values: Vec<Option<String>> = Field::ALL
         .iter()
@@ -388,7 +463,7 @@ fn json_transaction(text: &str, layout: &Layout, line: u64) -> InputRecord {
             Some(other) => Some(other.to_string()),
         })
         .collect();
-    transaction(|f| values[f as usize].as_deref(), line).map_err(unreadable)
+    transaction(|f| values[f as usize].as_deref(), line).map_err(bad)
 }
 
 /// A transaction from its fields' text; the error names the line and the field.
@@ -408,8 +483,13 @@ fn transaction<'a>(
     let number = |field: Field| -> Result<Option<f64>, String> {
         text(field)?
             .map(|v| {
-                v.parse::<f64>()
-                    .map_err(|_| format!("line {line}: {} `{v}` is not a number", field.name()))
+                v.parse::<f64>().map_err(|_| {
+                    format!(
+                        "line {line}: {} `{}` is not a number",
+                        field.name(),
+                        shown(v)
+                    )
+                })
             })
             .transpose()
     };
@@ -417,19 +497,19 @@ fn transaction<'a>(
     let timestamp = text(Field::Timestamp)?.unwrap_or_default();
     let timestamp_ms = parse_timestamp(timestamp).ok_or_else(|| {
         format!(
-            "line {line}: timestamp `{timestamp}` is neither Unix milliseconds nor ISO-8601 UTC (2026-01-01T12:30:00Z)"
+            "line {line}: timestamp `{}` is neither Unix milliseconds nor ISO-8601 UTC (2026-01-01T12:30:00Z) between the years 0 and 9999",
+            shown(timestamp)
         )
     })?;
     let amount = number(Field::Amount)?.unwrap_or_default();
     let is_fraud = match text(Field::Label)? {
         None => false,
-        Some("1" | "true" | "True" | "TRUE" | "yes" | "fraud") => true,
-        Some("0" | "false" | "False" | "FALSE" | "no" | "normal") => false,
-        Some(other) => {
-            return Err(format!(
-                "line {line}: label `{other}` is not 1/0, true/false or yes/no"
-            ));
-        }
+        Some(label) => parse_label(label).ok_or_else(|| {
+            format!(
+                "line {line}: label `{}` is not 1/0, true/false or yes/no",
+                shown(label)
+            )
+        })?,
     };
     let event_id = match text(Field::EventId)? {
         Some(id) => id.to_owned(),
@@ -451,8 +531,31 @@ fn transaction<'a>(
     })
 }
 
-/// Unix milliseconds from an integer, or from ISO-8601 UTC (`YYYY-MM-DDTHH:MM:SS[.fff][Z]`,
-/// a space allowed for the `T`).
+/// A ground-truth label: `1`/`0` (also `1.0`/`0.0`), or true/false, yes/no, y/n, t/f,
+/// fraud/normal in any case.
+fn parse_label(text: &str) -> Option<bool> {
+    if let Ok(number) = text.parse::<f64>() {
+        return match number {
+            1.0 => Some(true),
+            0.0 => Some(false),
+            _ => None,
+        };
+    }
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "t" | "yes" | "y" | "fraud" => Some(true),
+        "false" | "f" | "no" | "n" | "normal" => Some(false),
+        _ => None,
+    }
+}
+
+/// Unix milliseconds of 0000-01-01T00:00:00Z.
+const EARLIEST_MS: i64 = -62_167_219_200_000;
+/// Unix milliseconds of 9999-12-31T23:59:59.999Z.
+const LATEST_MS: i64 = 253_402_300_799_999;
+
+/// Unix milliseconds from an integer (or an integral number such as `1767225600000.0`), or
+/// from ISO-8601 UTC (`YYYY-MM-DDTHH:MM:SS[.fff][Z]`, a space allowed for the `T`); `None`
+/// for anything else, for dates that do not exist, and outside the years 0 to 9999.
 ///
 /// ```
 /// use anomaly_services::input::parse_timestamp;
@@ -460,33 +563,44 @@ fn transaction<'a>(
 /// assert_eq!(parse_timestamp("1767225600123"), Some(1_767_225_600_123));
 /// assert_eq!(parse_timestamp("2026-01-01T00:00:00.123Z"), Some(1_767_225_600_123));
 /// assert_eq!(parse_timestamp("2026-01-01 00:00:01"), Some(1_767_225_601_000));
+/// assert_eq!(parse_timestamp("2026-02-29T00:00:00Z"), None); // not a leap year
 /// assert_eq!(parse_timestamp("yesterday"), None);
 /// ```
 pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let in_range = |ms: i64| (EARLIEST_MS..=LATEST_MS).contains(&ms).then_some(ms);
     if let Ok(ms) = text.parse::<i64>() {
-        return Some(ms);
+        return in_range(ms);
+    }
+    if let Ok(ms) = text.parse::<f64>() {
+        let integral = ms.fract() == 0.0 && ms.abs() <= LATEST_MS as f64;
+        return integral.then(|| in_range(ms as i64)).flatten();
     }
     // Hand-written rather than a date crate: one fixed UTC layout is all the input needs.
     let text = text.strip_suffix('Z').unwrap_or(text);
     let (date, time) = text.split_once(['T', ' '])?;
-    let mut date = date.splitn(3, '-').map(str::parse::<i64>);
-    let (year, month, day) = (date.next()?.ok()?, date.next()?.ok()?, date.next()?.ok()?);
+    let number = |part: &str, digits: usize| -> Option<i64> {
+        (part.len() == digits && part.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| part.parse().ok())
+            .flatten()
+    };
+    let mut date = date.splitn(3, '-');
+    let year = number(date.next()?, 4)?;
+    let month = number(date.next()?, 2)?;
+    let day = number(date.next()?, 2)?;
     let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut clock = clock.splitn(3, ':').map(str::parse::<i64>);
-    let (hour, minute, second) = (
-        clock.next()?.ok()?,
-        clock.next()?.ok()?,
-        clock.next()?.ok()?,
-    );
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-        || hour < 0
-        || minute < 0
-        || second < 0
-    {
+    let mut clock = clock.splitn(3, ':');
+    let hour = number(clock.next()?, 2)?;
+    let minute = number(clock.next()?, 2)?;
+    let second = number(clock.next()?, 2)?;
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1..=month_days).contains(&day) || hour > 23 || minute > 59 || second > 59 {
         return None;
     }
     let millis = match fraction.len() {
@@ -497,7 +611,7 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
         }
         _ => return None,
     };
-    // Howard Hinnant's days-from-civil algorithm.
+    // Howard Hinnant's days-from-civil algorithm (years 0-9999: no overflow).
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -505,7 +619,7 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     let doy = (153 * mp + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+    in_range(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
 }
 
 /// The CSV header [`write_csv`] writes: the default column of every field.
@@ -557,5 +671,58 @@ fn quoted(text: &str) -> std::borrow::Cow<'_, str> {
         format!("\"{}\"", text.replace('"', "\"\"")).into()
     } else {
         text.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_outside_the_calendar_are_refused() {
+        for bad in [
+            "2026-02-31T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-01-01T00:00:60Z",
+            "2026-13-01T00:00:00Z",
+            "300000000-01-01T00:00:00Z",
+            "10000-01-01T00:00:00Z",
+            "9223372036854775807",
+            "1e300",
+            "1767225600000.5",
+            "2026-1-1T00:00:00Z",
+            "",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
+        assert_eq!(
+            parse_timestamp("2024-02-29T23:59:59.9Z"),
+            Some(1_709_251_199_900)
+        );
+        assert_eq!(parse_timestamp("1767225600000.0"), Some(1_767_225_600_000));
+        assert_eq!(parse_timestamp("0000-01-01T00:00:00Z"), Some(EARLIEST_MS));
+        assert_eq!(parse_timestamp("9999-12-31T23:59:59.999Z"), Some(LATEST_MS));
+    }
+
+    #[test]
+    fn labels_in_their_usual_spellings() {
+        for yes in ["1", "1.0", "true", "TRUE", "Yes", "y", "T", "fraud"] {
+            assert_eq!(parse_label(yes), Some(true), "{yes}");
+        }
+        for no in ["0", "0.0", "false", "No", "n", "F", "normal"] {
+            assert_eq!(parse_label(no), Some(false), "{no}");
+        }
+        for bad in ["2", "maybe", "-1", "NaN"] {
+            assert_eq!(parse_label(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn messages_quote_at_most_64_characters() {
+        let long = "x".repeat(10_000);
+        assert_eq!(shown(&long).len(), 67);
+        assert_eq!(shown("short"), "short");
+        assert_eq!(shown(&"é".repeat(100)).chars().count(), 67);
     }
 }
