@@ -150,6 +150,27 @@ fn the_command_line_runs_and_explains_itself() {
     for option in ["--events", "--seed", "--out", "--replay-speed", "--n-trees"] {
         assert!(text.contains(option), "--help does not mention {option}");
     }
+    // Every binary of the package says which version it is.
+    for name in [
+        binary,
+        env!("CARGO_BIN_EXE_producer"),
+        env!("CARGO_BIN_EXE_feature-engineer"),
+        env!("CARGO_BIN_EXE_ml-inference"),
+        env!("CARGO_BIN_EXE_drift-detector"),
+        env!("CARGO_BIN_EXE_retraining-worker"),
+        env!("CARGO_BIN_EXE_alert-router"),
+    ] {
+        let version = std::process::Command::new(name)
+            .arg("--version")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&version.stdout);
+        assert!(version.status.success(), "{name} --version");
+        assert!(
+            text.trim_end().ends_with(env!("CARGO_PKG_VERSION")),
+            "{name}: {text}"
+        );
+    }
     let bad = std::process::Command::new(binary)
         .args(["--events", "many"])
         .output()

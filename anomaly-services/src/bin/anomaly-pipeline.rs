@@ -58,6 +58,7 @@ OPTIONS:
                                                                     [default: HIGH]
   --quiet             no progress bar
   -h, --help          this text
+  -V, --version       the version
 
 The same seed gives the same results. Notified alerts are written to DIR/run.json (the
 embedded stand-in for Slack).";
@@ -70,7 +71,14 @@ struct Cli {
     export: Option<PathBuf>,
 }
 
-fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>, String> {
+/// What the command line asks for.
+enum Command {
+    Run(Box<Cli>),
+    Help,
+    Version,
+}
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Command, String> {
     let mut cli = Cli {
         config: PipelineConfig::default(),
         out: PathBuf::from("report"),
@@ -85,7 +93,8 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>, String> {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
         let c = &mut cli.config;
         match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
             "--events" => c.generator.events = parse_number(&value()?, &flag)?,
             "--seed" => c.generator.seed = parse_number(&value()?, &flag)?,
             "--cards" => c.generator.cards = parse_number(&value()?, &flag)?,
@@ -151,7 +160,7 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Option<Cli>, String> {
         let seed = cli.config.generator.seed;
         cli.config.model = with_random_cut_forest(cli.config.model, seed);
     }
-    Ok(Some(cli))
+    Ok(Command::Run(Box::new(cli)))
 }
 
 fn parse_number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
@@ -185,9 +194,13 @@ fn progress_bar(enabled: bool) -> impl FnMut(u64, u64) {
 
 fn main() -> ExitCode {
     let cli = match parse(std::env::args().skip(1)) {
-        Ok(Some(cli)) => cli,
-        Ok(None) => {
+        Ok(Command::Run(cli)) => cli,
+        Ok(Command::Help) => {
             println!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("anomaly-pipeline {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Err(e) => {

@@ -33,6 +33,10 @@ pub fn service_main(
         println!("{help}");
         return ExitCode::SUCCESS;
     }
+    if std::env::args().any(|a| a == "-V" || a == "--version") {
+        println!("{service} {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     JsonLogger::install(service);
     let outcome = (|| {
         let config = ServiceConfig::from_env(default_http_port).map_err(|e| e.to_string())?;
