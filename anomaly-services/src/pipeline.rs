@@ -352,6 +352,7 @@ where
     };
     let mut phases = PhaseTracker::default();
     let known_boundaries = input.boundaries.take();
+    progress(0, total);
     let start = Instant::now();
     let replay_speed = config.replay_speed;
     // Paced runs hand over event by event, so that events reach the stages on time.

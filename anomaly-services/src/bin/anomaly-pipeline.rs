@@ -5,7 +5,6 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anomaly_services::generator::Generator;
 use anomaly_services::input::{ColumnMap, Format, InputFile, write_csv};
@@ -14,6 +13,7 @@ use anomaly_services::pipeline::{
     PipelineConfig, run_streaming, synthetic_input, with_random_cut_forest,
 };
 use anomaly_services::report::{self, CsvTables};
+use indicatif::{ProgressBar, ProgressStyle};
 
 const HELP: &str = "\
 anomaly-pipeline: card transactions (synthetic, or your own with --input) through all six
@@ -168,27 +168,29 @@ fn parse_number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, Strin
         .map_err(|_| format!("{flag}: `{text}` is not a valid value"))
 }
 
-/// A one-line progress bar on stderr, redrawn in place.
+/// A progress bar on stderr (indicatif), drawn only when `enabled` (a terminal, no --quiet).
 fn progress_bar(enabled: bool) -> impl FnMut(u64, u64) {
-    let start = Instant::now();
+    let bar = if enabled {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    // A constant template: it parses; the default style is the fallback all the same.
+    let style = ProgressStyle::with_template(
+        "[{bar:40}] {pos}/{len} events, {msg} ({elapsed_precise}, {eta} left)",
+    )
+    .map(|style| style.progress_chars("#>-"))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    let start = std::time::Instant::now();
     move |done, total| {
-        if !enabled {
-            return;
-        }
-        let width = 40;
-        let filled = (done as usize * width / total.max(1) as usize).min(width);
         let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
-        let mut err = std::io::stderr();
-        let _ = write!(
-            err,
-            "\r[{}{}] {done}/{total} events, {rate:.0} events/s",
-            "#".repeat(filled),
-            " ".repeat(width - filled)
-        );
+        bar.set_message(format!("{rate:.0} events/s"));
+        bar.set_length(total);
+        bar.set_position(done);
         if done >= total {
-            let _ = writeln!(err);
+            bar.finish();
         }
-        let _ = err.flush();
     }
 }
 
