@@ -185,9 +185,9 @@ fn progress_bar(enabled: bool) -> impl FnMut(u64, u64) {
     let start = std::time::Instant::now();
     move |done, total| {
         let rate = done as f64 / start.elapsed().as_secs_f64().max(1e-9);
-        bar.set_message(format!("{rate:.0} events/s"));
         bar.set_length(total);
         bar.set_position(done);
+        bar.set_message(format!("{rate:.0} events/s"));
         if done >= total {
             bar.finish();
         }
