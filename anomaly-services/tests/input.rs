@@ -320,3 +320,84 @@ fn awkward_csv_keeps_its_line_numbers_and_its_quoting() {
     assert_eq!(splitter_rows, 400);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A sink that fails after `fail_after` scored events.
+struct FailingSink {
+    fail_after: usize,
+    seen: usize,
+}
+
+impl anomaly_services::pipeline::EventSink for FailingSink {
+    fn scored(&mut self, _: anomaly_services::messages::ScoredEvent) -> std::io::Result<()> {
+        self.seen += 1;
+        if self.seen > self.fail_after {
+            return Err(std::io::Error::other("disk full"));
+        }
+        Ok(())
+    }
+
+    fn alert(&mut self, _: &anomaly_services::messages::Alert) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// When writing fails, or the input cannot be read further, the run stops with that error
+/// (no hang with every channel full, no success on half the data).
+#[test]
+fn a_failing_writer_or_reader_stops_the_run_with_its_error() {
+    let mut config = config();
+    config.generator.events = 50_000;
+    let mut sink = FailingSink {
+        fail_after: 1_000,
+        seen: 0,
+    };
+    let input = anomaly_services::pipeline::synthetic_input(&config);
+    let error = run_streaming(&config, input, &mut sink, |_, _| {})
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("disk full"), "{error}");
+    assert_eq!(sink.seen, 1_001, "the writer stopped at its first error");
+
+    // A reader whose file breaks after 3,000 records.
+    let records = Generator::new(config.generator.clone())
+        .take(3_000)
+        .enumerate()
+        .map(|(i, tx)| (i as i64, Ok(tx)))
+        .chain(std::iter::once((
+            3_000,
+            Err(anomaly_services::pipeline::UnreadableRecord {
+                error: "input/output error".into(),
+                raw: String::new(),
+                fatal: true,
+            }),
+        )))
+        .chain(
+            Generator::new(config.generator.clone())
+                .enumerate()
+                .map(|(i, tx)| (i as i64, Ok(tx))),
+        );
+    let input = anomaly_services::pipeline::Input {
+        records,
+        expected: 50_000,
+        source: "broken".into(),
+        labelled: true,
+        boundaries: None,
+    };
+    let mut sink = FailingSink {
+        fail_after: usize::MAX,
+        seen: 0,
+    };
+    let error = run_streaming(&config, input, &mut sink, |_, _| {})
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("reading the input: input/output error"),
+        "{error}"
+    );
+    assert!(
+        sink.seen <= 3_000,
+        "nothing after the broken record was scored"
+    );
+}
