@@ -183,6 +183,8 @@ pub struct Generator {
     now_ms: f64,
     /// The fraud run under way ([`FraudStyle::Mimicry`]), continued by the next events.
     fraud_run: Option<FraudRun>,
+    /// For each boundary, its phase's position in `params.phases` (the first of that name).
+    boundary_phases: Vec<usize>,
 }
 
 /// A multi-transaction fraud in progress on one card.
@@ -225,6 +227,16 @@ impl Generator {
             })
             .collect();
         let boundaries = phase_boundaries(&params);
+        let boundary_phases = boundaries
+            .iter()
+            .map(|b| {
+                params
+                    .phases
+                    .iter()
+                    .position(|p| p.name == b.name)
+                    .unwrap_or(0)
+            })
+            .collect();
         let now_ms = params.start_ms as f64;
         Self {
             params,
@@ -234,6 +246,7 @@ impl Generator {
             next: 0,
             now_ms,
             fraud_run: None,
+            boundary_phases,
         }
     }
 
@@ -244,17 +257,12 @@ impl Generator {
 
     /// Where in `params.phases` the phase of event `index` is.
     fn phase_position(&self, index: u64) -> usize {
-        let position = self
+        let boundary = self
             .boundaries
             .iter()
             .rposition(|b| b.index <= index)
             .unwrap_or(0);
-        let name = &self.boundaries[position].name;
-        self.params
-            .phases
-            .iter()
-            .position(|p| &p.name == name)
-            .unwrap_or(0)
+        self.boundary_phases.get(boundary).copied().unwrap_or(0)
     }
 }
 
