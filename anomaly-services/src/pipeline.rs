@@ -358,6 +358,10 @@ where
     // Paced runs hand over event by event, so that events reach the stages on time.
     let batch = if replay_speed > 0.0 { 1 } else { BATCH };
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(BATCHES_IN_FLIGHT);
+    // Emptied batches go back to the thread that fills them: fresh ones, freed on another
+    // thread, made the allocator map (and the kernel zero) new pages all run long.
+    let (empty_prepared, reuse_prepared) = std::sync::mpsc::channel::<Vec<Prepared>>();
+    let (empty_outputs, reuse_outputs) = std::sync::mpsc::channel::<Vec<Output>>();
     let source = input.source.clone();
     out.labelled = input.labelled;
     stages.labelled = input.labelled;
@@ -397,7 +401,10 @@ where
                 };
                 prepared.push(item);
                 if prepared.len() == batch {
-                    let full = std::mem::replace(&mut prepared, Vec::with_capacity(batch));
+                    let next = reuse_prepared
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(batch));
+                    let full = std::mem::replace(&mut prepared, next);
                     if sender.send(full).is_err() {
                         return; // The stages stopped on an error.
                     }
@@ -411,8 +418,8 @@ where
             std::sync::mpsc::sync_channel::<Vec<Output>>(BATCHES_IN_FLIGHT);
         let mut stats = std::mem::take(&mut out.stats);
         let writer = scope.spawn(move || -> std::io::Result<RunStats> {
-            for outputs in result_receiver {
-                for output in outputs {
+            for mut outputs in result_receiver {
+                for output in outputs.drain(..) {
                     match output {
                         Output::Scored(event) => {
                             stats.add_scored(&event);
@@ -424,6 +431,7 @@ where
                         }
                     }
                 }
+                let _ = empty_outputs.send(outputs);
             }
             sink.flush()?;
             Ok(stats)
@@ -432,8 +440,8 @@ where
         let mut outputs = Vec::with_capacity(2 * batch);
         let mut scored_count = 0u64;
         let staged = || -> Result<(), PipelineError> {
-            for prepared in receiver {
-                for item in prepared {
+            for mut prepared in receiver {
+                for item in prepared.drain(..) {
                     match item {
                         Prepared::Features(vector) => {
                             if known_boundaries.is_none() {
@@ -456,8 +464,12 @@ where
                         progress(done, total.max(done));
                     }
                 }
+                let _ = empty_prepared.send(prepared);
                 if outputs.len() >= batch {
-                    let full = std::mem::replace(&mut outputs, Vec::with_capacity(2 * batch));
+                    let next = reuse_outputs
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(2 * batch));
+                    let full = std::mem::replace(&mut outputs, next);
                     if results.send(full).is_err() {
                         break; // The writer stopped on an error, returned below.
                     }
