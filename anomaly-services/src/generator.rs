@@ -313,9 +313,10 @@ impl Iterator for Generator {
             let is_fraud = category.1;
             return Some(self.transaction(card, amount, category.0, place, is_fraud, position));
         }
-        let card = &self.cards[rng.random_range(0..self.cards.len())];
+        let card_index = rng.random_range(0..self.cards.len());
+        let card = &self.cards[card_index];
         let is_fraud = rng.random::<f64>() < phase.fraud_rate;
-        let (amount, category, (latitude, longitude)) = if is_fraud {
+        let (amount, category, place) = if is_fraud {
             // Several times the card's usual amount, resaleable goods, far from home.
             let amount = card.typical_amount * rng.random_range(4.0..25.0);
             let category = RISKY[rng.random_range(0..RISKY.len())];
@@ -335,21 +336,7 @@ impl Iterator for Generator {
             );
             (amount, category, place)
         };
-        let merchant = merchant_id(rng.random_range(0..5_000));
-        let event_id = uuid_from(rng.random::<u128>());
-        Some(RawTransaction {
-            schema_version: crate::messages::SCHEMA_VERSION,
-            event_id,
-            card_id: card.id.clone(),
-            timestamp_ms: self.now_ms as i64,
-            amount: (amount * 100.0).round() / 100.0,
-            merchant,
-            category: category.into(),
-            latitude,
-            longitude,
-            is_fraud,
-            phase: phase.name.clone(),
-        })
+        Some(self.transaction(card_index, amount, category, place, is_fraud, position))
     }
 }
 

@@ -137,24 +137,8 @@ impl Inference {
         &mut self,
         vector: &FeatureVector,
     ) -> Result<(ScoredEvent, Option<Alert>), AnomalyError> {
-        let (score, is_anomaly, alert) = self.score_and_learn(vector)?;
-        Ok((
-            ScoredEvent {
-                schema_version: crate::messages::SCHEMA_VERSION,
-                event_id: vector.event_id.clone(),
-                card_id: vector.card_id.clone(),
-                timestamp_ms: vector.timestamp_ms,
-                score,
-                is_anomaly,
-                is_fraud: vector.is_fraud,
-                model_version: self.version,
-                amount: vector.amount,
-                phase: vector.phase.clone(),
-                merchant: vector.merchant.clone(),
-                features: vector.features.clone(),
-            },
-            alert,
-        ))
+        // The scored event carries copies of the vector's ids and features.
+        self.process_owned(vector.clone())
     }
 
     /// [`process`](Self::process), moving the vector's ids and features into the scored
