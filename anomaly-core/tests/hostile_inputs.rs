@@ -89,7 +89,9 @@ fn rcf_snapshots_with_absurd_shapes_are_refused_before_anything_is_built() {
     assert!(load(value).is_err());
 }
 
-fn ensemble_with(member: MemberKind) -> Ensemble {
+/// An HST + SAD ensemble over features `a` and `b` with `member` at half weight, after
+/// `events` ordinary events.
+fn ensemble_after(member: MemberKind, sad_grace_period: u32, events: u32) -> Ensemble {
     let params = EnsembleParams {
         hst: HstParams {
             seed: Some(1),
@@ -97,6 +99,7 @@ fn ensemble_with(member: MemberKind) -> Ensemble {
             ..HstParams::default()
         },
         sad_feature: "a".into(),
+        sad_grace_period,
         members: vec![MemberParams {
             detector: member,
             weight: 0.5,
@@ -104,13 +107,17 @@ fn ensemble_with(member: MemberKind) -> Ensemble {
         ..EnsembleParams::default()
     };
     let mut model = Ensemble::with_features(params, &["a", "b"]).unwrap();
-    for i in 0..100 {
+    for i in 0..events {
         model
             .score(&[f64::from(i % 10) / 10.0, 0.5][..])
             .unwrap()
             .learn();
     }
     model
+}
+
+fn ensemble_with(member: MemberKind) -> Ensemble {
+    ensemble_after(member, EnsembleParams::default().sad_grace_period, 100)
 }
 
 #[test]
@@ -164,32 +171,13 @@ fn a_pad_snapshot_with_a_bad_learning_rate_is_refused() {
 
 #[test]
 fn an_rcf_member_does_not_learn_the_zeros_of_its_warm_up() {
-    let params = EnsembleParams {
-        hst: HstParams {
-            seed: Some(1),
-            window_size: 20,
-            ..HstParams::default()
-        },
-        sad_feature: "a".into(),
-        sad_grace_period: 5,
-        members: vec![MemberParams {
-            detector: MemberKind::Rcf(RcfParams {
-                seed: Some(2),
-                ..RcfParams::default()
-            }),
-            weight: 0.5,
-        }],
-        ..EnsembleParams::default()
-    };
-    let mut model = Ensemble::with_features(params, &["a", "b"]).unwrap();
+    let rcf = MemberKind::Rcf(RcfParams {
+        seed: Some(2),
+        ..RcfParams::default()
+    });
     // The forest scores 0 until 65 points are learned (output_after = 1 + 256 / 4); ten events
     // after that, an ordinary event must not stand out against those zeros.
-    for i in 0..75 {
-        model
-            .score(&[f64::from(i % 10) / 10.0, 0.5][..])
-            .unwrap()
-            .learn();
-    }
+    let mut model = ensemble_after(rcf, 5, 75);
     let scored = model.score(&[0.3, 0.5][..]).unwrap();
     assert!(
         scored.member_scores()[0] < 0.5,
