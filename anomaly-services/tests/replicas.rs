@@ -311,25 +311,7 @@ fn three_drift_detectors_run_the_detectors_once_and_a_standby_takes_over() {
         },
     );
     // The detectors' checkpoint covers every record of every partition, once.
-    let mut redis = common::redis_connection();
-    wait_until(
-        "the checkpoint to reach the end",
-        Duration::from_secs(60),
-        || {
-            let bytes: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(format!("{prefix}drift-detectors:checkpoint"))
-                .query(&mut redis)
-                .unwrap();
-            bytes.is_some_and(|bytes| {
-                let checkpoint: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-                let positions = checkpoint["positions"].as_object().unwrap();
-                // Every record read once (the positions) and counted once by the detectors
-                // (what they have seen, restored across the takeover).
-                positions.values().map(|v| v.as_i64().unwrap()).sum::<i64>() == i64::from(EVENTS)
-                    && checkpoint["monitor"]["seen"].as_u64() == Some(u64::from(EVENTS))
-            })
-        },
-    );
+    common::wait_for_drift_checkpoint(&prefix, u64::from(EVENTS), Duration::from_secs(60));
     assert_eq!(leaders(&ports).len(), 1, "one owner at the end");
     for (instance, port) in instances.iter_mut().zip(&ports) {
         let status = terminate(&mut instance.0, STOP_LIMIT);

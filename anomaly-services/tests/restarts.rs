@@ -249,6 +249,9 @@ fn drift_detector_recovers_from_postgres_restarts_and_stores_every_event_once() 
     });
     events.truncate(sent);
     wait_for_commits_to_the_end(&bootstrap, "drift-detector", "scores");
+    // The detectors run apart from the group, in the lease owner: after the outages they may
+    // still be catching up when every row is stored.
+    common::wait_for_drift_checkpoint(&prefix, sent as u64, Duration::from_secs(120));
     let dead_letters = metric(port, "anomaly_dead_letters_total");
     let failures = metric(port, "anomaly_errors_total{kind=\"postgres_unavailable\"");
     let status = terminate(&mut service, Duration::from_secs(15));

@@ -56,6 +56,27 @@ pub fn delete_redis_prefix(prefix: &str) {
     }
 }
 
+/// Waits until the drift detectors' checkpoint under `prefix` covers `events` records of
+/// `scores`, each read once (the positions) and counted once by the detectors (`seen`). The
+/// owner writes a batch's drift rows before its checkpoint, so every drift of those records
+/// is stored by then; the group's committed offsets say nothing of the owner, which reads
+/// outside the group and may lag behind it after an outage.
+pub fn wait_for_drift_checkpoint(prefix: &str, events: u64, limit: Duration) {
+    let mut redis = redis_connection();
+    wait_until("the drift checkpoint to reach the end", limit, || {
+        let bytes: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(format!("{prefix}drift-detectors:checkpoint"))
+            .query(&mut redis)
+            .unwrap();
+        bytes.is_some_and(|bytes| {
+            let checkpoint: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let positions = checkpoint["positions"].as_object().unwrap();
+            positions.values().map(|v| v.as_u64().unwrap()).sum::<u64>() == events
+                && checkpoint["monitor"]["seen"].as_u64() == Some(events)
+        })
+    });
+}
+
 /// Drops a test's PostgreSQL schema.
 pub fn drop_schema(schema: &str) {
     let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
