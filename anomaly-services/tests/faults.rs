@@ -102,6 +102,13 @@ fn drift_detector_killed_mid_stream_loses_and_duplicates_nothing() {
         metric(port, "anomaly_events_in_total"),
         from_committed as u64
     );
+    // The detectors resume in whichever instance takes the killed one's lease, apart from
+    // the group that stores the rows.
+    common::wait_for_drift_checkpoint(
+        &format!("{schema}:"),
+        events.len() as u64,
+        Duration::from_secs(60),
+    );
     // SIGTERM: a clean exit within a few seconds.
     let status = terminate(&mut second, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
