@@ -35,6 +35,7 @@ pub mod services;
 pub mod stages;
 pub mod startup;
 pub mod telemetry;
+pub mod timestamps;
 
 /// Every binary of this crate (the services, the main job, the examples, the tests) allocates
 /// and frees several small buffers per record (decoded messages, card states, payloads); with

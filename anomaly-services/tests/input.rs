@@ -181,7 +181,7 @@ fn an_unlabelled_mapped_input_runs_without_precision_and_recall() {
         lines.push(
             serde_json::json!({
                 "id": tx.event_id, "pan_token": tx.card_id,
-                "time": anomaly_services::ids::iso8601(tx.timestamp_ms),
+                "time": anomaly_services::timestamps::iso8601(tx.timestamp_ms),
                 "value": tx.amount, "category": tx.category,
             })
             .to_string(),

@@ -554,8 +554,8 @@ const EARLIEST_MS: i64 = -62_167_219_200_000;
 const LATEST_MS: i64 = 253_402_300_799_999;
 
 /// Unix milliseconds from an integer (or an integral number such as `1767225600000.0`), or
-/// from ISO-8601 UTC (`YYYY-MM-DDTHH:MM:SS[.fff][Z]`, a space allowed for the `T`); `None`
-/// for anything else, for dates that do not exist, and outside the years 0 to 9999.
+/// from ISO-8601 UTC ([`parse_utc`](crate::timestamps::parse_utc)); `None` for anything else,
+/// for dates that do not exist, and outside the years 0 to 9999.
 ///
 /// ```
 /// use anomaly_services::input::parse_timestamp;
@@ -575,51 +575,7 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
         let integral = ms.fract() == 0.0 && ms.abs() <= LATEST_MS as f64;
         return integral.then(|| in_range(ms as i64)).flatten();
     }
-    // Hand-written rather than a date crate: one fixed UTC layout is all the input needs.
-    let text = text.strip_suffix('Z').unwrap_or(text);
-    let (date, time) = text.split_once(['T', ' '])?;
-    let number = |part: &str, digits: usize| -> Option<i64> {
-        (part.len() == digits && part.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| part.parse().ok())
-            .flatten()
-    };
-    let mut date = date.splitn(3, '-');
-    let year = number(date.next()?, 4)?;
-    let month = number(date.next()?, 2)?;
-    let day = number(date.next()?, 2)?;
-    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
-    let mut clock = clock.splitn(3, ':');
-    let hour = number(clock.next()?, 2)?;
-    let minute = number(clock.next()?, 2)?;
-    let second = number(clock.next()?, 2)?;
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if !(1..=month_days).contains(&day) || hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
-    let millis = match fraction.len() {
-        0 => 0,
-        n if fraction.bytes().all(|b| b.is_ascii_digit()) => {
-            let digits: i64 = fraction[..n.min(3)].parse().ok()?;
-            digits * 10i64.pow(3 - n.min(3) as u32)
-        }
-        _ => return None,
-    };
-    // Howard Hinnant's days-from-civil algorithm (years 0-9999: no overflow).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    in_range(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+    crate::timestamps::parse_utc(text).and_then(in_range)
 }
 
 /// The CSV header [`write_csv`] writes: the default column of every field.

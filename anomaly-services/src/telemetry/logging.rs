@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use serde_json::{Map, Value};
 
-use crate::ids::iso8601;
+use crate::timestamps::iso8601;
 
 /// Formats one log line (without the trailing newline).
 ///
