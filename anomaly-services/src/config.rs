@@ -59,6 +59,63 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// The default of every setting, as the text a variable would hold: [`ServiceConfig`] reads
+/// them when a variable is unset, and `--help` shows them ([`crate::cli`]).
+pub mod defaults {
+    /// `KAFKA_BOOTSTRAP_SERVERS`.
+    pub const KAFKA_BOOTSTRAP_SERVERS: &str = "kafka:29092";
+    /// `KAFKA_OFFSET_RESET`.
+    pub const KAFKA_OFFSET_RESET: &str = "latest";
+    /// `KAFKA_BATCH_SIZE`.
+    pub const KAFKA_BATCH_SIZE: &str = "1000";
+    /// `KAFKA_LINGER_MS`.
+    pub const KAFKA_LINGER_MS: &str = "2";
+    /// `KAFKA_COMMIT_INTERVAL_MS`.
+    pub const KAFKA_COMMIT_INTERVAL_MS: &str = "1000";
+    /// `KAFKA_SESSION_TIMEOUT_MS`.
+    pub const KAFKA_SESSION_TIMEOUT_MS: &str = "30000";
+    /// `KAFKA_FETCH_WAIT_MS`.
+    pub const KAFKA_FETCH_WAIT_MS: &str = "50";
+    /// `REDIS_URL`.
+    pub const REDIS_URL: &str = "redis://redis:6379";
+    /// `REDIS_PREFIX`.
+    pub const REDIS_PREFIX: &str = "";
+    /// `TIMESCALE_URL`.
+    pub const TIMESCALE_URL: &str = "postgresql://anomaly:anomaly@timescaledb:5432/anomalydb";
+    /// `TIMESCALE_SCHEMA`.
+    pub const TIMESCALE_SCHEMA: &str = "public";
+    /// `ANOMALY_THRESHOLD`.
+    pub const ANOMALY_THRESHOLD: &str = "0.85";
+    /// `REPLAY_SPEED`.
+    pub const REPLAY_SPEED: &str = "100";
+    /// `SLACK_WEBHOOK_URL` (Slack off).
+    pub const SLACK_WEBHOOK_URL: &str = "";
+    /// `MIN_SLACK_SEVERITY`.
+    pub const MIN_SLACK_SEVERITY: &str = "HIGH";
+    /// `HTTP_BIND`.
+    pub const HTTP_BIND: &str = "127.0.0.1";
+    /// `NOTIFY_MAX_AGE_S`.
+    pub const NOTIFY_MAX_AGE_S: &str = "86400";
+    /// `NOTIFY_RETRY_MAX_S`.
+    pub const NOTIFY_RETRY_MAX_S: &str = "300";
+    /// `MODEL_CHECKPOINT_INTERVAL_S`.
+    pub const MODEL_CHECKPOINT_INTERVAL_S: &str = "60";
+    /// `RUST_LOG`.
+    pub const RUST_LOG: &str = "info";
+    /// `PRODUCER_EVENTS`.
+    pub const PRODUCER_EVENTS: &str = "1000000";
+    /// `PRODUCER_SEED`.
+    pub const PRODUCER_SEED: &str = "42";
+    /// `PRODUCER_CARDS`.
+    pub const PRODUCER_CARDS: &str = "2000";
+    /// `PRODUCER_INSTANCES`.
+    pub const PRODUCER_INSTANCES: &str = "1";
+    /// `PRODUCER_INSTANCE`.
+    pub const PRODUCER_INSTANCE: &str = "0";
+    /// `PRODUCER_RUN`.
+    pub const PRODUCER_RUN: &str = "1";
+}
+
 /// A configuration value was rejected.
 #[derive(Debug, Error, Clone, PartialEq)]
 #[error("invalid {variable}={value}: expected {expected}")]
@@ -80,6 +137,8 @@ pub struct ServiceConfig {
     pub redis_url: Secret,
     /// `TIMESCALE_URL`, default `postgresql://anomaly:anomaly@timescaledb:5432/anomalydb`.
     pub timescale_url: Secret,
+    /// `TIMESCALE_SCHEMA`, the PostgreSQL schema of the tables, default `public`.
+    pub timescale_schema: String,
     /// `ANOMALY_THRESHOLD`, in [0, 1], default 0.85.
     pub anomaly_threshold: f64,
     /// `REPLAY_SPEED`, >= 0 (0 = as fast as possible), default 100.
@@ -146,17 +205,17 @@ impl ServiceConfig {
         let text = |name: &str, default: &str| lookup(name).unwrap_or_else(|| default.to_owned());
         let anomaly_threshold = number(
             "ANOMALY_THRESHOLD",
-            &text("ANOMALY_THRESHOLD", "0.85"),
+            &text("ANOMALY_THRESHOLD", defaults::ANOMALY_THRESHOLD),
             "a number in [0, 1]",
             |x| (0.0..=1.0).contains(&x),
         )?;
         let replay_speed = number(
             "REPLAY_SPEED",
-            &text("REPLAY_SPEED", "100"),
+            &text("REPLAY_SPEED", defaults::REPLAY_SPEED),
             "a number >= 0",
             |x| x >= 0.0 && x.is_finite(),
         )?;
-        let webhook = text("SLACK_WEBHOOK_URL", "");
+        let webhook = text("SLACK_WEBHOOK_URL", defaults::SLACK_WEBHOOK_URL);
         let webhook = webhook.trim();
         let slack_webhook_url = if webhook.is_empty() {
             None
@@ -169,7 +228,7 @@ impl ServiceConfig {
                 expected: "an http(s) URL, or empty to disable Slack",
             });
         };
-        let severity_text = text("MIN_SLACK_SEVERITY", "HIGH");
+        let severity_text = text("MIN_SLACK_SEVERITY", defaults::MIN_SLACK_SEVERITY);
         let min_slack_severity = severity_text.parse().map_err(|_| ConfigError {
             variable: "MIN_SLACK_SEVERITY",
             value: severity_text.clone(),
@@ -181,11 +240,8 @@ impl ServiceConfig {
             value: port_text.clone(),
             expected: "a TCP port number",
         })?;
-        let redis_url = text("REDIS_URL", "redis://redis:6379");
-        let timescale_url = text(
-            "TIMESCALE_URL",
-            "postgresql://anomaly:anomaly@timescaledb:5432/anomalydb",
-        );
+        let redis_url = text("REDIS_URL", defaults::REDIS_URL);
+        let timescale_url = text("TIMESCALE_URL", defaults::TIMESCALE_URL);
         for (variable, url, schemes) in [
             ("REDIS_URL", &redis_url, &["redis://", "rediss://"][..]),
             (
@@ -202,66 +258,58 @@ impl ServiceConfig {
                 });
             }
         }
-        let defaults = crate::adapters::kafka::KafkaTuning::default();
-        let setting = |variable: &'static str, default: u64, expected, range| {
-            whole(
-                variable,
-                &text(variable, &default.to_string()),
-                expected,
-                range,
-            )
+        let setting = |variable: &'static str, default: &str, expected, range| {
+            whole(variable, &text(variable, default), expected, range)
         };
-        let millis = |d: std::time::Duration| d.as_millis() as u64;
         let kafka_tuning = crate::adapters::kafka::KafkaTuning {
-            statistics_interval: defaults.statistics_interval,
-            report_partition_ends: false,
             batch_size: setting(
                 "KAFKA_BATCH_SIZE",
-                defaults.batch_size as u64,
+                defaults::KAFKA_BATCH_SIZE,
                 "a whole number from 1 to 100000",
                 1..=100_000,
             )? as usize,
             linger_ms: setting(
                 "KAFKA_LINGER_MS",
-                defaults.linger_ms,
+                defaults::KAFKA_LINGER_MS,
                 "a whole number of milliseconds from 0 to 1000",
                 0..=1_000,
             )?,
             commit_interval: std::time::Duration::from_millis(setting(
                 "KAFKA_COMMIT_INTERVAL_MS",
-                millis(defaults.commit_interval),
+                defaults::KAFKA_COMMIT_INTERVAL_MS,
                 "a whole number of milliseconds from 10 to 60000",
                 10..=60_000,
             )?),
             session_timeout: std::time::Duration::from_millis(setting(
                 "KAFKA_SESSION_TIMEOUT_MS",
-                millis(defaults.session_timeout),
+                defaults::KAFKA_SESSION_TIMEOUT_MS,
                 // Brokers refuse sessions under group.min.session.timeout.ms (6 s by default).
                 "a whole number of milliseconds from 6000 to 1800000",
                 6_000..=1_800_000,
             )?),
             fetch_wait_ms: setting(
                 "KAFKA_FETCH_WAIT_MS",
-                defaults.fetch_wait_ms,
+                defaults::KAFKA_FETCH_WAIT_MS,
                 "a whole number of milliseconds from 1 to 10000",
                 1..=10_000,
             )?,
+            ..crate::adapters::kafka::KafkaTuning::default()
         };
         let notify_max_age = std::time::Duration::from_secs(setting(
             "NOTIFY_MAX_AGE_S",
-            86_400,
+            defaults::NOTIFY_MAX_AGE_S,
             "a whole number of seconds from 1 to 2592000 (30 days)",
             1..=2_592_000,
         )?);
         let notify_max_retry_wait = std::time::Duration::from_secs(setting(
             "NOTIFY_RETRY_MAX_S",
-            300,
+            defaults::NOTIFY_RETRY_MAX_S,
             "a whole number of seconds from 1 to 3600",
             1..=3_600,
         )?);
         let checkpoint_seconds = setting(
             "MODEL_CHECKPOINT_INTERVAL_S",
-            60,
+            defaults::MODEL_CHECKPOINT_INTERVAL_S,
             "a whole number of seconds from 0 (no checkpoints) to 86400",
             0..=86_400,
         )?;
@@ -284,17 +332,23 @@ impl ServiceConfig {
             notify_max_retry_wait,
             model_checkpoint_interval,
             instance_id,
-            kafka_bootstrap_servers: text("KAFKA_BOOTSTRAP_SERVERS", "kafka:29092"),
+            kafka_bootstrap_servers: text(
+                "KAFKA_BOOTSTRAP_SERVERS",
+                defaults::KAFKA_BOOTSTRAP_SERVERS,
+            ),
             redis_url: Secret::new(redis_url),
             timescale_url: Secret::new(timescale_url),
+            timescale_schema: text("TIMESCALE_SCHEMA", defaults::TIMESCALE_SCHEMA),
             anomaly_threshold,
             replay_speed,
             slack_webhook_url,
             min_slack_severity,
             http_port,
-            http_bind: text("HTTP_BIND", "127.0.0.1"),
-            redis_prefix: text("REDIS_PREFIX", ""),
-            kafka_offset_reset: match text("KAFKA_OFFSET_RESET", "latest").trim() {
+            http_bind: text("HTTP_BIND", defaults::HTTP_BIND),
+            redis_prefix: text("REDIS_PREFIX", defaults::REDIS_PREFIX),
+            kafka_offset_reset: match text("KAFKA_OFFSET_RESET", defaults::KAFKA_OFFSET_RESET)
+                .trim()
+            {
                 reset @ ("latest" | "earliest") => reset.to_owned(),
                 other => {
                     return Err(ConfigError {

@@ -15,13 +15,15 @@
 //! * [`service`], [`services`]: the Kafka consume-process-produce loop and each service's
 //!   record handler.
 //! * [`adapters`]: PostgreSQL/TimescaleDB and Redis behind the stages.
-//! * [`config`], [`telemetry`]: what every service shares: typed environment configuration,
-//!   JSON logs, metrics, `/health` and `/metrics`.
+//! * [`cli`], [`config`], [`telemetry`]: what every service shares: settings as flags and
+//!   environment variables, checked into a typed configuration; JSON logs, metrics, `/health`
+//!   and `/metrics`.
 
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod adapters;
+pub mod cli;
 pub mod config;
 pub mod failure;
 pub mod generator;

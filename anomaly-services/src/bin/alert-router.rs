@@ -4,35 +4,25 @@
 use std::process::ExitCode;
 
 use anomaly_services::adapters::outbox::PgOutbox;
+use anomaly_services::cli::AlertRouterCommand;
 use anomaly_services::failure::Dependency::Postgres;
 use anomaly_services::services::alert_router::{ALERTS, AlertRouterService};
-use anomaly_services::services::main::{
-    connect_event_store, connect_kafka, event_schema, service_main,
-};
+use anomaly_services::services::main::{connect_event_store, connect_kafka, service_main};
 use anomaly_services::services::notifier::{NotifierSettings, SlackNotifier, run_notifier};
 use anomaly_services::stages::alert_routing::AlertRouter;
 use log::info;
 
-const HELP: &str = "\
-alert-router: stores every alert from `alerts` in PostgreSQL and queues those at or above
-MIN_SLACK_SEVERITY (one per card/severity a minute) in the `notifications` outbox, in the
-same statement; a notifier thread posts the outbox to SLACK_WEBHOOK_URL (5 s timeout,
-HTTP 429 Retry-After honoured, retried with backoff until delivered or NOTIFY_MAX_AGE_S old,
-then marked failed). The webhook URL is never logged. Environment (docs/OPERATIONS.md):
-KAFKA_BOOTSTRAP_SERVERS, TIMESCALE_URL, SLACK_WEBHOOK_URL, MIN_SLACK_SEVERITY,
-NOTIFY_MAX_AGE_S, NOTIFY_RETRY_MAX_S, HTTP_PORT (default 8005), HTTP_BIND, RUST_LOG. Stops cleanly on SIGTERM or
-SIGINT.";
-
 fn main() -> ExitCode {
-    service_main("alert-router", 8005, HELP, |ctx| {
+    service_main::<AlertRouterCommand>(8005, |ctx| {
         let config = &ctx.config;
         let store = connect_event_store(config)?.with_latency(ctx.status.metrics.latency(Postgres));
         let io = connect_kafka(config, "alert-router", &[ALERTS])?;
         let notifier = match config.slack_webhook_url.clone() {
             Some(url) => {
-                let mut outbox = PgOutbox::connect(config.timescale_url.expose(), &event_schema())
-                    .map_err(|e| format!("notification outbox: {e}"))?
-                    .with_latency(ctx.status.metrics.latency(Postgres));
+                let mut outbox =
+                    PgOutbox::connect(config.timescale_url.expose(), &config.timescale_schema)
+                        .map_err(|e| format!("notification outbox: {e}"))?
+                        .with_latency(ctx.status.metrics.latency(Postgres));
                 let settings = NotifierSettings {
                     max_age: config.notify_max_age,
                     max_retry_wait: config.notify_max_retry_wait,

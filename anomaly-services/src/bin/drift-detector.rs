@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anomaly_services::adapters::checkpoints::Ownership;
 use anomaly_services::adapters::kafka::{KafkaIo, KafkaTuning, StartFrom};
+use anomaly_services::cli::DriftDetectorCommand;
 use anomaly_services::config::redact_url;
 use anomaly_services::failure::Dependency::Postgres;
 use anomaly_services::pipeline::default_model;
@@ -15,17 +16,6 @@ use anomaly_services::services::drift_leader::{LeaderSettings, run_drift_leader}
 use anomaly_services::services::main::{connect_event_store, connect_kafka, service_main};
 use anomaly_services::startup::retry_store;
 use log::info;
-
-const HELP: &str = "\
-drift-detector: stores the scored events of its partitions of `scores` in PostgreSQL
-(idempotently, before committing offsets). One instance at a time, the holder of a Redis
-lease (10 s, renewed), also watches the whole score stream with ADWIN (scores) and DDM (error
-stream: anomaly flag vs fraud label), publishes drifts to `drift-events` and drift alerts to
-`alerts`, writes drift events to PostgreSQL and checkpoints the detectors with the offsets
-they cover to Redis after every batch; the other instances stand by and take over from the
-checkpoint. Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, TIMESCALE_URL,
-REDIS_URL, REDIS_PREFIX, HTTP_PORT (default 8003), HTTP_BIND, RUST_LOG. Stops cleanly on
-SIGTERM or SIGINT (giving the lease up).";
 
 /// How long the drift detectors' lease lasts unrenewed: a crashed owner's standby takes over
 /// after at most this.
@@ -41,7 +31,7 @@ fn owner_tuning(config: &anomaly_services::config::ServiceConfig) -> KafkaTuning
 }
 
 fn main() -> ExitCode {
-    service_main("drift-detector", 8003, HELP, |ctx| {
+    service_main::<DriftDetectorCommand>(8003, |ctx| {
         let config = &ctx.config;
         let latency = || ctx.status.metrics.latency(Postgres);
         let store = connect_event_store(config)?.with_latency(latency());

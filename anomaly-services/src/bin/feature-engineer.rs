@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use anomaly_services::adapters::redis::RedisFeatureStore;
+use anomaly_services::cli::FeatureEngineerCommand;
 use anomaly_services::config::redact_url;
 use anomaly_services::services::applied_card::AppliedCard;
 use anomaly_services::services::feature_engineer::{FeatureEngineerService, SOURCE};
@@ -10,18 +11,11 @@ use anomaly_services::services::main::{connect_kafka, service_main};
 use anomaly_services::startup::retry_store;
 use log::info;
 
-const HELP: &str = "\
-feature-engineer: consumes raw-transactions, keeps each card's sliding windows in Redis
-(atomic per card, expiring after 7 days), publishes feature vectors to `features`; bad
-messages go to `dead-letters`. Configured by environment variables (docs/OPERATIONS.md):
-KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, REDIS_PREFIX, HTTP_PORT (default 8001), HTTP_BIND,
-RUST_LOG. Stops cleanly on SIGTERM or SIGINT.";
-
 /// A card unseen for a week starts afresh.
 const CARD_TTL_SECONDS: u64 = 7 * 24 * 3600;
 
 fn main() -> ExitCode {
-    service_main("feature-engineer", 8001, HELP, |ctx| {
+    service_main::<FeatureEngineerCommand>(8001, |ctx| {
         let config = &ctx.config;
         let redis_url = config.redis_url.expose().to_owned();
         let prefix = format!("{}card:", config.redis_prefix);

@@ -7,6 +7,7 @@ use anomaly_core::anomaly::Ensemble;
 use anomaly_core::features::TransactionFeatures;
 use anomaly_services::adapters::learned_models::RedisLearnedModels;
 use anomaly_services::adapters::redis::RedisModelStore;
+use anomaly_services::cli::MlInferenceCommand;
 use anomaly_services::config::redact_url;
 use anomaly_services::pipeline::default_model;
 use anomaly_services::services::main::{connect_kafka, service_main};
@@ -17,24 +18,11 @@ use anomaly_services::stages::inference::Inference;
 use anomaly_services::startup::{retry, retry_store};
 use log::{info, warn};
 
-const HELP: &str = "\
-ml-inference: scores each feature vector from `features` with the HalfSpaceTrees + SAD
-ensemble, then learns it; publishes scored events to `scores` and anomalies (score >=
-ANOMALY_THRESHOLD) to `alerts` with a severity and the features that isolated them. Loads the
-active model from Redis (5 tries, 5 s apart, then a fresh model, version 1) and switches to
-each newer valid model announced on `model-updates` (and checks Redis for one every second).
-Every MODEL_CHECKPOINT_INTERVAL_S (default 60; 0 disables) and at shutdown it checkpoints what
-the model has learned to Redis under INSTANCE_ID (default <host name>-<HTTP_PORT>); at start it
-resumes from its own checkpoint (or the freshest of another instance) when that continues the
-active model. Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, REDIS_URL,
-REDIS_PREFIX, ANOMALY_THRESHOLD, MODEL_CHECKPOINT_INTERVAL_S, INSTANCE_ID, HTTP_PORT (default
-8002), HTTP_BIND, RUST_LOG. Stops cleanly on SIGTERM or SIGINT.";
-
 /// A checkpoint not renewed for this long (its instance is gone) expires.
 const CHECKPOINTS_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 fn main() -> ExitCode {
-    service_main("ml-inference", 8002, HELP, |ctx| {
+    service_main::<MlInferenceCommand>(8002, |ctx| {
         let config = &ctx.config;
         let redis_url = config.redis_url.expose().to_owned();
         let mut models = retry_store("redis", || {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anomaly_core::features::TransactionFeatures;
 use anomaly_services::adapters::labelled_history::RedisLabelledHistory;
 use anomaly_services::adapters::redis::RedisModelStore;
+use anomaly_services::cli::RetrainingWorkerCommand;
 use anomaly_services::config::redact_url;
 use anomaly_services::pipeline::default_model;
 use anomaly_services::services::main::{connect_event_store, connect_kafka, service_main};
@@ -16,23 +17,13 @@ use anomaly_services::stages::retraining::{Retrainer, RetrainingParams};
 use anomaly_services::startup::retry_store;
 use log::info;
 
-const HELP: &str = "\
-retraining-worker: appends each scored event (with its features, live score and label, from
-`scores`) to a labelled history in Redis shared by every worker; each drift on `drift-events` requests a retraining job in a Redis
-queue (one job per drift storm: debounced for 10 minutes); a job survives a worker crash (its
-lease of 10 minutes expires and it is put back) and never runs on two workers at once. A job trains a fresh
-ensemble on that history, compares it with the running model on the most recent labelled
-events, and publishes it (Redis active_model, `model-updates`, `model_versions`) only if it is
-not worse. Environment (docs/OPERATIONS.md): KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, REDIS_PREFIX,
-TIMESCALE_URL, TIMESCALE_SCHEMA, HTTP_PORT (default 8004), HTTP_BIND, RUST_LOG.";
-
 /// A worker's jobs are put back this long after its last sign of life (a job takes seconds).
 const LEASE_SECONDS: u64 = 600;
 /// After a job ran, drifts start no other job for this long (drift storms make one job).
 const DEBOUNCE_SECONDS: u64 = 600;
 
 fn main() -> ExitCode {
-    service_main("retraining-worker", 8004, HELP, |ctx| {
+    service_main::<RetrainingWorkerCommand>(8004, |ctx| {
         let config = &ctx.config;
         let redis_url = config.redis_url.expose().to_owned();
         // Unique among running workers even where every container's process id is 1.

@@ -85,14 +85,13 @@ impl JsonLogger {
         self.filter.filter()
     }
 
-    /// Installs a stdout logger as the global one, filtered by `RUST_LOG` (default `info`).
-    /// Only the first call in a process takes effect.
-    pub fn install(service: &'static str) {
-        let spec = std::env::var("RUST_LOG").unwrap_or_default();
-        let spec = if spec.trim().is_empty() {
+    /// Installs a stdout logger as the global one, filtered by `filter` (`RUST_LOG`'s syntax;
+    /// empty means `info`). Only the first call in a process takes effect.
+    pub fn install(service: &'static str, filter: &str) {
+        let spec = if filter.trim().is_empty() {
             "info"
         } else {
-            spec.trim()
+            filter.trim()
         };
         let logger = Self::new(service, spec, Box::new(std::io::stdout()));
         let level = logger.max_level();
