@@ -35,10 +35,17 @@ fn time<T>(runs: usize, mut step: impl FnMut() -> Result<T, Error>) -> Result<Du
     Ok(median(samples))
 }
 
+/// Where to write the checkpoints.
+#[derive(clap::Parser)]
+#[command(name = "bench-checkpoint")]
+struct Args {
+    /// The Redis to measure against.
+    #[arg(default_value = "redis://127.0.0.1:6379")]
+    url: String,
+}
+
 fn main() -> Result<(), Error> {
-    let url = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+    let Args { url } = clap::Parser::parse();
     println!(
         "| model | size | encode (clone + snapshot) | write to Redis (keeping the previous) | read from Redis | decode + validate + install | checkpoint: share of a 60 s interval | checkpoint: events not processed meanwhile |"
     );

@@ -72,12 +72,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// How many cards to measure.
+#[derive(clap::Parser)]
+#[command(name = "bench-memory")]
+struct Args {
+    /// Distinct cards whose states the services hold.
+    #[arg(long, default_value_t = 1_000_000)]
+    cards: i64,
+}
+
 fn run() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().collect();
-    let cards: i64 = match args.iter().position(|a| a == "--cards") {
-        Some(i) => args.get(i + 1).ok_or("--cards needs a number")?.parse()?,
-        None => 1_000_000,
-    };
+    let Args { cards } = clap::Parser::parse();
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();

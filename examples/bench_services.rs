@@ -34,51 +34,31 @@ use anomaly_services::generator::{Generator, GeneratorParams};
 
 type Error = Box<dyn std::error::Error>;
 
+/// What to measure.
+#[derive(clap::Parser)]
+#[command(name = "bench-services")]
 struct Args {
+    /// Transactions the producer sends.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
+    /// Transactions per second of the latency run.
+    #[arg(long, default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     rate: u64,
+    /// How long the latency run lasts.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     latency_seconds: u64,
+    /// Brokers of the mock cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     brokers: u32,
+    /// Partitions of every topic.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
     partitions: u32,
+    /// A running Kafka-protocol broker to use instead of a mock cluster.
+    #[arg(long)]
     bootstrap: Option<String>,
+    /// Also measure the producer alone in its modes.
+    #[arg(long)]
     producer_modes: bool,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        events: 200_000,
-        rate: 5_000,
-        latency_seconds: 20,
-        brokers: 3,
-        partitions: 6,
-        bootstrap: None,
-        producer_modes: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        if flag == "--producer-modes" {
-            args.producer_modes = true;
-            continue;
-        }
-        let value = it.next().ok_or(format!("{flag} needs a value"))?;
-        let number = || {
-            value
-                .parse::<u64>()
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or(format!("{flag} takes a positive whole number, not {value}"))
-        };
-        match flag.as_str() {
-            "--events" => args.events = number()?,
-            "--rate" => args.rate = number()?,
-            "--latency-seconds" => args.latency_seconds = number()?,
-            "--brokers" => args.brokers = number()? as u32,
-            "--partitions" => args.partitions = number()? as u32,
-            "--bootstrap" => args.bootstrap = Some(value),
-            _ => return Err(format!("unknown option {flag}")),
-        }
-    }
-    Ok(args)
 }
 
 /// The services that consume, with their consumer group's topics.
@@ -664,13 +644,7 @@ fn producer_modes(bootstrap: &str, events: usize) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("bench-services: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let args: Args = clap::Parser::parse();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

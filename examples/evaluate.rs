@@ -43,6 +43,7 @@ fn parse_args() -> Result<Options, String> {
         fused: false,
         tree_rng: TreeRng::ChaCha,
     };
+    // Parsed by hand: anomaly-core's examples keep to its few named dev-dependencies.
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let mut dir: Option<PathBuf> = None;
     let mut only: Option<Vec<String>> = None;
     let mut tolerance = 0.0;
+    // Parsed by hand: anomaly-core's examples keep to its few named dev-dependencies.
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {

@@ -14,21 +14,23 @@ use std::process::ExitCode;
 use anomaly_services::services::TOPICS;
 use rdkafka::mocking::MockCluster;
 
+/// A mock Kafka cluster with the pipeline's topics.
+#[derive(clap::Parser)]
+#[command(name = "mock-kafka")]
+struct Args {
+    /// Brokers in the cluster.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..))]
+    brokers: i32,
+    /// Partitions of every topic.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..))]
+    partitions: i32,
+}
+
 fn main() -> ExitCode {
-    let mut brokers = 3;
-    let mut partitions = 6;
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let value = args.next().and_then(|v| v.parse::<i32>().ok());
-        match (arg.as_str(), value) {
-            ("--brokers", Some(v)) if v > 0 => brokers = v,
-            ("--partitions", Some(v)) if v > 0 => partitions = v,
-            _ => {
-                eprintln!("usage: mock-kafka [--brokers N] [--partitions N]");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
+    let Args {
+        brokers,
+        partitions,
+    } = clap::Parser::parse();
     let cluster = match MockCluster::new(brokers) {
         Ok(cluster) => cluster,
         Err(e) => {

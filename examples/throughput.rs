@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     let mut names: Vec<String> = Vec::new();
     let mut events = 1_000_000usize;
     let mut inputs: Option<PathBuf> = None;
+    // Parsed by hand: anomaly-core's examples keep to its few named dev-dependencies.
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {

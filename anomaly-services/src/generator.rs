@@ -66,7 +66,7 @@ pub struct GeneratorParams {
 }
 
 /// What fraud looks like in the stream.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum FraudStyle {
     /// Every fraud is one transaction of 4-25 times the card's usual amount, in resaleable

@@ -6,64 +6,165 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anomaly_services::generator::Generator;
+use anomaly_services::generator::{FraudStyle, Generator};
 use anomaly_services::input::{ColumnMap, Format, InputFile, write_csv};
 use anomaly_services::messages::Severity;
 use anomaly_services::pipeline::{
     PipelineConfig, run_streaming, synthetic_input, with_random_cut_forest,
 };
 use anomaly_services::report::{self, CsvTables};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-const HELP: &str = "\
-anomaly-pipeline: card transactions (synthetic, or your own with --input) through all six
-stages (feature engineering, inference, drift detection, retraining, alert routing) in one
-process, with in-memory stand-ins for Kafka, Redis, PostgreSQL and Slack. Prints a summary and
-writes a report.
-
-USAGE: anomaly-pipeline [OPTIONS]
-
-OPTIONS:
-  --input FILE        run on the transactions of FILE (CSV with a header row, or JSON
-                      lines), streamed from disk; rows that are not transactions are
-                      dead letters listed with their line numbers
-  --format F          csv or jsonl                    [default: from FILE's extension]
-  --map FIELD=COLUMN  the column holding FIELD (repeatable). Fields and the columns read
-                      by default: event_id, card_id, timestamp (timestamp_ms: Unix ms or
-                      ISO-8601 UTC), amount, merchant, category, latitude, longitude,
-                      label (is_fraud: 1/0, true/false; optional), phase. card_id,
-                      timestamp and amount are required
-  --mapping FILE      mappings from FILE, one FIELD = COLUMN a line (# comments)
-  --export-transactions FILE
-                      write the synthetic stream (--events, --seed, --cards) to FILE as
-                      CSV in the layout --input reads, and stop
-  --events N          transactions to generate                      [default: 200000]
-  --seed S            seed of the generator and the models          [default: 42]
-  --cards N           distinct cards                                [default: 2000]
-  --fraud STYLE       blatant: each fraud one large purchase of resaleable goods far from
-                      home; mimicry: card testing bursts, account takeovers and purchases
-                      that imitate the card's habits (docs/PIPELINE.md) [default: blatant]
-  --out DIR           where report.html, summary.json, run.json, scored_events.csv and
-                      alerts.csv are written                        [default: report]
-  --replay-speed X    event time runs X times faster than real time; 0 = as fast as
-                      possible (the generator draws 20 transactions/s of event time)
-                                                                    [default: 0]
-  --threshold T       anomaly threshold on the ensemble score       [default: 0.85]
-  --n-trees N         HalfSpaceTrees trees                          [default: 10]
-  --height H          HalfSpaceTrees tree height                    [default: 8]
-  --window W          HalfSpaceTrees window size                    [default: 250]
-  --model M           hst: HalfSpaceTrees + SAD; rcf: a Random Cut Forest (50 trees,
-                      samples of 256) joins them                    [default: hst]
-  --min-severity S    alerts sent to the notifier: LOW, MEDIUM, HIGH or CRITICAL
-                                                                    [default: HIGH]
-  --quiet             no progress bar
-  -h, --help          this text
-  -V, --version       the version
-
+/// The command line. Defaults are those of `PipelineConfig::default()`, shown in `--help`
+/// through [`with_defaults`].
+#[derive(Parser, Debug)]
+#[command(
+    name = "anomaly-pipeline",
+    version,
+    about = "\
+Card transactions (synthetic, or your own with --input) through all six stages (feature
+engineering, inference, drift detection, retraining, alert routing) in one process, with
+in-memory stand-ins for Kafka, Redis, PostgreSQL and Slack. Prints a summary and writes a
+report.",
+    after_help = "\
 The same seed gives the same results. Notified alerts are written to DIR/run.json (the
-embedded stand-in for Slack).";
-
+embedded stand-in for Slack)."
+)]
 struct Cli {
+    /// Run on the transactions of FILE (CSV with a header row, or JSON lines), streamed from
+    /// disk; rows that are not transactions are dead letters listed with their line numbers.
+    #[arg(long, value_name = "FILE", help_heading = "Your transactions")]
+    input: Option<PathBuf>,
+    /// The input's format [default: from FILE's extension].
+    #[arg(long, value_enum, help_heading = "Your transactions")]
+    format: Option<InputFormat>,
+    /// The column holding FIELD (repeatable; after --mapping, so it overrides the file).
+    /// Fields and the columns read by default: event_id, card_id, timestamp (timestamp_ms:
+    /// Unix ms or ISO-8601 UTC), amount, merchant, category, latitude, longitude, label
+    /// (is_fraud: 1/0, true/false; optional), phase. card_id, timestamp and amount are
+    /// required.
+    #[arg(
+        long = "map",
+        value_name = "FIELD=COLUMN",
+        help_heading = "Your transactions"
+    )]
+    maps: Vec<String>,
+    /// Mappings from FILE, one FIELD = COLUMN a line (# comments).
+    #[arg(long, value_name = "FILE", help_heading = "Your transactions")]
+    mapping: Option<PathBuf>,
+    /// Write the synthetic stream (--events, --seed, --cards, --fraud) to FILE as CSV in the
+    /// layout --input reads, and stop.
+    #[arg(long, value_name = "FILE")]
+    export_transactions: Option<PathBuf>,
+    /// Transactions to generate.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    events: Option<u64>,
+    /// Seed of the generator and the models.
+    #[arg(long, value_name = "S")]
+    seed: Option<u64>,
+    /// Distinct cards.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    cards: Option<u32>,
+    /// What fraud looks like: blatant, each fraud one large purchase of resaleable goods far
+    /// from home; mimicry, card testing bursts, account takeovers and purchases that imitate
+    /// the card's habits (docs/PIPELINE.md).
+    #[arg(long, value_enum, value_name = "STYLE", hide_possible_values = true)]
+    fraud: Option<FraudStyle>,
+    /// Where report.html, summary.json, run.json, scored_events.csv and alerts.csv are
+    /// written.
+    #[arg(long, value_name = "DIR", default_value = "report")]
+    out: PathBuf,
+    /// Event time runs X times faster than real time; 0 = as fast as possible (the generator
+    /// draws 20 transactions/s of event time).
+    #[arg(long, value_name = "X", value_parser = at_least_zero)]
+    replay_speed: Option<f64>,
+    /// Anomaly threshold on the ensemble score, in [0, 1].
+    #[arg(long, value_name = "T", value_parser = unit_interval)]
+    threshold: Option<f64>,
+    /// HalfSpaceTrees trees.
+    #[arg(long, value_name = "N", help_heading = "Model")]
+    n_trees: Option<u32>,
+    /// HalfSpaceTrees tree height.
+    #[arg(long, value_name = "H", help_heading = "Model")]
+    height: Option<u32>,
+    /// HalfSpaceTrees window size.
+    #[arg(long, value_name = "W", help_heading = "Model")]
+    window: Option<u32>,
+    /// hst: HalfSpaceTrees + SAD; rcf: a Random Cut Forest (50 trees, samples of 256) joins
+    /// them.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "M",
+        default_value = "hst",
+        help_heading = "Model"
+    )]
+    model: ModelChoice,
+    /// Alerts sent to the notifier: LOW, MEDIUM, HIGH or CRITICAL.
+    #[arg(long, value_name = "S")]
+    min_severity: Option<Severity>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum InputFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ModelChoice {
+    Hst,
+    Rcf,
+}
+
+fn at_least_zero(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|x| *x >= 0.0 && x.is_finite())
+        .ok_or_else(|| "expected a number >= 0".into())
+}
+
+fn unit_interval(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|x| (0.0..=1.0).contains(x))
+        .ok_or_else(|| "expected a number in [0, 1]".into())
+}
+
+/// The command with the defaults of `PipelineConfig::default()`: one place for them.
+fn with_defaults() -> clap::Command {
+    let config = PipelineConfig::default();
+    let generator = &config.generator;
+    let fraud = generator
+        .fraud
+        .to_possible_value()
+        .map(|value| value.get_name().to_owned())
+        .unwrap_or_default();
+    let defaults = [
+        ("events", generator.events.to_string()),
+        ("seed", generator.seed.to_string()),
+        ("cards", generator.cards.to_string()),
+        ("fraud", fraud),
+        ("replay_speed", config.replay_speed.to_string()),
+        ("threshold", config.threshold.to_string()),
+        ("n_trees", config.model.hst.n_trees.to_string()),
+        ("height", config.model.hst.height.to_string()),
+        ("window", config.model.hst.window_size.to_string()),
+        ("min_severity", config.min_notify_severity.name().to_owned()),
+    ];
+    defaults
+        .into_iter()
+        .fold(Cli::command(), |command, (id, value)| {
+            command.mut_arg(id, |arg| arg.default_value(value))
+        })
+}
+
+/// What to run, from the command line.
+struct Job {
     config: PipelineConfig,
     out: PathBuf,
     quiet: bool,
@@ -71,101 +172,58 @@ struct Cli {
     export: Option<PathBuf>,
 }
 
-/// What the command line asks for.
-enum Command {
-    Run(Box<Cli>),
-    Help,
-    Version,
-}
-
-fn parse(args: impl Iterator<Item = String>) -> Result<Command, String> {
-    let mut cli = Cli {
-        config: PipelineConfig::default(),
-        out: PathBuf::from("report"),
-        quiet: false,
-        input: None,
-        export: None,
-    };
-    let mut args = args.peekable();
-    let mut rcf = false;
-    let (mut input, mut format, mut columns) = (None::<PathBuf>, None, ColumnMap::default());
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
-        let c = &mut cli.config;
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "--events" => c.generator.events = parse_number(&value()?, &flag)?,
-            "--seed" => c.generator.seed = parse_number(&value()?, &flag)?,
-            "--cards" => c.generator.cards = parse_number(&value()?, &flag)?,
-            "--fraud" => {
-                c.generator.fraud = value()?.parse().map_err(|e| format!("--fraud: {e}"))?
-            }
-            "--out" => cli.out = PathBuf::from(value()?),
-            "--replay-speed" => c.replay_speed = parse_number(&value()?, &flag)?,
-            "--threshold" => c.threshold = parse_number(&value()?, &flag)?,
-            "--n-trees" => c.model.hst.n_trees = parse_number(&value()?, &flag)?,
-            "--height" => c.model.hst.height = parse_number(&value()?, &flag)?,
-            "--window" => c.model.hst.window_size = parse_number(&value()?, &flag)?,
-            "--min-severity" => c.min_notify_severity = value()?.parse::<Severity>()?,
-            "--model" => match value()?.as_str() {
-                "hst" => rcf = false,
-                "rcf" => rcf = true,
-                other => return Err(format!("--model must be hst or rcf, got {other}")),
-            },
-            "--quiet" => cli.quiet = true,
-            "--input" => input = Some(PathBuf::from(value()?)),
-            "--format" => {
-                format = Some(match value()?.as_str() {
-                    "csv" => Format::Csv,
-                    "jsonl" => Format::JsonLines,
-                    other => return Err(format!("--format must be csv or jsonl, got {other}")),
+impl Cli {
+    fn into_job(self) -> Result<Job, String> {
+        let mut config = PipelineConfig::default();
+        // `None` where clap had no value: with the defaults shown in --help, never.
+        let generator = &mut config.generator;
+        generator.events = self.events.unwrap_or(generator.events);
+        generator.seed = self.seed.unwrap_or(generator.seed);
+        generator.cards = self.cards.unwrap_or(generator.cards);
+        generator.fraud = self.fraud.unwrap_or(generator.fraud);
+        config.replay_speed = self.replay_speed.unwrap_or(config.replay_speed);
+        config.threshold = self.threshold.unwrap_or(config.threshold);
+        let hst = &mut config.model.hst;
+        hst.n_trees = self.n_trees.unwrap_or(hst.n_trees);
+        hst.height = self.height.unwrap_or(hst.height);
+        hst.window_size = self.window.unwrap_or(hst.window_size);
+        config.min_notify_severity = self.min_severity.unwrap_or(config.min_notify_severity);
+        let input = match self.input {
+            None => None,
+            Some(path) => {
+                let mut columns = ColumnMap::default();
+                if let Some(file) = &self.mapping {
+                    columns
+                        .read_file(file)
+                        .map_err(|e| format!("--mapping: {e}"))?;
+                }
+                for map in &self.maps {
+                    columns.set_from(map).map_err(|e| format!("--map: {e}"))?;
+                }
+                config.input = Some(path.display().to_string());
+                Some(InputFile {
+                    format: match self.format {
+                        Some(InputFormat::Csv) => Format::Csv,
+                        Some(InputFormat::Jsonl) => Format::JsonLines,
+                        None => Format::from_path(&path),
+                    },
+                    path,
+                    columns,
                 })
             }
-            "--map" => columns
-                .set_from(&value()?)
-                .map_err(|e| format!("--map: {e}"))?,
-            "--mapping" => columns
-                .read_file(&PathBuf::from(value()?))
-                .map_err(|e| format!("--mapping: {e}"))?,
-            "--export-transactions" => cli.export = Some(PathBuf::from(value()?)),
-            other => return Err(format!("unknown option `{other}` (see --help)")),
+        };
+        if let ModelChoice::Rcf = self.model {
+            let seed = config.generator.seed;
+            config.model = with_random_cut_forest(config.model, seed);
         }
+        Ok(Job {
+            config,
+            out: self.out,
+            quiet: self.quiet,
+            input,
+            export: self.export_transactions,
+        })
     }
-    let c = &cli.config;
-    if !(c.replay_speed >= 0.0 && c.replay_speed.is_finite()) {
-        return Err(format!(
-            "--replay-speed must be >= 0, got {}",
-            c.replay_speed
-        ));
-    }
-    if !(0.0..=1.0).contains(&c.threshold) {
-        return Err(format!(
-            "--threshold must be in [0, 1], got {}",
-            c.threshold
-        ));
-    }
-    if c.generator.events == 0 || c.generator.cards == 0 {
-        return Err("--events and --cards must be positive".into());
-    }
-    if let Some(path) = input {
-        cli.config.input = Some(path.display().to_string());
-        cli.input = Some(InputFile {
-            format: format.unwrap_or_else(|| Format::from_path(&path)),
-            path,
-            columns,
-        });
-    }
-    if rcf {
-        let seed = cli.config.generator.seed;
-        cli.config.model = with_random_cut_forest(cli.config.model, seed);
-    }
-    Ok(Command::Run(Box::new(cli)))
-}
-
-fn parse_number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
-    text.parse()
-        .map_err(|_| format!("{flag}: `{text}` is not a valid value"))
 }
 
 /// A progress bar on stderr (indicatif), drawn only when `enabled` (a terminal, no --quiet).
@@ -195,24 +253,21 @@ fn progress_bar(enabled: bool) -> impl FnMut(u64, u64) {
 }
 
 fn main() -> ExitCode {
-    let cli = match parse(std::env::args().skip(1)) {
-        Ok(Command::Run(cli)) => cli,
-        Ok(Command::Help) => {
-            println!("{HELP}");
-            return ExitCode::SUCCESS;
-        }
-        Ok(Command::Version) => {
-            println!("anomaly-pipeline {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
+    // Exits on --help, --version and flags that do not parse (status 2), as clap programs do.
+    let matches = with_defaults().get_matches();
+    let job = match Cli::from_arg_matches(&matches)
+        .map_err(|e| e.to_string())
+        .and_then(Cli::into_job)
+    {
+        Ok(job) => job,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Some(path) = &cli.export {
+    if let Some(path) = &job.export {
         let written = std::fs::File::create(path)
-            .and_then(|file| write_csv(file, Generator::new(cli.config.generator.clone())));
+            .and_then(|file| write_csv(file, Generator::new(job.config.generator.clone())));
         return match written {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -221,9 +276,9 @@ fn main() -> ExitCode {
             }
         };
     }
-    let show_progress = !cli.quiet && std::io::stderr().is_terminal();
+    let show_progress = !job.quiet && std::io::stderr().is_terminal();
     // The input is opened first: a wrong path or column must not truncate the last report.
-    let input = match cli.input.as_ref().map(InputFile::open).transpose() {
+    let input = match job.input.as_ref().map(InputFile::open).transpose() {
         Ok(input) => input,
         Err(e) => {
             eprintln!("error: {e}");
@@ -231,12 +286,12 @@ fn main() -> ExitCode {
         }
     };
     let mut tables =
-        match std::fs::create_dir_all(&cli.out).and_then(|()| CsvTables::create(&cli.out)) {
+        match std::fs::create_dir_all(&job.out).and_then(|()| CsvTables::create(&job.out)) {
             Ok(tables) => tables,
             Err(e) => {
                 eprintln!(
                     "error: cannot write the report to {}: {e}",
-                    cli.out.display()
+                    job.out.display()
                 );
                 return ExitCode::FAILURE;
             }
@@ -244,12 +299,12 @@ fn main() -> ExitCode {
     let progress = progress_bar(show_progress);
     let result = match input {
         None => run_streaming(
-            &cli.config,
-            synthetic_input(&cli.config),
+            &job.config,
+            synthetic_input(&job.config),
             &mut tables,
             progress,
         ),
-        Some(input) => run_streaming(&cli.config, input, &mut tables, progress),
+        Some(input) => run_streaming(&job.config, input, &mut tables, progress),
     }
     .and_then(|result| Ok((tables.finish()?, result).1));
     let result = match result {
@@ -263,13 +318,13 @@ fn main() -> ExitCode {
     // A closed stdout (`| head`) must not stop the report from being written.
     let mut stdout = std::io::stdout().lock();
     let _ = write!(stdout, "{}", report::render_text(&summary, &result));
-    if let Err(e) = report::write_summaries(&cli.out, &summary, &result) {
+    if let Err(e) = report::write_summaries(&job.out, &summary, &result) {
         eprintln!(
             "error: cannot write the report to {}: {e}",
-            cli.out.display()
+            job.out.display()
         );
         return ExitCode::FAILURE;
     }
-    let _ = writeln!(stdout, "report: {}", cli.out.join("report.html").display());
+    let _ = writeln!(stdout, "report: {}", job.out.join("report.html").display());
     ExitCode::SUCCESS
 }
