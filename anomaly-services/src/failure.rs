@@ -19,6 +19,13 @@ pub enum Failure {
     Retry(Unavailable),
 }
 
+impl From<Unavailable> for Failure {
+    /// A dependency that is unavailable: the batch runs again.
+    fn from(unavailable: Unavailable) -> Self {
+        Self::Retry(unavailable)
+    }
+}
+
 impl Failure {
     /// A Redis failure: retry the batch.
     pub fn redis(error: impl fmt::Display) -> Self {

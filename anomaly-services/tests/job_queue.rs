@@ -171,13 +171,17 @@ mod worker {
     }
 
     impl ModelPublisher for Published {
-        fn next_version(&mut self) -> Result<u64, String> {
+        fn next_version(&mut self) -> Result<u64, anomaly_services::failure::Unavailable> {
             // Above the fresh model's version, 1, like the Redis counter.
             let mut next = self.next.lock().unwrap();
             *next = (*next).max(1) + 1;
             Ok(*next)
         }
-        fn store_snapshot(&mut self, _: u64, _: &[u8]) -> Result<bool, String> {
+        fn store_snapshot(
+            &mut self,
+            _: u64,
+            _: &[u8],
+        ) -> Result<bool, anomaly_services::failure::Unavailable> {
             Ok(true)
         }
         fn record_version(

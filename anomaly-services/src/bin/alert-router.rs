@@ -5,9 +5,12 @@ use std::process::ExitCode;
 
 use anomaly_services::adapters::outbox::PgOutbox;
 use anomaly_services::cli::AlertRouterCommand;
+use anomaly_services::config::redact_url;
 use anomaly_services::failure::Dependency::Postgres;
 use anomaly_services::services::alert_router::{ALERTS, AlertRouterService};
-use anomaly_services::services::main::{connect_event_store, connect_kafka, service_main};
+use anomaly_services::services::main::{
+    ServiceError, connect_event_store, connect_kafka, service_main,
+};
 use anomaly_services::services::notifier::{NotifierSettings, SlackNotifier, run_notifier};
 use anomaly_services::stages::alert_routing::AlertRouter;
 use log::info;
@@ -21,7 +24,11 @@ fn main() -> ExitCode {
             Some(url) => {
                 let mut outbox =
                     PgOutbox::connect(config.timescale_url.expose(), &config.timescale_schema)
-                        .map_err(|e| format!("notification outbox: {e}"))?
+                        .map_err(|e| ServiceError::Connect {
+                            what: "database (notification outbox)",
+                            address: redact_url(config.timescale_url.expose()),
+                            detail: e.to_string(),
+                        })?
                         .with_latency(ctx.status.metrics.latency(Postgres));
                 let settings = NotifierSettings {
                     max_age: config.notify_max_age,
@@ -37,7 +44,10 @@ fn main() -> ExitCode {
                             let mut slack = SlackNotifier::new(url);
                             run_notifier(&mut outbox, &mut slack, &settings, &status, &shutdown);
                         })
-                        .map_err(|e| format!("cannot start the notifier thread: {e}"))?,
+                        .map_err(|e| ServiceError::Start {
+                            what: "start the notifier thread".into(),
+                            source: e.into(),
+                        })?,
                 )
             }
             None => None,
@@ -46,16 +56,15 @@ fn main() -> ExitCode {
         let router = AlertRouter::new(config.min_slack_severity, 60_000);
         let mut handler =
             AlertRouterService::new(router, store, notifier.is_some(), ctx.status.clone());
-        let outcome = anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
-            .map_err(|e| e.to_string());
+        let outcome = anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
         // The loop ends on shutdown or on an error; either way the notifier stops too.
         ctx.shutdown
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(notifier) = notifier
             && notifier.join().is_err()
         {
-            return Err("the notifier thread panicked".into());
+            return Err(ServiceError::Panicked("notifier"));
         }
-        outcome
+        Ok(outcome?)
     })
 }

@@ -8,13 +8,14 @@ use std::time::Duration;
 use anomaly_services::adapters::checkpoints::Ownership;
 use anomaly_services::adapters::kafka::{KafkaIo, KafkaTuning, StartFrom};
 use anomaly_services::cli::DriftDetectorCommand;
-use anomaly_services::config::redact_url;
-use anomaly_services::failure::Dependency::Postgres;
+use anomaly_services::failure::Dependency::{self, Postgres};
+use anomaly_services::failure::Unavailable;
 use anomaly_services::pipeline::default_model;
 use anomaly_services::services::drift_detector::{DriftService, SCORES};
 use anomaly_services::services::drift_leader::{LeaderSettings, run_drift_leader};
-use anomaly_services::services::main::{connect_event_store, connect_kafka, service_main};
-use anomaly_services::startup::retry_store;
+use anomaly_services::services::main::{
+    ServiceError, connect_event_store, connect_kafka, connect_redis, service_main,
+};
 use log::info;
 
 /// How long the drift detectors' lease lasts unrenewed: a crashed owner's standby takes over
@@ -36,19 +37,17 @@ fn main() -> ExitCode {
         let latency = || ctx.status.metrics.latency(Postgres);
         let store = connect_event_store(config)?.with_latency(latency());
         let mut drift_store = connect_event_store(config)?.with_latency(latency());
-        let redis_url = config.redis_url.expose().to_owned();
         // Unique among running instances even where every container's process id is 1.
         let instance = format!("drift-detector-{:016x}", rand::random::<u64>());
-        let mut ownership = retry_store("redis", || {
+        let mut ownership = connect_redis(config, |url| {
             Ownership::connect(
-                &redis_url,
+                url,
                 &config.redis_prefix,
                 "drift-detectors",
                 &instance,
                 LEASE,
             )
-        })
-        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?;
+        })?;
         let io = connect_kafka(config, "drift-detector", &[SCORES])?;
         let model = default_model();
         let settings = LeaderSettings {
@@ -73,7 +72,7 @@ fn main() -> ExitCode {
                     &reset,
                     tuning.clone(),
                 )
-                .map_err(|e| e.to_string())
+                .map_err(|e| Unavailable::new(Dependency::Kafka, e))
             }
         };
         let leader = {
@@ -90,17 +89,19 @@ fn main() -> ExitCode {
                         &shutdown,
                     );
                 })
-                .map_err(|e| format!("cannot start the drift detectors' thread: {e}"))?
+                .map_err(|e| ServiceError::Start {
+                    what: "start the drift detectors' thread".into(),
+                    source: e.into(),
+                })?
         };
         info!(instance = instance.as_str(); "Service started");
         let mut handler = DriftService::rows_only(store, ctx.status.clone());
-        let outcome = anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
-            .map_err(|e| e.to_string());
+        let outcome = anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
         ctx.shutdown
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if leader.join().is_err() {
-            return Err("the drift detectors' thread panicked".into());
+            return Err(ServiceError::Panicked("drift detectors'"));
         }
-        outcome
+        Ok(outcome?)
     })
 }

@@ -8,14 +8,13 @@ use anomaly_core::features::TransactionFeatures;
 use anomaly_services::adapters::learned_models::RedisLearnedModels;
 use anomaly_services::adapters::redis::RedisModelStore;
 use anomaly_services::cli::MlInferenceCommand;
-use anomaly_services::config::redact_url;
 use anomaly_services::pipeline::default_model;
-use anomaly_services::services::main::{connect_kafka, service_main};
+use anomaly_services::services::main::{ServiceError, connect_kafka, connect_redis, service_main};
 use anomaly_services::services::ml_inference::{
     FEATURES, InferenceService, MODEL_UPDATES, ModelSource, restore_learned,
 };
 use anomaly_services::stages::inference::Inference;
-use anomaly_services::startup::{retry, retry_store};
+use anomaly_services::startup::retry;
 use log::{info, warn};
 
 /// A checkpoint not renewed for this long (its instance is gone) expires.
@@ -24,11 +23,9 @@ const CHECKPOINTS_KEPT_FOR: std::time::Duration = std::time::Duration::from_secs
 fn main() -> ExitCode {
     service_main::<MlInferenceCommand>(8002, |ctx| {
         let config = &ctx.config;
-        let redis_url = config.redis_url.expose().to_owned();
-        let mut models = retry_store("redis", || {
-            RedisModelStore::connect(&redis_url, &config.redis_prefix)
-        })
-        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?
+        let mut models = connect_redis(config, |url| {
+            RedisModelStore::connect(url, &config.redis_prefix)
+        })?
         .with_latency(
             ctx.status
                 .metrics
@@ -43,7 +40,8 @@ fn main() -> ExitCode {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let fresh = Ensemble::with_features(default_model(), &names).map_err(|e| e.to_string())?;
+        let fresh = Ensemble::with_features(default_model(), &names)
+            .map_err(|e| ServiceError::Model(e.to_string()))?;
         let mut stage = Inference::new(fresh, 1, config.anomaly_threshold);
         let published = retry(
             "model",
@@ -66,15 +64,14 @@ fn main() -> ExitCode {
         let checkpoints = match config.model_checkpoint_interval {
             None => None,
             Some(interval) => {
-                let mut store = retry_store("redis", || {
+                let mut store = connect_redis(config, |url| {
                     RedisLearnedModels::connect(
-                        &redis_url,
+                        url,
                         &config.redis_prefix,
                         &config.instance_id,
                         CHECKPOINTS_KEPT_FOR,
                     )
-                })
-                .map_err(|e| e.to_string())?
+                })?
                 .with_latency(
                     ctx.status
                         .metrics
@@ -90,12 +87,11 @@ fn main() -> ExitCode {
         if let Some((store, interval)) = checkpoints {
             handler = handler.with_checkpoints(Box::new(store), interval);
         }
-        let outcome = anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
-            .map_err(|e| e.to_string());
+        let outcome = anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
         // What was learned since the last checkpoint is kept for the next start.
         if let Err(e) = handler.save_checkpoint() {
-            warn!(error = e.as_str(); "Could not checkpoint the learned model at shutdown");
+            warn!(error = e.to_string().as_str(); "Could not checkpoint the learned model at shutdown");
         }
-        outcome
+        Ok(outcome?)
     })
 }

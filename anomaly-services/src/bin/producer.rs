@@ -4,20 +4,20 @@ use std::process::ExitCode;
 
 use anomaly_services::adapters::producer_progress::RedisProducerProgress;
 use anomaly_services::cli::ProducerCommand;
-use anomaly_services::config::redact_url;
+use anomaly_services::config::ConfigError;
 use anomaly_services::generator::{Generator, GeneratorParams};
-use anomaly_services::services::main::{Context, connect_kafka, service_main};
+use anomaly_services::services::main::{Context, connect_kafka, connect_redis, service_main};
 use anomaly_services::services::producer::{Shard, produce};
-use anomaly_services::startup::retry_store;
 use log::info;
 
-/// The producer's setting `variable` as a number, with the configuration's message when it
-/// is not one.
-fn number<T: std::str::FromStr>(ctx: &Context, variable: &str) -> Result<T, String> {
+/// The producer's setting `variable` as a whole number.
+fn number<T: std::str::FromStr>(ctx: &Context, variable: &'static str) -> Result<T, ConfigError> {
     let text = ctx.setting(variable).unwrap_or_default();
-    text.trim()
-        .parse()
-        .map_err(|_| format!("invalid {variable}={text}: expected a whole number >= 0"))
+    text.trim().parse().map_err(|_| ConfigError {
+        variable,
+        value: text,
+        expected: "a whole number >= 0",
+    })
 }
 
 fn main() -> ExitCode {
@@ -37,18 +37,16 @@ fn main() -> ExitCode {
             "run{run}-seed{}-events{}-cards{}",
             params.seed, params.events, params.cards
         );
-        let redis_url = ctx.config.redis_url.expose();
         let (instance, instances) = shard.position();
-        let mut progress = retry_store("redis", || {
+        let mut progress = connect_redis(&ctx.config, |url| {
             RedisProducerProgress::connect(
-                redis_url,
+                url,
                 &ctx.config.redis_prefix,
                 &stream,
                 instance,
                 instances,
             )
-        })
-        .map_err(|e| format!("Redis at {}: {e}", redact_url(redis_url)))?;
+        })?;
         let io = connect_kafka(&ctx.config, "producer", &[])?;
         info!(events = params.events, seed = params.seed, stream = stream.as_str(); "Service started");
         let sent = produce(

@@ -7,14 +7,15 @@ use anomaly_core::features::TransactionFeatures;
 use anomaly_services::adapters::labelled_history::RedisLabelledHistory;
 use anomaly_services::adapters::redis::RedisModelStore;
 use anomaly_services::cli::RetrainingWorkerCommand;
-use anomaly_services::config::redact_url;
+use anomaly_services::failure::Unavailable;
 use anomaly_services::pipeline::default_model;
-use anomaly_services::services::main::{connect_event_store, connect_kafka, service_main};
+use anomaly_services::services::main::{
+    connect_event_store, connect_kafka, connect_redis, service_main,
+};
 use anomaly_services::services::retraining_worker::{
     JobQueue, RedisJobQueue, RetrainingService, SOURCES, StorePublisher,
 };
 use anomaly_services::stages::retraining::{Retrainer, RetrainingParams};
-use anomaly_services::startup::retry_store;
 use log::info;
 
 /// A worker's jobs are put back this long after its last sign of life (a job takes seconds).
@@ -25,31 +26,28 @@ const DEBOUNCE_SECONDS: u64 = 600;
 fn main() -> ExitCode {
     service_main::<RetrainingWorkerCommand>(8004, |ctx| {
         let config = &ctx.config;
-        let redis_url = config.redis_url.expose().to_owned();
         // Unique among running workers even where every container's process id is 1.
         let worker = format!("worker-{:016x}", rand::random::<u64>());
-        let mut queue = retry_store("redis", || {
+        let mut queue = connect_redis(config, |url| {
             RedisJobQueue::connect(
-                &redis_url,
+                url,
                 &config.redis_prefix,
                 &worker,
                 LEASE_SECONDS,
                 DEBOUNCE_SECONDS,
             )
-        })
-        .map_err(|e| format!("Redis at {}: {e}", redact_url(&redis_url)))?
+        })?
         .with_latency(ctx.status.metrics.latency(Redis));
         let recovered = queue.adopt_unlisted()? + queue.recover()?;
         info!(recovered = recovered; "Jobs of crashed workers put back");
-        let mut models = retry_store("redis", || {
-            RedisModelStore::connect(&redis_url, &config.redis_prefix)
-        })
-        .map_err(|e| e.to_string())?
+        let mut models = connect_redis(config, |url| {
+            RedisModelStore::connect(url, &config.redis_prefix)
+        })?
         .with_latency(ctx.status.metrics.latency(Redis));
         // A model published by a version before `active_version` existed: count from it.
         if let Some(version) = models
             .adopt_unversioned_model()
-            .map_err(|e| e.to_string())?
+            .map_err(Unavailable::redis)?
         {
             info!(version = version; "Recorded the active model's version");
         }
@@ -63,15 +61,18 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .collect();
         let retrainer = Retrainer::new(RetrainingParams::default(), default_model(), names);
-        let history = retry_store("redis", || {
-            RedisLabelledHistory::connect(&redis_url, &config.redis_prefix, retrainer.capacity())
-        })
-        .map_err(|e| e.to_string())?
+        let history = connect_redis(config, |url| {
+            RedisLabelledHistory::connect(url, &config.redis_prefix, retrainer.capacity())
+        })?
         .with_latency(ctx.status.metrics.latency(Redis));
         info!("Service started");
         let mut handler =
             RetrainingService::new(retrainer, queue, publisher, history, ctx.status.clone());
-        anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown)
-            .map_err(|e| e.to_string())
+        Ok(anomaly_services::service::run(
+            &io,
+            &mut handler,
+            &ctx.status,
+            &ctx.shutdown,
+        )?)
     })
 }

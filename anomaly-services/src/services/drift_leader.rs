@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapters::checkpoints::{Lease, Ownership};
 use crate::adapters::kafka::{KafkaIo, Output, Record, StartFrom};
+use crate::failure::{Dependency, Unavailable};
 use crate::messages::{DriftEvent, ScoredEvent, decode_scored};
 use crate::service::json_output;
 use crate::services::drift_detector::{ALERTS, DRIFT_EVENTS, EventWriter, SCORES};
@@ -51,11 +52,11 @@ pub struct LeaderSettings {
 /// Where the owner reads from: a Kafka client outside any group, made for each session.
 pub trait ScoreSource {
     /// A fresh client.
-    fn connect(&self) -> Result<KafkaIo, String>;
+    fn connect(&self) -> Result<KafkaIo, Unavailable>;
 }
 
-impl<F: Fn() -> Result<KafkaIo, String>> ScoreSource for F {
-    fn connect(&self) -> Result<KafkaIo, String> {
+impl<F: Fn() -> Result<KafkaIo, Unavailable>> ScoreSource for F {
+    fn connect(&self) -> Result<KafkaIo, Unavailable> {
         self()
     }
 }
@@ -196,6 +197,40 @@ impl EventTimeMerge {
     }
 }
 
+/// Why a session could not start or a batch failed: logged, and the owner starts again from
+/// its checkpoint.
+#[derive(Debug, thiserror::Error)]
+enum OwnerError {
+    /// Redis, Kafka or PostgreSQL failed.
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// Another instance holds the lease now.
+    #[error("lost the lease while taking over")]
+    LostLease,
+    /// The service is shutting down.
+    #[error("stopping")]
+    Stopping,
+    /// The log before the checkpoint could not be read within a minute.
+    #[error("could not read back the recent scored events of partitions {0:?}")]
+    ReadBackTimedOut(Vec<i32>),
+    /// Partitions were added to `scores`.
+    #[error("`{SCORES}` has {now} partitions, was {was}: taking them all over from the checkpoint")]
+    PartitionsChanged {
+        /// Partitions the session read.
+        was: usize,
+        /// Partitions now.
+        now: usize,
+    },
+}
+
+fn redis(e: impl std::fmt::Display) -> OwnerError {
+    OwnerError::Unavailable(Unavailable::redis(e))
+}
+
+fn kafka(e: impl std::fmt::Display) -> OwnerError {
+    OwnerError::Unavailable(Unavailable::new(Dependency::Kafka, e))
+}
+
 /// Runs for the life of the service: stands by, owns the detectors while it holds the lease,
 /// gives the lease up at shutdown.
 pub fn run_drift_leader(
@@ -253,7 +288,7 @@ pub fn run_drift_leader(
                     session.insert(started)
                 }
                 Err(e) => {
-                    warn!(error = e.as_str(); "Could not take the drift detectors over; retrying");
+                    warn!(error = e.to_string().as_str(); "Could not take the drift detectors over; retrying");
                     sleep_unless_shutdown(Duration::from_secs(1), shutdown);
                     continue;
                 }
@@ -268,7 +303,7 @@ pub fn run_drift_leader(
             }
             Err(e) => {
                 // Start again from the checkpoint: the batch is read and detected again.
-                warn!(error = e.as_str(); "Drift batch failed; resuming from the checkpoint");
+                warn!(error = e.to_string().as_str(); "Drift batch failed; resuming from the checkpoint");
                 metrics.errors.with_label_values(&["drift_leader"]).inc();
                 session = None;
                 sleep_unless_shutdown(Duration::from_millis(500), shutdown);
@@ -291,10 +326,8 @@ fn start_session(
     settings: &LeaderSettings,
     status: &Status,
     shutdown: &AtomicBool,
-) -> Result<Session, String> {
-    let restored = ownership
-        .load::<DetectorCheckpoint>()
-        .map_err(|e| e.to_string())?;
+) -> Result<Session, OwnerError> {
+    let restored = ownership.load::<DetectorCheckpoint>().map_err(redis)?;
     if let Some(reason) = &restored.fell_back {
         status
             .metrics
@@ -322,11 +355,11 @@ fn start_session(
             start,
             Duration::from_secs(10),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(kafka)?;
     // Where this session starts on partitions no checkpoint covered is recorded at once: a
     // successor resumes there, not at a later end.
-    if !ownership.save(&checkpoint).map_err(|e| e.to_string())? {
-        return Err("lost the lease while taking over".into());
+    if !ownership.save(&checkpoint).map_err(redis)? {
+        return Err(OwnerError::LostLease);
     }
     let started = Instant::now();
     let recent = recall_recent(&io, &checkpoint.positions, DEDUPE_WINDOW, shutdown)?;
@@ -337,7 +370,7 @@ fn start_session(
         settings.start,
         Duration::from_secs(10),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(kafka)?;
     info!(
         partitions = partitions.len(),
         seen = checkpoint.monitor.seen();
@@ -360,14 +393,14 @@ fn recall_recent(
     positions: &BTreeMap<i32, i64>,
     window: usize,
     shutdown: &AtomicBool,
-) -> Result<RecentEvents, String> {
+) -> Result<RecentEvents, OwnerError> {
     let mut recent = RecentEvents::new(window);
     let mut from = BTreeMap::new();
     let mut until = BTreeMap::new();
     for (&partition, &position) in positions {
         let (low, _) = io
             .watermarks(SCORES, partition, Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
+            .map_err(kafka)?;
         let start = low.max(position - window as i64);
         if start < position {
             from.insert(partition, start);
@@ -383,21 +416,20 @@ fn recall_recent(
         StartFrom::Earliest,
         Duration::from_secs(10),
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(kafka)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !until.is_empty() {
         if shutdown.load(Ordering::Relaxed) {
-            return Err("stopping".into());
+            return Err(OwnerError::Stopping);
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "could not read back the recent scored events of partitions {:?}",
-                until.keys().collect::<Vec<_>>()
+            return Err(OwnerError::ReadBackTimedOut(
+                until.keys().copied().collect(),
             ));
         }
         let polled = io.poll_batch(5_000, Duration::from_millis(200));
         if let Some(e) = polled.error {
-            return Err(format!("Kafka poll: {e}"));
+            return Err(kafka(format!("poll: {e}")));
         }
         for record in polled.records {
             let Some(&end) = until.get(&record.partition) else {
@@ -425,25 +457,25 @@ fn run_batch(
     writer: &mut impl EventWriter,
     settings: &LeaderSettings,
     status: &Status,
-) -> Result<bool, String> {
+) -> Result<bool, OwnerError> {
     if Instant::now() >= session.next_partition_check {
         session.next_partition_check = Instant::now() + PARTITION_CHECK;
         let now = session
             .io
             .partition_count(SCORES, Duration::from_secs(10))
-            .map_err(|e| format!("Kafka metadata: {e}"))?;
+            .map_err(|e| kafka(format!("metadata: {e}")))?;
         if now != session.partitions {
-            return Err(format!(
-                "`{SCORES}` has {now} partitions, was {}: taking them all over from the checkpoint",
-                session.partitions
-            ));
+            return Err(OwnerError::PartitionsChanged {
+                was: session.partitions,
+                now,
+            });
         }
     }
     let polled = session
         .io
         .poll_batch(settings.batch_size, Duration::from_millis(200));
     if let Some(e) = polled.error {
-        return Err(format!("Kafka poll: {e}"));
+        return Err(kafka(format!("poll: {e}")));
     }
     for record in &polled.records {
         session.merge.push(record);
@@ -490,19 +522,19 @@ fn run_batch(
     }
     // Renewed right before anything leaves: an owner whose batch outlasted its lease (and
     // may have been replaced) publishes nothing.
-    if ownership.acquire().map_err(|e| e.to_string())? != Lease::Renewed {
+    if ownership.acquire().map_err(redis)? != Lease::Renewed {
         return Ok(false);
     }
     // Drift rows are generated by the detectors themselves: none can be refused as data.
-    writer.write_drifts(&drifts).map_err(|e| e.to_string())?;
+    writer.write_drifts(&drifts)?;
     session
         .io
         .send_all(
             &outputs,
             Duration::from_millis(crate::adapters::kafka::SEND_TIMEOUT_MS),
         )
-        .map_err(|e| format!("Kafka send: {e}"))?;
-    if !ownership.save(&next).map_err(|e| e.to_string())? {
+        .map_err(|e| kafka(format!("send: {e}")))?;
+    if !ownership.save(&next).map_err(redis)? {
         return Ok(false);
     }
     session.checkpoint = next;

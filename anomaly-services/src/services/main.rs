@@ -8,10 +8,51 @@ use std::sync::atomic::AtomicBool;
 use clap::{ArgMatches, CommandFactory};
 use log::{error, info};
 
-use crate::config::ServiceConfig;
+use crate::config::{ConfigError, ServiceConfig, redact_url};
+use crate::failure::Unavailable;
+use crate::service::LoopError;
 use crate::startup::shutdown_flag;
 use crate::telemetry::http::{HttpServer, Status};
 use crate::telemetry::logging::JsonLogger;
+
+/// Why a service binary stopped with an error: logged as its last line, exit status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A dependency could not be reached at start-up, after the retries.
+    #[error("{what} at {address}: {detail}")]
+    Connect {
+        /// `Redis`, `database` or `Kafka`.
+        what: &'static str,
+        /// Where (a URL's password redacted).
+        address: String,
+        /// The last attempt's error.
+        detail: String,
+    },
+    /// A dependency failed where the service cannot go on without it.
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// The consume loop stopped on an error.
+    #[error(transparent)]
+    Loop(#[from] LoopError),
+    /// Part of the process could not start: signal handling, the HTTP endpoints, a thread.
+    #[error("cannot {what}: {source}")]
+    Start {
+        /// What could not start.
+        what: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A thread of the service panicked.
+    #[error("the {0} thread panicked")]
+    Panicked(&'static str),
+    /// The initial model cannot be built.
+    #[error("the initial model: {0}")]
+    Model(String),
+}
 
 /// What a service's work gets.
 pub struct Context {
@@ -39,7 +80,7 @@ impl Context {
 /// `/metrics`; then `work`, which gets the context and returns when the service should exit.
 pub fn service_main<C: CommandFactory>(
     default_http_port: u16,
-    work: impl FnOnce(&Context) -> Result<(), String>,
+    work: impl FnOnce(&Context) -> Result<(), ServiceError>,
 ) -> ExitCode {
     let command = C::command().mut_arg("HTTP_PORT", |port| {
         port.default_value(default_http_port.to_string())
@@ -53,12 +94,17 @@ pub fn service_main<C: CommandFactory>(
     let outcome = (|| {
         let config = ServiceConfig::from_lookup(default_http_port, |name| {
             crate::cli::setting(&matches, name)
-        })
-        .map_err(|e| e.to_string())?;
-        let shutdown = shutdown_flag().map_err(|e| format!("cannot handle signals: {e}"))?;
+        })?;
+        let shutdown = shutdown_flag().map_err(|e| ServiceError::Start {
+            what: "handle signals".into(),
+            source: e.into(),
+        })?;
         let status = Status::new(service);
         let _http = HttpServer::start(Arc::clone(&status), &config.http_bind, config.http_port)
-            .map_err(|e| format!("cannot serve /health on port {}: {e}", config.http_port))?;
+            .map_err(|source| ServiceError::Start {
+                what: format!("serve /health on port {}", config.http_port),
+                source,
+            })?;
         work(&Context {
             config,
             matches,
@@ -82,12 +128,30 @@ pub fn service_main<C: CommandFactory>(
 /// the start-up retries (10 tries, 5 s apart).
 pub fn connect_event_store(
     config: &ServiceConfig,
-) -> Result<crate::adapters::postgres::PgEventStore, String> {
+) -> Result<crate::adapters::postgres::PgEventStore, ServiceError> {
     let url = config.timescale_url.expose();
     crate::startup::retry_store("database", || {
         crate::adapters::postgres::PgEventStore::connect(url, &config.timescale_schema)
     })
-    .map_err(|e| format!("database at {}: {e}", crate::config::redact_url(url)))
+    .map_err(|e| ServiceError::Connect {
+        what: "database",
+        address: redact_url(url),
+        detail: e.to_string(),
+    })
+}
+
+/// `connect` to the Redis at `REDIS_URL`, with the start-up retries (10 tries, 5 s apart).
+pub fn connect_redis<T, E: std::fmt::Display>(
+    config: &ServiceConfig,
+    connect: impl FnMut(&str) -> Result<T, E>,
+) -> Result<T, ServiceError> {
+    let url = config.redis_url.expose();
+    let mut connect = connect;
+    crate::startup::retry_store("redis", || connect(url)).map_err(|e| ServiceError::Connect {
+        what: "Redis",
+        address: redact_url(url),
+        detail: e.to_string(),
+    })
 }
 
 /// The service's Kafka client in consumer group `group`, subscribed to `topics` (none for a
@@ -96,7 +160,7 @@ pub fn connect_kafka(
     config: &ServiceConfig,
     group: &str,
     topics: &[&str],
-) -> Result<crate::adapters::kafka::KafkaIo, String> {
+) -> Result<crate::adapters::kafka::KafkaIo, ServiceError> {
     crate::startup::retry_kafka(|| {
         crate::adapters::kafka::KafkaIo::connect_tuned(
             &config.kafka_bootstrap_servers,
@@ -106,5 +170,9 @@ pub fn connect_kafka(
             config.kafka_tuning.clone(),
         )
     })
-    .map_err(|e| format!("Kafka at {}: {e}", config.kafka_bootstrap_servers))
+    .map_err(|e| ServiceError::Connect {
+        what: "Kafka",
+        address: config.kafka_bootstrap_servers.clone(),
+        detail: e.to_string(),
+    })
 }

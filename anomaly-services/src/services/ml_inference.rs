@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use crate::adapters::kafka::{Output, Record};
+use crate::failure::Unavailable;
 use crate::messages::{ModelUpdate, decode, decode_features};
 use crate::service::{Failure, Handler, json_output, reject};
 use crate::stages::inference::Inference;
@@ -40,13 +41,13 @@ impl ModelSource for crate::adapters::redis::RedisModelStore {
 /// [`RedisLearnedModels`](crate::adapters::learned_models::RedisLearnedModels)).
 pub trait LearnedModelStore {
     /// Saves `checkpoint` as this instance's newest.
-    fn save(&mut self, checkpoint: &[u8]) -> Result<(), String>;
+    fn save(&mut self, checkpoint: &[u8]) -> Result<(), Unavailable>;
 }
 
 impl LearnedModelStore for crate::adapters::learned_models::RedisLearnedModels {
-    fn save(&mut self, checkpoint: &[u8]) -> Result<(), String> {
+    fn save(&mut self, checkpoint: &[u8]) -> Result<(), Unavailable> {
         crate::adapters::learned_models::RedisLearnedModels::save(self, checkpoint)
-            .map_err(|e| e.to_string())
+            .map_err(Unavailable::redis)
     }
 }
 
@@ -165,7 +166,7 @@ impl<M: ModelSource> InferenceService<M> {
 
     /// Saves the committed model as this instance's checkpoint now (at shutdown, and on the
     /// timer); does nothing without a store.
-    pub fn save_checkpoint(&mut self) -> Result<(), String> {
+    pub fn save_checkpoint(&mut self) -> Result<(), Unavailable> {
         let Some(checkpointing) = self.checkpointing.as_mut() else {
             return Ok(());
         };
@@ -263,7 +264,7 @@ impl<M: ModelSource> Handler for InferenceService<M> {
                 .errors
                 .with_label_values(&["redis_unavailable"])
                 .inc();
-            warn!(error = e.as_str(); "Could not checkpoint the learned model; trying again at the next interval");
+            warn!(error = e.to_string().as_str(); "Could not checkpoint the learned model; trying again at the next interval");
         }
         if Instant::now() < self.next_poll {
             return;

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use log::{info, warn};
 
 use crate::adapters::kafka::{KafkaIo, Output};
+use crate::config::ConfigError;
+use crate::failure::Unavailable;
 use crate::generator::Generator;
 use crate::pipeline::pace;
 use crate::service::json_output;
@@ -41,11 +43,20 @@ impl Shard {
     pub const WHOLE: Shard = Shard { index: 0, count: 1 };
 
     /// Instance `index` (from 0) of `count`.
-    pub fn new(index: u32, count: u32) -> Result<Self, String> {
-        if count == 0 || index >= count {
-            return Err(format!(
-                "producer instance {index} of {count}: expected 0 <= PRODUCER_INSTANCE < PRODUCER_INSTANCES"
-            ));
+    pub fn new(index: u32, count: u32) -> Result<Self, ConfigError> {
+        if count == 0 {
+            return Err(ConfigError {
+                variable: "PRODUCER_INSTANCES",
+                value: count.to_string(),
+                expected: "at least 1",
+            });
+        }
+        if index >= count {
+            return Err(ConfigError {
+                variable: "PRODUCER_INSTANCE",
+                value: index.to_string(),
+                expected: "below PRODUCER_INSTANCES (instances are numbered from 0)",
+            });
         }
         Ok(Self { index, count })
     }
@@ -69,19 +80,19 @@ impl Shard {
 /// [`RedisProducerProgress`](crate::adapters::producer_progress::RedisProducerProgress)).
 pub trait Progress {
     /// The generator index of the first event not acknowledged, if recorded.
-    fn load(&mut self) -> Result<Option<u64>, String>;
+    fn load(&mut self) -> Result<Option<u64>, Unavailable>;
     /// Records that every event before generator index `next` is acknowledged.
-    fn save(&mut self, next: u64) -> Result<(), String>;
+    fn save(&mut self, next: u64) -> Result<(), Unavailable>;
 }
 
 impl Progress for crate::adapters::producer_progress::RedisProducerProgress {
-    fn load(&mut self) -> Result<Option<u64>, String> {
+    fn load(&mut self) -> Result<Option<u64>, Unavailable> {
         crate::adapters::producer_progress::RedisProducerProgress::load(self)
-            .map_err(|e| e.to_string())
+            .map_err(Unavailable::redis)
     }
-    fn save(&mut self, next: u64) -> Result<(), String> {
+    fn save(&mut self, next: u64) -> Result<(), Unavailable> {
         crate::adapters::producer_progress::RedisProducerProgress::save(self, next)
-            .map_err(|e| e.to_string())
+            .map_err(Unavailable::redis)
     }
 }
 
@@ -90,10 +101,10 @@ impl Progress for crate::adapters::producer_progress::RedisProducerProgress {
 pub struct MemoryProgress(pub Option<u64>);
 
 impl Progress for MemoryProgress {
-    fn load(&mut self) -> Result<Option<u64>, String> {
+    fn load(&mut self) -> Result<Option<u64>, Unavailable> {
         Ok(self.0)
     }
-    fn save(&mut self, next: u64) -> Result<(), String> {
+    fn save(&mut self, next: u64) -> Result<(), Unavailable> {
         self.0 = Some(next);
         Ok(())
     }
@@ -111,7 +122,7 @@ pub fn produce(
     progress: &mut dyn Progress,
     status: &Status,
     shutdown: &AtomicBool,
-) -> Result<u64, String> {
+) -> Result<u64, Unavailable> {
     let resume_at = progress.load()?.unwrap_or(0);
     if resume_at > 0 {
         info!(event = resume_at; "Resuming the stream after the last acknowledged batch");
@@ -165,7 +176,7 @@ fn record(progress: &mut dyn Progress, next: u64, batch: &[Output], status: &Sta
             .errors
             .with_label_values(&["redis_unavailable"])
             .inc();
-        warn!(error = e.as_str(); "Could not record the producer's progress");
+        warn!(error = e.to_string().as_str(); "Could not record the producer's progress");
     }
 }
 

@@ -24,17 +24,17 @@ pub trait JobQueue {
     /// ran less than the debounce ago (see [`mark_done`](Self::mark_done)); returns whether it
     /// was enqueued. A job that waits because no worker has enough data yet does not start the
     /// debounce: only a job that ran does.
-    fn enqueue(&mut self, job: &RetrainingJob) -> Result<bool, String>;
+    fn enqueue(&mut self, job: &RetrainingJob) -> Result<bool, Unavailable>;
     /// Takes the next job, leasing it to this worker; no other worker can take it while the
     /// lease holds.
-    fn take(&mut self) -> Result<Option<RetrainingJob>, String>;
+    fn take(&mut self) -> Result<Option<RetrainingJob>, Unavailable>;
     /// Removes a finished job.
-    fn complete(&mut self, job: &RetrainingJob) -> Result<(), String>;
+    fn complete(&mut self, job: &RetrainingJob) -> Result<(), Unavailable>;
     /// Extends this worker's lease (call between jobs: a job must finish within a lease).
-    fn renew(&mut self) -> Result<(), String>;
+    fn renew(&mut self) -> Result<(), Unavailable>;
     /// Puts back the jobs of workers that died mid-job (their lease expired) and the jobs
     /// this worker left unfinished (a failed batch); returns how many.
-    fn recover(&mut self) -> Result<u64, String>;
+    fn recover(&mut self) -> Result<u64, Unavailable>;
     /// Records for a day that `job` ran, with the model it published if it did (a job put
     /// back after it ran, its batch failed later, is then not run twice); starts the debounce
     /// and lets the next drift after it enqueue a job.
@@ -42,9 +42,9 @@ pub trait JobQueue {
         &mut self,
         job: &RetrainingJob,
         update: Option<&ModelUpdate>,
-    ) -> Result<(), String>;
+    ) -> Result<(), Unavailable>;
     /// What [`mark_done`](Self::mark_done) recorded for `job`: `None` if it has not run.
-    fn done(&mut self, job: &RetrainingJob) -> Result<Option<Option<ModelUpdate>>, String>;
+    fn done(&mut self, job: &RetrainingJob) -> Result<Option<Option<ModelUpdate>>, Unavailable>;
 }
 
 /// [`JobQueue`] in Redis: a pending list, one in-progress list and one lease per worker, and
@@ -108,7 +108,7 @@ impl RedisJobQueue {
         worker: &str,
         lease_seconds: u64,
         debounce_seconds: u64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Unavailable> {
         let link = crate::adapters::redis_link::RedisLink::open(url).map_err(redis_error)?;
         Ok(Self {
             link,
@@ -132,7 +132,7 @@ impl RedisJobQueue {
     /// Puts back the jobs of in-progress lists whose worker is not in the set of workers:
     /// lists left by versions before per-worker leases (their workers are gone once no old
     /// version runs). Scans the keyspace: call once at start-up, not per batch.
-    pub fn adopt_unlisted(&mut self) -> Result<u64, String> {
+    pub fn adopt_unlisted(&mut self) -> Result<u64, Unavailable> {
         let marker = self.key("running:");
         let lists: Vec<String> = self
             .link
@@ -153,7 +153,7 @@ impl RedisJobQueue {
         Ok(adopted)
     }
 
-    fn put_back(&mut self, worker: &str, own: bool) -> Result<u64, String> {
+    fn put_back(&mut self, worker: &str, own: bool) -> Result<u64, Unavailable> {
         {
             let script = redis::Script::new(PUT_BACK);
             let mut invocation = script.prepare_invoke();
@@ -170,13 +170,13 @@ impl RedisJobQueue {
     }
 }
 
-fn redis_error(e: redis::RedisError) -> String {
-    format!("redis: {e}")
+fn redis_error(e: impl std::fmt::Display) -> Unavailable {
+    Unavailable::redis(e)
 }
 
 impl JobQueue for RedisJobQueue {
-    fn enqueue(&mut self, job: &RetrainingJob) -> Result<bool, String> {
-        let payload = serde_json::to_string(job).map_err(|e| e.to_string())?;
+    fn enqueue(&mut self, job: &RetrainingJob) -> Result<bool, Unavailable> {
+        let payload = serde_json::to_string(job).map_err(Unavailable::redis)?;
         let queued: i64 = {
             let script = redis::Script::new(ENQUEUE);
             let mut invocation = script.prepare_invoke();
@@ -194,7 +194,7 @@ impl JobQueue for RedisJobQueue {
         Ok(queued == 1)
     }
 
-    fn take(&mut self) -> Result<Option<RetrainingJob>, String> {
+    fn take(&mut self) -> Result<Option<RetrainingJob>, Unavailable> {
         let running = self.key(&format!("running:{}", self.worker));
         let taken: Option<String> = {
             let script = redis::Script::new(TAKE);
@@ -220,13 +220,15 @@ impl JobQueue for RedisJobQueue {
                     .link
                     .call(|c| c.lrem(&running, 1, &payload))
                     .map_err(redis_error)?;
-                Err(format!("dropped an unreadable job: {e}"))
+                Err(Unavailable::redis(format!(
+                    "dropped an unreadable job: {e}"
+                )))
             }
         }
     }
 
-    fn complete(&mut self, job: &RetrainingJob) -> Result<(), String> {
-        let payload = serde_json::to_string(job).map_err(|e| e.to_string())?;
+    fn complete(&mut self, job: &RetrainingJob) -> Result<(), Unavailable> {
+        let payload = serde_json::to_string(job).map_err(Unavailable::redis)?;
         let running = self.key(&format!("running:{}", self.worker));
         let _: i64 = self
             .link
@@ -235,7 +237,7 @@ impl JobQueue for RedisJobQueue {
         Ok(())
     }
 
-    fn renew(&mut self) -> Result<(), String> {
+    fn renew(&mut self) -> Result<(), Unavailable> {
         let lease = self.key(&format!("lease:{}", self.worker));
         let (worker, seconds) = (&self.worker, self.lease_seconds.max(1));
         let () = self
@@ -249,8 +251,8 @@ impl JobQueue for RedisJobQueue {
         &mut self,
         job: &RetrainingJob,
         update: Option<&ModelUpdate>,
-    ) -> Result<(), String> {
-        let record = serde_json::to_string(&update).map_err(|e| e.to_string())?;
+    ) -> Result<(), Unavailable> {
+        let record = serde_json::to_string(&update).map_err(Unavailable::redis)?;
         let _: i64 = {
             let script = redis::Script::new(MARK_DONE);
             let mut invocation = script.prepare_invoke();
@@ -267,15 +269,18 @@ impl JobQueue for RedisJobQueue {
         Ok(())
     }
 
-    fn done(&mut self, job: &RetrainingJob) -> Result<Option<Option<ModelUpdate>>, String> {
+    fn done(&mut self, job: &RetrainingJob) -> Result<Option<Option<ModelUpdate>>, Unavailable> {
         let key = self.key(&format!("done:{}", job.job_id));
         let record: Option<String> = self.link.call(|c| c.get(key)).map_err(redis_error)?;
         record
-            .map(|r| serde_json::from_str(&r).map_err(|e| format!("unreadable job record: {e}")))
+            .map(|r| {
+                serde_json::from_str(&r)
+                    .map_err(|e| Unavailable::redis(format!("unreadable job record: {e}")))
+            })
             .transpose()
     }
 
-    fn recover(&mut self) -> Result<u64, String> {
+    fn recover(&mut self) -> Result<u64, Unavailable> {
         let own = self.worker.clone();
         let mut recovered = self.put_back(&own, true)?;
         let key = self.key("workers");
@@ -291,32 +296,32 @@ impl JobQueue for RedisJobQueue {
 /// [`RedisLabelledHistory`]).
 pub trait LabelledHistory {
     /// Appends a batch's scored events (those without features are skipped).
-    fn append(&mut self, events: &[ScoredEvent]) -> Result<(), String>;
+    fn append(&mut self, events: &[ScoredEvent]) -> Result<(), Unavailable>;
     /// Entries held (an event appended twice counts twice).
-    fn entries(&mut self) -> Result<usize, String>;
+    fn entries(&mut self) -> Result<usize, Unavailable>;
     /// The events, oldest first, each once, with their live scores.
-    fn load(&mut self) -> Result<Vec<(FeatureVector, f64)>, String>;
+    fn load(&mut self) -> Result<Vec<(FeatureVector, f64)>, Unavailable>;
 }
 
 impl LabelledHistory for RedisLabelledHistory {
-    fn append(&mut self, events: &[ScoredEvent]) -> Result<(), String> {
-        RedisLabelledHistory::append(self, events).map_err(|e| e.to_string())
+    fn append(&mut self, events: &[ScoredEvent]) -> Result<(), Unavailable> {
+        RedisLabelledHistory::append(self, events).map_err(Unavailable::redis)
     }
-    fn entries(&mut self) -> Result<usize, String> {
-        RedisLabelledHistory::len(self).map_err(|e| e.to_string())
+    fn entries(&mut self) -> Result<usize, Unavailable> {
+        RedisLabelledHistory::len(self).map_err(Unavailable::redis)
     }
-    fn load(&mut self) -> Result<Vec<(FeatureVector, f64)>, String> {
-        RedisLabelledHistory::load(self).map_err(|e| e.to_string())
+    fn load(&mut self) -> Result<Vec<(FeatureVector, f64)>, Unavailable> {
+        RedisLabelledHistory::load(self).map_err(Unavailable::redis)
     }
 }
 
 /// Where a published model goes.
 pub trait ModelPublisher {
     /// A version number no other worker gets, above the active model's.
-    fn next_version(&mut self) -> Result<u64, String>;
+    fn next_version(&mut self) -> Result<u64, Unavailable>;
     /// Makes the snapshot the active model as `version` unless a newer one is active (another
     /// worker published meanwhile); returns whether it did.
-    fn store_snapshot(&mut self, version: u64, snapshot: &[u8]) -> Result<bool, String>;
+    fn store_snapshot(&mut self, version: u64, snapshot: &[u8]) -> Result<bool, Unavailable>;
     /// Records the version (the `model_versions` table); a row the store refuses as data is
     /// a `Reject` (counted, not retried).
     fn record_version(&mut self, update: &ModelUpdate) -> Result<(), Failure>;
@@ -346,13 +351,13 @@ pub struct StorePublisher {
 }
 
 impl ModelPublisher for StorePublisher {
-    fn next_version(&mut self) -> Result<u64, String> {
-        self.models.allocate_version().map_err(|e| e.to_string())
+    fn next_version(&mut self) -> Result<u64, Unavailable> {
+        self.models.allocate_version().map_err(Unavailable::redis)
     }
-    fn store_snapshot(&mut self, version: u64, snapshot: &[u8]) -> Result<bool, String> {
+    fn store_snapshot(&mut self, version: u64, snapshot: &[u8]) -> Result<bool, Unavailable> {
         self.models
             .publish(version, snapshot)
-            .map_err(|e| e.to_string())
+            .map_err(Unavailable::redis)
     }
     fn record_version(&mut self, update: &ModelUpdate) -> Result<(), Failure> {
         self.events
@@ -433,7 +438,7 @@ impl<Q: JobQueue, P: ModelPublisher, H: LabelledHistory> Handler for RetrainingS
             _ => {
                 let drift = decode_drift(&record.payload).map_err(reject)?;
                 if let Some(job) = self.retrainer.request(&drift) {
-                    let queued = self.queue.enqueue(&job).map_err(Failure::redis)?;
+                    let queued = self.queue.enqueue(&job)?;
                     info!(job = job.job_id.as_str(), queued = queued; "Retraining requested");
                 }
             }
@@ -442,27 +447,25 @@ impl<Q: JobQueue, P: ModelPublisher, H: LabelledHistory> Handler for RetrainingS
     }
 
     fn end_batch(&mut self, _: &[Record], out: &mut Vec<Output>) -> Result<(), Unavailable> {
-        self.history
-            .append(&self.batch_events)
-            .map_err(Unavailable::redis)?;
+        self.history.append(&self.batch_events)?;
         self.batch_events.clear();
         // Jobs of dead workers, and this worker's own from a failed batch, go back first.
-        let recovered = self.queue.recover().map_err(Unavailable::redis)?;
+        let recovered = self.queue.recover()?;
         if recovered > 0 {
             info!(recovered = recovered; "Unfinished retraining jobs put back");
         }
         // Jobs wait in the queue until the history holds enough data to train on: a job
         // rejected for lack of data would start the debounce and make every drift until its
         // end ignored.
-        let held = self.history.entries().map_err(Unavailable::redis)?;
+        let held = self.history.entries()?;
         self.status.metrics.history_events.set(held as i64);
         if held < self.retrainer.needed_events() {
             return Ok(());
         }
         let mut loaded = false;
-        while let Some(job) = self.queue.take().map_err(Unavailable::redis)? {
+        while let Some(job) = self.queue.take()? {
             if !loaded {
-                let events = self.history.load().map_err(Unavailable::redis)?;
+                let events = self.history.load()?;
                 self.retrainer.replace_recent(events);
                 loaded = true;
                 if !self.retrainer.ready() {
@@ -471,16 +474,16 @@ impl<Q: JobQueue, P: ModelPublisher, H: LabelledHistory> Handler for RetrainingS
                     return Ok(());
                 }
             }
-            if let Some(update) = self.queue.done(&job).map_err(Unavailable::redis)? {
+            if let Some(update) = self.queue.done(&job)? {
                 // It ran, but the batch it ran in failed: its announcement was never sent.
                 if let Some(update) = update {
                     self.running_version = self.running_version.max(update.model_version);
                     out.push(json_output(MODEL_UPDATES, None, &update));
                 }
-                self.queue.complete(&job).map_err(Unavailable::redis)?;
+                self.queue.complete(&job)?;
                 continue;
             }
-            let version = self.publisher.next_version().map_err(Unavailable::redis)?;
+            let version = self.publisher.next_version()?;
             let (mut outcome, mut publication, failed) =
                 match self
                     .retrainer
@@ -498,8 +501,7 @@ impl<Q: JobQueue, P: ModelPublisher, H: LabelledHistory> Handler for RetrainingS
             if let Some(candidate) = &publication
                 && !self
                     .publisher
-                    .store_snapshot(version, &candidate.snapshot)
-                    .map_err(Unavailable::redis)?
+                    .store_snapshot(version, &candidate.snapshot)?
             {
                 // Another worker made a newer model active while this one trained: the
                 // active model never goes back.
@@ -518,8 +520,7 @@ impl<Q: JobQueue, P: ModelPublisher, H: LabelledHistory> Handler for RetrainingS
             let recorded = self.publisher.record_job(&outcome);
             self.unless_refused(recorded)?;
             self.queue
-                .mark_done(&job, publication.as_ref().map(|p| &p.update))
-                .map_err(Unavailable::redis)?;
+                .mark_done(&job, publication.as_ref().map(|p| &p.update))?;
             let label = if failed {
                 "failed"
             } else if outcome.published {
@@ -538,8 +539,8 @@ impl<Q: JobQueue, P: ModelPublisher, H: LabelledHistory> Handler for RetrainingS
                 decision = outcome.decision.as_str();
                 "Retraining job done"
             );
-            self.queue.complete(&job).map_err(Unavailable::redis)?;
-            self.queue.renew().map_err(Unavailable::redis)?;
+            self.queue.complete(&job)?;
+            self.queue.renew()?;
         }
         Ok(())
     }
