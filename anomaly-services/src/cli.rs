@@ -31,7 +31,7 @@ pub fn setting(matches: &ArgMatches, variable: &str) -> Option<String> {
 }
 
 /// Kafka: every service.
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(next_help_heading = "Kafka")]
 pub struct KafkaSettings {
     /// Kafka brokers, host:port[,host:port...].
@@ -60,7 +60,7 @@ pub struct KafkaSettings {
 }
 
 /// `/health`, `/metrics` and logs: every service.
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(next_help_heading = "Endpoints and logs")]
 pub struct HttpSettings {
     /// Port of /health and /metrics (the default is the service's).
@@ -81,10 +81,11 @@ pub struct HttpSettings {
 }
 
 /// Redis: every service but alert-router.
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(next_help_heading = "Redis")]
 pub struct RedisSettings {
-    /// Redis: feature store, model store, checkpoints (the password is never shown).
+    /// Redis: feature store, model store, checkpoints (the value set is never shown, nor its
+    /// password logged).
     #[arg(id = "REDIS_URL", long = "redis-url", env = "REDIS_URL", value_name = "URL", hide_env_values = true, default_value = defaults::REDIS_URL)]
     pub redis_url: String,
     /// Prepended to every Redis key (separate deployments or test runs).
@@ -93,10 +94,11 @@ pub struct RedisSettings {
 }
 
 /// PostgreSQL / TimescaleDB: drift-detector, retraining-worker, alert-router.
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(next_help_heading = "Event store")]
 pub struct EventStoreSettings {
-    /// PostgreSQL/TimescaleDB event store (the password is never shown).
+    /// PostgreSQL/TimescaleDB event store (the value set is never shown, nor its password
+    /// logged).
     #[arg(id = "TIMESCALE_URL", long = "timescale-url", env = "TIMESCALE_URL", value_name = "URL", hide_env_values = true, default_value = defaults::TIMESCALE_URL)]
     pub timescale_url: String,
     /// PostgreSQL schema of the tables.
@@ -105,7 +107,7 @@ pub struct EventStoreSettings {
 }
 
 /// Scoring: ml-inference.
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(next_help_heading = "Scoring")]
 pub struct ScoringSettings {
     /// Scores at or above it are anomalies, in [0, 1].
@@ -127,7 +129,7 @@ pub struct ScoringSettings {
 }
 
 /// Notifications: alert-router.
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(next_help_heading = "Notifications")]
 pub struct NotifySettings {
     /// Slack incoming webhook; empty disables Slack (never shown).
@@ -147,7 +149,7 @@ pub struct NotifySettings {
 }
 
 /// The stream: producer.
-#[derive(Args, Debug)]
+#[derive(Args)]
 #[command(next_help_heading = "Stream")]
 pub struct StreamSettings {
     /// Event time runs this many times faster than real time; 0 = as fast as possible.
@@ -176,7 +178,7 @@ pub struct StreamSettings {
 }
 
 /// producer's command line.
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(
     name = "producer",
     version,
@@ -205,7 +207,7 @@ pub struct ProducerCommand {
 }
 
 /// feature-engineer's command line.
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(
     name = "feature-engineer",
     version,
@@ -228,7 +230,7 @@ pub struct FeatureEngineerCommand {
 }
 
 /// ml-inference's command line.
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(
     name = "ml-inference",
     version,
@@ -258,7 +260,7 @@ pub struct MlInferenceCommand {
 }
 
 /// drift-detector's command line.
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(
     name = "drift-detector",
     version,
@@ -288,7 +290,7 @@ pub struct DriftDetectorCommand {
 }
 
 /// retraining-worker's command line.
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(
     name = "retraining-worker",
     version,
@@ -318,7 +320,7 @@ pub struct RetrainingWorkerCommand {
 }
 
 /// alert-router's command line.
-#[derive(Parser, Debug)]
+#[derive(Parser)]
 #[command(
     name = "alert-router",
     version,

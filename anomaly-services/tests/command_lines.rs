@@ -90,7 +90,12 @@ fn documented() -> BTreeMap<String, Documented> {
 
 /// The variables a binary's `--help` lists, with the default it shows (if any).
 fn help_settings(binary: &str) -> BTreeMap<String, Option<String>> {
-    let help = Command::new(binary).arg("--help").output().unwrap();
+    // A clean environment: values set around the test would show in the help.
+    let help = Command::new(binary)
+        .env_clear()
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(help.status.success());
     let text = String::from_utf8(help.stdout).unwrap();
     let mut settings = BTreeMap::new();
@@ -115,7 +120,7 @@ fn help_settings(binary: &str) -> BTreeMap<String, Option<String>> {
 fn every_services_help_lists_the_settings_operations_md_says_it_reads() {
     let table = documented();
     let mut listed = BTreeSet::new();
-    for (service, binary) in SERVICES {
+    for (port, (service, binary)) in (8000..).zip(SERVICES) {
         let help = help_settings(binary);
         let expected: BTreeSet<&String> = table
             .iter()
@@ -131,7 +136,9 @@ fn every_services_help_lists_the_settings_operations_md_says_it_reads() {
             let row = &table[variable];
             match (&row.default, variable.as_str()) {
                 // Per service: the service's own port.
-                (_, "HTTP_PORT") => assert!(shown.is_some(), "{service}: HTTP_PORT's default"),
+                (_, "HTTP_PORT") => {
+                    assert_eq!(shown, &Some(port.to_string()), "{service}: HTTP_PORT")
+                }
                 (Some(default), _) if default.is_empty() => {
                     assert_eq!(shown.as_deref(), Some("\"\""), "{service} {variable}")
                 }
@@ -155,6 +162,7 @@ fn every_services_help_lists_the_settings_operations_md_says_it_reads() {
 fn run(binary: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut command = Command::new(binary);
     command
+        .env_clear()
         .env("HTTP_PORT", common::free_port().to_string())
         .env("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
         .env("REDIS_URL", "redis://127.0.0.1:1")
@@ -298,9 +306,9 @@ fn a_bad_value_stops_the_service_with_the_documented_message_as_variable_or_flag
         );
         assert_eq!(error_message(&by_variable), message(variable));
         let flag = format!("--{}", variable.to_lowercase().replace('_', "-"));
-        // `--flag=value`: a value starting with `-` is not taken for a flag.
-        let by_flag = run(binary, &[], &[&format!("{flag}={value}")]);
-        assert_eq!(by_flag.status.code(), Some(1), "{reader} {flag}={value}");
+        // A value starting with `-` is the flag's value, not another flag.
+        let by_flag = run(binary, &[], &[&flag, value]);
+        assert_eq!(by_flag.status.code(), Some(1), "{reader} {flag} {value}");
         assert_eq!(error_message(&by_flag), message(variable));
     }
 }
@@ -308,20 +316,28 @@ fn a_bad_value_stops_the_service_with_the_documented_message_as_variable_or_flag
 #[test]
 fn secrets_show_neither_in_help_nor_in_messages() {
     let secret = "s3cret-pw";
-    let help = Command::new(env!("CARGO_BIN_EXE_alert-router"))
-        .arg("--help")
-        .env("TIMESCALE_URL", format!("postgresql://u:{secret}@db/x"))
-        .env(
-            "SLACK_WEBHOOK_URL",
-            format!("https://hooks.example/{secret}"),
-        )
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&help.stdout);
-    assert!(
-        text.contains("SLACK_WEBHOOK_URL") && !text.contains(secret),
-        "{text}"
-    );
+    for (binary, variables) in [
+        (
+            env!("CARGO_BIN_EXE_alert-router"),
+            &["TIMESCALE_URL", "SLACK_WEBHOOK_URL"][..],
+        ),
+        (
+            env!("CARGO_BIN_EXE_drift-detector"),
+            &["TIMESCALE_URL", "REDIS_URL"][..],
+        ),
+    ] {
+        let mut command = Command::new(binary);
+        command.env_clear().arg("--help");
+        for variable in variables {
+            command.env(variable, format!("https://u:{secret}@host/x"));
+        }
+        let help = command.output().unwrap();
+        let text = String::from_utf8_lossy(&help.stdout);
+        for variable in variables {
+            assert!(text.contains(&format!("[env: {variable}]")), "{text}");
+        }
+        assert!(!text.contains(secret), "{text}");
+    }
     let refused = run(
         env!("CARGO_BIN_EXE_drift-detector"),
         &[("TIMESCALE_URL", &format!("mysql://u:{secret}@db/x"))],
@@ -336,17 +352,34 @@ fn secrets_show_neither_in_help_nor_in_messages() {
 
 #[test]
 fn a_flag_wins_over_its_variable_and_unknown_flags_are_refused() {
-    // The variable's bad value is not read: the flag's good one is.
+    // The variable's bad value is not read, the flag's good one is: the configuration goes
+    // on to KAFKA_OFFSET_RESET, which it checks after KAFKA_BATCH_SIZE.
     let output = run(
         env!("CARGO_BIN_EXE_feature-engineer"),
         &[("KAFKA_BATCH_SIZE", "0")],
-        &["--kafka-batch-size", "200", "--redis-url", "ftp://x"],
+        &[
+            "--kafka-batch-size",
+            "200",
+            "--kafka-offset-reset",
+            "oldest",
+        ],
     );
     assert_eq!(
         error_message(&output),
-        "invalid REDIS_URL=ftp://x: expected a URL of the right scheme (redis:// or postgresql://)"
+        "invalid KAFKA_OFFSET_RESET=oldest: expected latest or earliest"
+    );
+    // Without the flag, the variable's value is the one refused.
+    let output = run(
+        env!("CARGO_BIN_EXE_feature-engineer"),
+        &[("KAFKA_BATCH_SIZE", "0")],
+        &["--kafka-offset-reset", "oldest"],
+    );
+    assert_eq!(
+        error_message(&output),
+        "invalid KAFKA_BATCH_SIZE=0: expected a whole number from 1 to 100000"
     );
     let unknown = Command::new(env!("CARGO_BIN_EXE_feature-engineer"))
+        .env_clear()
         .arg("--timescale-url")
         .arg("postgresql://db/x")
         .output()

@@ -22,6 +22,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[command(
     name = "anomaly-pipeline",
     version,
+    // As before clap: a flag given twice takes its last value.
+    args_override_self = true,
     about = "\
 Card transactions (synthetic, or your own with --input) through all six stages (feature
 engineering, inference, drift detection, retraining, alert routing) in one process, with
@@ -188,18 +190,19 @@ impl Cli {
         hst.height = self.height.unwrap_or(hst.height);
         hst.window_size = self.window.unwrap_or(hst.window_size);
         config.min_notify_severity = self.min_severity.unwrap_or(config.min_notify_severity);
+        // Checked with or without --input: a mistake in them is one either way.
+        let mut columns = ColumnMap::default();
+        if let Some(file) = &self.mapping {
+            columns
+                .read_file(file)
+                .map_err(|e| format!("--mapping: {e}"))?;
+        }
+        for map in &self.maps {
+            columns.set_from(map).map_err(|e| format!("--map: {e}"))?;
+        }
         let input = match self.input {
             None => None,
             Some(path) => {
-                let mut columns = ColumnMap::default();
-                if let Some(file) = &self.mapping {
-                    columns
-                        .read_file(file)
-                        .map_err(|e| format!("--mapping: {e}"))?;
-                }
-                for map in &self.maps {
-                    columns.set_from(map).map_err(|e| format!("--map: {e}"))?;
-                }
                 config.input = Some(path.display().to_string());
                 Some(InputFile {
                     format: match self.format {

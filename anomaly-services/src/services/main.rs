@@ -82,9 +82,13 @@ pub fn service_main<C: CommandFactory>(
     default_http_port: u16,
     work: impl FnOnce(&Context) -> Result<(), ServiceError>,
 ) -> ExitCode {
-    let command = C::command().mut_arg("HTTP_PORT", |port| {
-        port.default_value(default_http_port.to_string())
-    });
+    // Negative numbers are values (`--kafka-batch-size -1` gets the configuration's
+    // message, not clap's "unexpected argument").
+    let command = C::command()
+        .allow_negative_numbers(true)
+        .mut_arg("HTTP_PORT", |port| {
+            port.default_value(default_http_port.to_string())
+        });
     // Leaked once: the logger and the metrics keep the name for the life of the process.
     let service: &'static str = command.get_name().to_owned().leak();
     // Exits on --help, --version and flags that do not parse, as every clap program does.
@@ -94,6 +98,12 @@ pub fn service_main<C: CommandFactory>(
     let outcome = (|| {
         let config = ServiceConfig::from_lookup(default_http_port, |name| {
             crate::cli::setting(&matches, name)
+                // Not a setting: the host name that the default INSTANCE_ID is made of.
+                .or_else(|| {
+                    (name == "HOSTNAME")
+                        .then(|| std::env::var(name).ok())
+                        .flatten()
+                })
         })?;
         let shutdown = shutdown_flag().map_err(|e| ServiceError::Start {
             what: "handle signals".into(),
