@@ -467,6 +467,8 @@ fn reals(inputs: &[String]) -> Result<Vec<f64>, String> {
 }
 
 /// A CSV file's header and rows; every row must have a cell per column.
+// Split by hand rather than with a CSV crate: the golden files are numbers and names without
+// quotes, and the core keeps to its few named dependencies.
 fn read_table(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), String> {
     let text =
         fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;

@@ -142,6 +142,8 @@ fn write_text(out: &mut impl Write, text: &str) -> std::io::Result<()> {
 /// fast path: below 1e9 two such values are at least 1e-6 apart, far more than a double's
 /// resolution there, so the shortest text that reads back as the value is its digits to
 /// `places` decimals with trailing zeros dropped. Other values go through `{}`.
+// Hand-written rather than `{}`: the formatting machinery was most of the main job's writer
+// thread (commit 7df82b0), and the output must stay byte-identical to `{}`'s.
 fn write_decimal(out: &mut impl Write, value: f64, places: u32) -> std::io::Result<()> {
     let scale = 10u64.pow(places);
     let scaled = value * scale as f64;
