@@ -88,16 +88,24 @@ fn number<T: std::str::FromStr>(text: &str, flag: &str) -> Result<T, String> {
 }
 
 /// A labelled CSV: feature names, rows and labels.
-struct Dataset {
+/// The CSV's feature names and where its label column is.
+struct Layout {
     names: Vec<String>,
-    rows: Vec<Vec<f64>>,
-    labels: Vec<bool>,
+    label_column: usize,
 }
 
-fn read_csv(path: &str, label: &str) -> Result<Dataset, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().ok_or("empty CSV")?.split(',').collect();
+fn open(path: &str) -> Result<std::io::Lines<std::io::BufReader<std::fs::File>>, String> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    Ok(std::io::BufReader::new(file).lines())
+}
+
+fn read_layout(path: &str, label: &str) -> Result<Layout, String> {
+    let header = open(path)?
+        .next()
+        .ok_or("empty CSV")?
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    let header: Vec<&str> = header.split(',').collect();
     let label_column = header
         .iter()
         .position(|h| h.trim() == label)
@@ -108,24 +116,38 @@ fn read_csv(path: &str, label: &str) -> Result<Dataset, String> {
         .filter(|(i, _)| *i != label_column)
         .map(|(_, h)| h.trim().to_owned())
         .collect();
-    let (mut rows, mut labels) = (Vec::new(), Vec::new());
-    for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let mut row = Vec::with_capacity(header.len() - 1);
+    Ok(Layout {
+        names,
+        label_column,
+    })
+}
+
+/// Calls `each` with every row's features and label, read from the file as it goes: like a
+/// stream, the rows are not kept, so a run's memory is the model's.
+fn for_each_row(
+    path: &str,
+    layout: &Layout,
+    mut each: impl FnMut(&[f64], bool) -> Result<(), String>,
+) -> Result<(), String> {
+    let mut row = Vec::with_capacity(layout.names.len());
+    for (n, line) in open(path)?.enumerate().skip(1) {
+        let line = line.map_err(|e| format!("cannot read {path}: {e}"))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        row.clear();
+        let mut label = false;
         for (i, cell) in line.split(',').enumerate() {
-            let value: f64 = number(cell.trim(), &format!("line {}", n + 2))?;
-            if i == label_column {
-                labels.push(value == 1.0);
+            let value: f64 = number(cell.trim(), &format!("line {}", n + 1))?;
+            if i == layout.label_column {
+                label = value == 1.0;
             } else {
                 row.push(value);
             }
         }
-        rows.push(row);
+        each(&row, label)?;
     }
-    Ok(Dataset {
-        names,
-        rows,
-        labels,
-    })
+    Ok(())
 }
 
 /// River's `preprocessing.MinMaxScaler`: `(x - min) / (max - min)`, 0 when the range is 0.
@@ -163,12 +185,17 @@ impl MinMax {
     }
 }
 
+/// One seed's scores, with the labels, in the file's order, into buffers reused from seed to
+/// seed (grown afresh each time, they leave holes that keep the allocator from giving the last
+/// model's memory to the next).
 fn run(
     options: &Options,
-    names: &[String],
-    rows: &[Vec<f64>],
+    layout: &Layout,
     seed: u64,
-) -> Result<Vec<f64>, String> {
+    scores: &mut Vec<f64>,
+    labels: &mut Vec<bool>,
+) -> Result<(), String> {
+    let names = &layout.names;
     let params = HstParams {
         n_trees: options.n_trees,
         height: options.height,
@@ -180,8 +207,10 @@ fn run(
     let mut model = HalfSpaceTrees::with_features(params, names).map_err(|e| e.to_string())?;
     let mut scaler = MinMax::new(names.len());
     let mut scaled = vec![0.0; names.len()];
-    let mut scores = Vec::with_capacity(rows.len());
-    for row in rows {
+    scores.clear();
+    labels.clear();
+    for_each_row(&options.csv, layout, |row, label| {
+        labels.push(label);
         if options.fused {
             scaler.learn(row);
             scaler.transform(row, &mut scaled);
@@ -196,8 +225,8 @@ fn run(
             scaler.transform(row, &mut scaled);
             model.score(&scaled).map_err(|e| e.to_string())?.learn();
         }
-    }
-    Ok(scores)
+        Ok(())
+    })
 }
 
 fn main() -> ExitCode {
@@ -210,11 +239,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Dataset {
-        names,
-        rows,
-        labels,
-    } = match read_csv(&options.csv, &options.label) {
+    let layout = match read_layout(&options.csv, &options.label) {
         Ok(data) => data,
         Err(e) => {
             eprintln!("{e}");
@@ -222,9 +247,10 @@ fn main() -> ExitCode {
         }
     };
     let mut aucs = Vec::new();
+    let (mut scores, mut labels) = (Vec::new(), Vec::new());
     for &seed in &options.seeds {
-        match run(&options, &names, &rows, seed) {
-            Ok(scores) => {
+        match run(&options, &layout, seed, &mut scores, &mut labels) {
+            Ok(()) => {
                 let Some(auc) = roc_auc(&scores, &labels) else {
                     eprintln!("the labels hold a single class: ROC AUC is undefined");
                     return ExitCode::FAILURE;
