@@ -178,6 +178,8 @@ pub struct StreamSettings {
 }
 
 /// producer's command line.
+// Its fields are the groups of settings it reads, named after them.
+#[allow(missing_docs)]
 #[derive(Parser)]
 #[command(
     name = "producer",
@@ -193,20 +195,18 @@ SIGINT. Every setting is a flag or an environment variable (docs/OPERATIONS.md).
 )]
 pub struct ProducerCommand {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub stream: StreamSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub kafka: KafkaSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub redis: RedisSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub http: HttpSettings,
 }
 
 /// feature-engineer's command line.
+// Its fields are the groups of settings it reads, named after them.
+#[allow(missing_docs)]
 #[derive(Parser)]
 #[command(
     name = "feature-engineer",
@@ -219,17 +219,16 @@ variable (docs/OPERATIONS.md)."
 )]
 pub struct FeatureEngineerCommand {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub kafka: KafkaSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub redis: RedisSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub http: HttpSettings,
 }
 
 /// ml-inference's command line.
+// Its fields are the groups of settings it reads, named after them.
+#[allow(missing_docs)]
 #[derive(Parser)]
 #[command(
     name = "ml-inference",
@@ -246,20 +245,18 @@ SIGTERM or SIGINT. Every setting is a flag or an environment variable (docs/OPER
 )]
 pub struct MlInferenceCommand {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub scoring: ScoringSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub kafka: KafkaSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub redis: RedisSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub http: HttpSettings,
 }
 
 /// drift-detector's command line.
+// Its fields are the groups of settings it reads, named after them.
+#[allow(missing_docs)]
 #[derive(Parser)]
 #[command(
     name = "drift-detector",
@@ -276,20 +273,18 @@ SIGTERM or SIGINT (giving the lease up). Every setting is a flag or an environme
 )]
 pub struct DriftDetectorCommand {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub kafka: KafkaSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub redis: RedisSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub store: EventStoreSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub http: HttpSettings,
 }
 
 /// retraining-worker's command line.
+// Its fields are the groups of settings it reads, named after them.
+#[allow(missing_docs)]
 #[derive(Parser)]
 #[command(
     name = "retraining-worker",
@@ -306,20 +301,18 @@ SIGINT. Every setting is a flag or an environment variable (docs/OPERATIONS.md).
 )]
 pub struct RetrainingWorkerCommand {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub kafka: KafkaSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub redis: RedisSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub store: EventStoreSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub http: HttpSettings,
 }
 
 /// alert-router's command line.
+// Its fields are the groups of settings it reads, named after them.
+#[allow(missing_docs)]
 #[derive(Parser)]
 #[command(
     name = "alert-router",
@@ -334,15 +327,11 @@ or an environment variable (docs/OPERATIONS.md)."
 )]
 pub struct AlertRouterCommand {
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub notify: NotifySettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub kafka: KafkaSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub store: EventStoreSettings,
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub http: HttpSettings,
 }

@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         let router = AlertRouter::new(config.min_slack_severity, 60_000);
         let mut handler =
             AlertRouterService::new(router, store, notifier.is_some(), ctx.status.clone());
-        let outcome = anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
+        let outcome = ctx.consume(&io, &mut handler);
         // The loop ends on shutdown or on an error; either way the notifier stops too.
         ctx.shutdown
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -65,6 +65,6 @@ fn main() -> ExitCode {
         {
             return Err(ServiceError::Panicked("notifier"));
         }
-        Ok(outcome?)
+        outcome
     })
 }

@@ -96,12 +96,12 @@ fn main() -> ExitCode {
         };
         info!(instance = instance.as_str(); "Service started");
         let mut handler = DriftService::rows_only(store, ctx.status.clone());
-        let outcome = anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
+        let outcome = ctx.consume(&io, &mut handler);
         ctx.shutdown
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if leader.join().is_err() {
             return Err(ServiceError::Panicked("drift detectors'"));
         }
-        Ok(outcome?)
+        outcome
     })
 }

@@ -27,11 +27,6 @@ fn main() -> ExitCode {
         let io = connect_kafka(config, "feature-engineer", &[SOURCE])?;
         info!(topic = SOURCE; "Service started");
         let mut handler = FeatureEngineerService::new(store, ctx.status.clone());
-        Ok(anomaly_services::service::run(
-            &io,
-            &mut handler,
-            &ctx.status,
-            &ctx.shutdown,
-        )?)
+        ctx.consume(&io, &mut handler)
     })
 }

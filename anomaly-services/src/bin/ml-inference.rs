@@ -87,11 +87,11 @@ fn main() -> ExitCode {
         if let Some((store, interval)) = checkpoints {
             handler = handler.with_checkpoints(Box::new(store), interval);
         }
-        let outcome = anomaly_services::service::run(&io, &mut handler, &ctx.status, &ctx.shutdown);
+        let outcome = ctx.consume(&io, &mut handler);
         // What was learned since the last checkpoint is kept for the next start.
         if let Err(e) = handler.save_checkpoint() {
             warn!(error = e.to_string().as_str(); "Could not checkpoint the learned model at shutdown");
         }
-        Ok(outcome?)
+        outcome
     })
 }

@@ -68,11 +68,6 @@ fn main() -> ExitCode {
         info!("Service started");
         let mut handler =
             RetrainingService::new(retrainer, queue, publisher, history, ctx.status.clone());
-        Ok(anomaly_services::service::run(
-            &io,
-            &mut handler,
-            &ctx.status,
-            &ctx.shutdown,
-        )?)
+        ctx.consume(&io, &mut handler)
     })
 }

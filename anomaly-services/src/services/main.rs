@@ -68,6 +68,20 @@ pub struct Context {
 }
 
 impl Context {
+    /// Runs the consume loop ([`crate::service::run`]) with `handler` until shutdown.
+    pub fn consume(
+        &self,
+        io: &crate::adapters::kafka::KafkaIo,
+        handler: &mut impl crate::service::Handler,
+    ) -> Result<(), ServiceError> {
+        Ok(crate::service::run(
+            io,
+            handler,
+            &self.status,
+            &self.shutdown,
+        )?)
+    }
+
     /// The text of the setting of environment variable `variable` (flag, variable or
     /// default), `None` if this service has none.
     pub fn setting(&self, variable: &str) -> Option<String> {
