@@ -362,7 +362,17 @@ impl ServiceConfig {
     }
 }
 
-fn whole(
+/// `text`, the value of `variable`, as a whole number within `range`, or the error that says
+/// what it must be (`expected`). The check of every whole-number setting, the producer's too.
+///
+/// ```
+/// use anomaly_services::config::whole;
+///
+/// assert_eq!(whole("PRODUCER_CARDS", " 300 ", "a count", 1..=1000), Ok(300));
+/// let err = whole("PRODUCER_CARDS", "0", "a count from 1 to 1000", 1..=1000).unwrap_err();
+/// assert_eq!(err.to_string(), "invalid PRODUCER_CARDS=0: expected a count from 1 to 1000");
+/// ```
+pub fn whole(
     variable: &'static str,
     text: &str,
     expected: &'static str,

@@ -266,9 +266,21 @@ fn a_bad_value_stops_the_service_with_the_documented_message_as_variable_or_flag
         ("REPLAY_SPEED", "fast", "a number >= 0"),
         ("PRODUCER_EVENTS", "many", "a whole number >= 0"),
         ("PRODUCER_SEED", "-3", "a whole number >= 0"),
-        ("PRODUCER_CARDS", "1e3", "a whole number >= 0"),
-        ("PRODUCER_INSTANCE", "first", "a whole number >= 0"),
-        ("PRODUCER_INSTANCES", "all", "a whole number >= 0"),
+        (
+            "PRODUCER_CARDS",
+            "4294967296",
+            "a whole number from 0 to 4294967295",
+        ),
+        (
+            "PRODUCER_INSTANCE",
+            "first",
+            "a whole number from 0 to 4294967295",
+        ),
+        (
+            "PRODUCER_INSTANCES",
+            "all",
+            "a whole number from 0 to 4294967295",
+        ),
         ("PRODUCER_RUN", "x", "a whole number >= 0"),
     ];
     let checked: BTreeSet<&str> = bad.iter().map(|(variable, _, _)| *variable).collect();

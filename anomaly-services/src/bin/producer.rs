@@ -4,20 +4,28 @@ use std::process::ExitCode;
 
 use anomaly_services::adapters::producer_progress::RedisProducerProgress;
 use anomaly_services::cli::ProducerCommand;
-use anomaly_services::config::ConfigError;
+use anomaly_services::config::{ConfigError, whole};
 use anomaly_services::generator::{Generator, GeneratorParams};
 use anomaly_services::services::main::{Context, connect_kafka, connect_redis, service_main};
 use anomaly_services::services::producer::{Shard, produce};
 use log::info;
 
-/// The producer's setting `variable` as a whole number.
-fn number<T: std::str::FromStr>(ctx: &Context, variable: &'static str) -> Result<T, ConfigError> {
+/// The producer's setting `variable`, a whole number that fits 64 bits.
+fn number(ctx: &Context, variable: &'static str) -> Result<u64, ConfigError> {
     let text = ctx.setting(variable).unwrap_or_default();
-    text.trim().parse().map_err(|_| ConfigError {
+    whole(variable, &text, "a whole number >= 0", 0..=u64::MAX)
+}
+
+/// The producer's setting `variable`, a whole number that fits 32 bits.
+fn small_number(ctx: &Context, variable: &'static str) -> Result<u32, ConfigError> {
+    let text = ctx.setting(variable).unwrap_or_default();
+    let value = whole(
         variable,
-        value: text,
-        expected: "a whole number >= 0",
-    })
+        &text,
+        "a whole number from 0 to 4294967295",
+        0..=u64::from(u32::MAX),
+    )?;
+    Ok(value as u32) // In range: checked above.
 }
 
 fn main() -> ExitCode {
@@ -25,14 +33,14 @@ fn main() -> ExitCode {
         let params = GeneratorParams {
             events: number(ctx, "PRODUCER_EVENTS")?,
             seed: number(ctx, "PRODUCER_SEED")?,
-            cards: number(ctx, "PRODUCER_CARDS")?,
+            cards: small_number(ctx, "PRODUCER_CARDS")?,
             ..GeneratorParams::default()
         };
         let shard = Shard::new(
-            number(ctx, "PRODUCER_INSTANCE")?,
-            number(ctx, "PRODUCER_INSTANCES")?,
+            small_number(ctx, "PRODUCER_INSTANCE")?,
+            small_number(ctx, "PRODUCER_INSTANCES")?,
         )?;
-        let run = number::<u64>(ctx, "PRODUCER_RUN")?.to_string();
+        let run = number(ctx, "PRODUCER_RUN")?.to_string();
         let stream = format!(
             "run{run}-seed{}-events{}-cards{}",
             params.seed, params.events, params.cards
