@@ -3,9 +3,10 @@
 //! Shuttle (River's copy) and on the project's synthetic transactions.
 //!
 //! ```text
-//! cargo run --release -p rcf-peers --bin bench-vs-rcf -- [--shuttle PATH] [--quick]
+//! cargo run --release -p rcf-peers --bin bench-vs-rcf -- [--shuttle PATH] [--quick] [--seeds N]
 //! ```
-//! Prints a Markdown table. Shuttle is read from River's wheel (`target/bench-venv`, made by
+//! Prints Markdown tables: the speed is the best of three fresh processes per forest, the
+//! memory the least of theirs. Shuttle is read from River's wheel (`target/bench-venv`, made by
 //! `scripts/bench-vs-river`) unless `--shuttle` says where `shuttle.csv.gz` is.
 
 use std::io::Read;
@@ -158,6 +159,8 @@ fn main() -> ExitCode {
         "target/bench-venv/lib/python3.11/site-packages/river/datasets/shuttle.csv.gz",
     );
     let mut quick = false;
+    // Five seeds show the spread; twenty tell a change of a few thousandths from chance.
+    let mut seeds = 5u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -207,9 +210,16 @@ fn main() -> ExitCode {
                 }
             },
             "--quick" => quick = true,
+            "--seeds" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) if n > 0 => seeds = n,
+                _ => {
+                    eprintln!("--seeds needs a whole number above 0");
+                    return ExitCode::from(2);
+                }
+            },
             other => {
                 eprintln!(
-                    "unexpected argument `{other}`; usage: bench-vs-rcf [--shuttle PATH] [--quick]"
+                    "unexpected argument `{other}`; usage: bench-vs-rcf [--shuttle PATH] [--quick] [--seeds N]"
                 );
                 return ExitCode::from(2);
             }
@@ -220,11 +230,20 @@ fn main() -> ExitCode {
     println!("| --- | --- | ---: | ---: | ---: |");
     for (trees, sample_size, events) in [(50, 256, 50_000), (100, 512, 20_000)] {
         let events = events / scale;
-        for (which, name) in NAMES.iter().enumerate() {
-            let Some((rate, bytes)) = measure_in_child(which, trees, sample_size, events) else {
-                eprintln!("the measurement of {name} failed");
-                return ExitCode::FAILURE;
-            };
+        // The best of three fresh processes each, taken in turns: on a shared machine a
+        // single run can land in another tenant's busy second.
+        let mut best = [(0.0f64, f64::INFINITY); NAMES.len()];
+        for _ in 0..3 {
+            for (which, name) in NAMES.iter().enumerate() {
+                let Some((rate, bytes)) = measure_in_child(which, trees, sample_size, events)
+                else {
+                    eprintln!("the measurement of {name} failed");
+                    return ExitCode::FAILURE;
+                };
+                best[which] = (best[which].0.max(rate), best[which].1.min(bytes));
+            }
+        }
+        for (name, (rate, bytes)) in NAMES.iter().zip(best) {
             println!(
                 "| {name} | {trees} / {sample_size} | {events} | {rate:.0} | {:.2} |",
                 bytes / 1e6
@@ -248,11 +267,14 @@ fn main() -> ExitCode {
         sets.push(("synthetic transactions", p, l));
         sets
     };
-    println!("| data | forest | ROC AUC, seeds 0-4: mean [min, max] |");
+    println!(
+        "| data | forest | ROC AUC, seeds 0-{}: mean [min, max] |",
+        seeds - 1
+    );
     println!("| --- | --- | --- |");
     for (data, points, labels) in &datasets {
         for (which, name) in NAMES.iter().enumerate() {
-            let aucs: Vec<f64> = (0..5)
+            let aucs: Vec<f64> = (0..seeds)
                 .map(|seed| {
                     let shape = Shape {
                         dim: points[0].len(),

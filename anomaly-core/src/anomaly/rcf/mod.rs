@@ -132,7 +132,12 @@ struct Scratch {
     query: Vec<f32>,
     row: Vec<f32>,
     path: Vec<u32>,
+    /// The walks of [`Tree::descend_many`].
+    paths: [Vec<u32>; WALKS],
 }
+
+/// Trees walked down at once when scoring.
+const WALKS: usize = 4;
 
 #[derive(Deserialize)]
 struct ForestState {
@@ -349,11 +354,31 @@ impl RandomCutForest {
             return 0.0;
         }
         let s = &mut self.scratch.0;
-        let total: f64 = self
-            .trees
-            .iter()
-            .map(|t| t.tree.score(&s.query, &self.store, &mut s.path))
-            .sum();
+        // Trees hold equal masses once full: one logarithm for a run of them.
+        let (mut mass, mut scale) = (0, 0.0);
+        let mut total = 0.0;
+        let mut add = |tree: &Tree, unscaled: f64| {
+            if tree.mass() != mass {
+                mass = tree.mass();
+                scale = (1.0 + f64::from(mass)).log2();
+            }
+            total += unscaled * scale;
+        };
+        let groups = self.trees.chunks_exact(WALKS);
+        let rest = groups.remainder();
+        for group in groups {
+            let trees: [&Tree; WALKS] = std::array::from_fn(|k| &group[k].tree);
+            let hits = Tree::descend_many(trees, &s.query, &self.store, s.paths.each_mut());
+            for ((tree, hit), path) in trees.into_iter().zip(hits).zip(&s.paths) {
+                add(tree, tree.unscaled_score_after(hit, &s.query, path));
+            }
+        }
+        for t in rest {
+            add(
+                &t.tree,
+                t.tree.unscaled_score(&s.query, &self.store, &mut s.path),
+            );
+        }
         total / self.trees.len() as f64
     }
 
@@ -371,8 +396,11 @@ impl RandomCutForest {
         for st in &mut self.trees {
             let rng = st.tree.rng();
             let u = next_f64(rng).max(f64::MIN_POSITIVE);
-            let weight = ((-u.ln()).ln() - t * decay) as f32;
             let len = st.sampler.len();
+            if len == capacity && st.sampler.surely_rejects(u, self.entries_seen, decay) {
+                continue;
+            }
+            let weight = ((-u.ln()).ln() - t * decay) as f32;
             let initial = len < capacity && {
                 let v = next_f64(rng);
                 let fill = len as f64 / capacity as f64;

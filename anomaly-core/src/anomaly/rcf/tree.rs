@@ -41,7 +41,21 @@ impl Node {
 pub(super) struct LeafHit {
     depth: usize,
     leaf: u32,
+    /// Copies of the query the leaf holds: 0 when it holds another point.
+    copies: u32,
 }
+
+/// `1 / (depth + 1)` for the depths a walk up usually starts from: a division off the
+/// scoring loop.
+const RECIPROCALS: [f64; 64] = {
+    let mut table = [0.0; 64];
+    let mut depth = 0;
+    while depth < 64 {
+        table[depth] = 1.0 / (depth as f64 + 1.0);
+        depth += 1;
+    }
+    table
+};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(super) struct Tree {
@@ -83,66 +97,119 @@ pub(super) fn next_f64(state: &mut u64) -> f64 {
 }
 
 /// The L1 distance from `q` to the box `[min, max]` (0 inside) and the box's range sum, in
-/// `f64` (differences of `f32` values near their limit overflow in `f32`), in eight lanes so
-/// that it vectorises; the range is recomputed rather than stored: the box is in cache
-/// already, and it saves memory.
+/// eight lanes so that it vectorises; the range is recomputed rather than stored: the box is
+/// in cache already, and it saves memory. Summed in `f32` (half the work of `f64`), and again
+/// in `f64` only when that overflowed: differences of values near the `f32` limit do.
 #[inline(always)]
 fn outside_and_range(min: &[f32], max: &[f32], q: &[f32]) -> (f64, f64) {
-    let mut outside = [0.0f64; 8];
-    let mut range = [0.0f64; 8];
-    let whole = q.len() / 8 * 8;
-    let gap = |i: usize| {
-        let (lo, hi, v) = (f64::from(min[i]), f64::from(max[i]), f64::from(q[i]));
-        ((lo - v).max(0.0) + (v - hi).max(0.0), hi - lo)
-    };
-    for start in (0..whole).step_by(8) {
-        for lane in 0..8 {
-            let (o, r) = gap(start + lane);
-            outside[lane] += o;
-            range[lane] += r;
+    let (outside, range) = sums_f32(min, max, q);
+    if (outside + range).is_finite() {
+        (f64::from(outside), f64::from(range))
+    } else {
+        sums_f64(min, max, q)
+    }
+}
+
+/// The two sums in `f32`, four lanes at a time. Written with SSE (the x86-64 baseline)
+/// because the compiler's own vectorising pairs each lane's two differences instead.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(unsafe_code)]
+fn sums_f32(min: &[f32], max: &[f32], q: &[f32]) -> (f32, f32) {
+    // SAFETY: SSE is part of the x86-64 baseline, so these intrinsics are always available;
+    // they read nothing but the values passed to them.
+    unsafe {
+        use std::arch::x86_64::{
+            __m128, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_max_ps, _mm_movehl_ps, _mm_setr_ps,
+            _mm_setzero_ps, _mm_shuffle_ps, _mm_sub_ps,
+        };
+        let four = |a: &[f32]| _mm_setr_ps(a[0], a[1], a[2], a[3]);
+        let total = |v: __m128| {
+            let halves = _mm_add_ps(v, _mm_movehl_ps(v, v));
+            _mm_cvtss_f32(_mm_add_ss(halves, _mm_shuffle_ps::<1>(halves, halves)))
+        };
+        let (mins, maxs, qs) = (min.chunks_exact(4), max.chunks_exact(4), q.chunks_exact(4));
+        let (min_tail, max_tail, q_tail) = (mins.remainder(), maxs.remainder(), qs.remainder());
+        let zero = _mm_setzero_ps();
+        let (mut outside, mut range) = (zero, zero);
+        for ((lo, hi), v) in mins.zip(maxs).zip(qs) {
+            let (lo, hi, v) = (four(lo), four(hi), four(v));
+            let below = _mm_max_ps(_mm_sub_ps(lo, v), zero);
+            let above = _mm_max_ps(_mm_sub_ps(v, hi), zero);
+            outside = _mm_add_ps(outside, _mm_add_ps(below, above));
+            range = _mm_add_ps(range, _mm_sub_ps(hi, lo));
         }
+        let (mut total_outside, mut total_range) = (total(outside), total(range));
+        for ((&lo, &hi), &v) in min_tail.iter().zip(max_tail).zip(q_tail) {
+            total_outside += (lo - v).max(0.0) + (v - hi).max(0.0);
+            total_range += hi - lo;
+        }
+        (total_outside, total_range)
     }
-    let (mut total_outside, mut total_range) =
-        (outside.iter().sum::<f64>(), range.iter().sum::<f64>());
-    for i in whole..q.len() {
-        let (o, r) = gap(i);
-        total_outside += o;
-        total_range += r;
+}
+
+/// The two sums in `f32`, elsewhere.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn sums_f32(min: &[f32], max: &[f32], q: &[f32]) -> (f32, f32) {
+    let (mut outside, mut range) = (0.0, 0.0);
+    for ((&lo, &hi), &v) in min.iter().zip(max).zip(q) {
+        outside += (lo - v).max(0.0) + (v - hi).max(0.0);
+        range += hi - lo;
     }
-    (total_outside, total_range)
+    (outside, range)
+}
+
+/// [`sums_f32`] in `f64`, for boxes whose sums overflow `f32`.
+#[cold]
+fn sums_f64(min: &[f32], max: &[f32], q: &[f32]) -> (f64, f64) {
+    let (mut outside, mut range) = (0.0, 0.0);
+    for ((&lo, &hi), &v) in min.iter().zip(max).zip(q) {
+        let (lo, hi, v) = (f64::from(lo), f64::from(hi), f64::from(v));
+        outside += (lo - v).max(0.0) + (v - hi).max(0.0);
+        range += hi - lo;
+    }
+    (outside, range)
 }
 
 /// A random cut of the box `[min, max]` grown to hold `p`, the dimension drawn in proportion
 /// to its range and the value uniform in it; `Some` if it separates `p` from the box.
+///
+/// The cut is uniform over the grown box's ranges laid end to end, and it separates exactly
+/// when it falls in a part `p` added (their lengths sum to `outside`). Laying those parts
+/// first changes which draw gives which cut, not the cut's distribution, and lets a draw past
+/// them stop without scanning the dimensions: most cuts on the way down do not separate.
+#[inline]
 fn separating_cut(min: &[f32], max: &[f32], p: &[f32], rng: &mut u64) -> Option<(usize, f32)> {
     let (outside, range_sum) = outside_and_range(min, max, p);
     if outside == 0.0 {
         return None;
     }
     let mut r = next_f64(rng) * (range_sum + outside);
+    if r >= outside {
+        return None;
+    }
     let mut last = None;
     for i in 0..p.len() {
-        let lo = min[i].min(p[i]);
-        let hi = max[i].max(p[i]);
-        let gap = f64::from(hi) - f64::from(lo);
-        if gap <= 0.0 {
+        // The part `p` added in this dimension: below the box or above it.
+        let (lo, hi) = if p[i] < min[i] {
+            (p[i], min[i])
+        } else if p[i] > max[i] {
+            (max[i], p[i])
+        } else {
             continue;
-        }
+        };
         last = Some((i, lo));
-        if r <= gap {
-            let mut cut = lo + r as f32;
-            if cut <= lo || cut >= hi {
-                cut = lo;
-            }
-            let separates = (p[i] <= cut && cut < min[i]) || (max[i] <= cut && cut < p[i]);
-            return separates.then_some((i, cut));
+        let gap = f64::from(hi) - f64::from(lo);
+        if r < gap {
+            let cut = lo + r as f32;
+            // Rounding may reach the box (or the point): cut at the part's low end instead.
+            return Some((i, if cut < hi { cut.max(lo) } else { lo }));
         }
         r -= gap;
     }
-    // Rounding left r past the last range: cut at its low end.
-    let (i, cut) = last?;
-    let separates = (p[i] <= cut && cut < min[i]) || (max[i] <= cut && cut < p[i]);
-    separates.then_some((i, cut))
+    // Rounding left r past the last part: cut at its low end.
+    last
 }
 
 impl Tree {
@@ -211,16 +278,25 @@ impl Tree {
         let d = self.dim;
         let n = node as usize;
         let mut scratch = std::mem::take(&mut self.box_scratch.0);
-        scratch.clear();
+        scratch.resize(2 * d, 0.0);
         {
             let (lmin, lmax) = self.bounds(self.nodes[n].left, store);
             let (rmin, rmax) = self.bounds(self.nodes[n].right, store);
-            scratch.extend((0..d).map(|i| lmin[i].min(rmin[i])));
-            scratch.extend((0..d).map(|i| lmax[i].max(rmax[i])));
+            let (min, max) = scratch.split_at_mut(d);
+            // Comparisons rather than `f32::min`: no NaN can be here, and they vectorise.
+            for (m, (&l, &r)) in min.iter_mut().zip(lmin.iter().zip(rmin)) {
+                *m = if l < r { l } else { r };
+            }
+            for (m, (&l, &r)) in max.iter_mut().zip(lmax.iter().zip(rmax)) {
+                *m = if l > r { l } else { r };
+            }
         }
         let at = n * 2 * d;
-        let changed = self.boxes[at..at + 2 * d] != scratch[..];
-        self.boxes[at..at + 2 * d].copy_from_slice(&scratch);
+        let mut changed = false;
+        for (old, &new) in self.boxes[at..at + 2 * d].iter_mut().zip(&scratch) {
+            changed |= *old != new;
+            *old = new;
+        }
         self.box_scratch.0 = scratch;
         changed
     }
@@ -229,9 +305,12 @@ impl Tree {
         let d = self.dim;
         let at = node as usize * 2 * d;
         let (min, max) = self.boxes[at..at + 2 * d].split_at_mut(d);
-        for i in 0..d {
-            min[i] = min[i].min(p[i]);
-            max[i] = max[i].max(p[i]);
+        // Comparisons rather than `f32::min`, as in `rebuild_box`.
+        for (m, &v) in min.iter_mut().zip(p) {
+            *m = if v < *m { v } else { *m };
+        }
+        for (m, &v) in max.iter_mut().zip(p) {
+            *m = if v > *m { v } else { *m };
         }
     }
 
@@ -400,50 +479,109 @@ impl Tree {
         }
     }
 
+    /// The child of internal node `n` on `q`'s side of its cut.
+    #[inline(always)]
+    fn child(&self, n: u32, q: &[f32]) -> u32 {
+        let node = &self.nodes[n as usize];
+        if q[node.cut_dim as usize] <= node.cut_value {
+            node.left
+        } else {
+            node.right
+        }
+    }
+
     /// Walks from the root to the leaf `q` falls in, recording the internal nodes passed.
-    pub(super) fn descend(&self, q: &[f32], path: &mut Vec<u32>) -> Option<LeafHit> {
-        path.clear();
-        let mut node = self.root;
-        if node == NULL {
-            return None;
+    pub(super) fn descend(
+        &self,
+        q: &[f32],
+        store: &PointStore,
+        path: &mut Vec<u32>,
+    ) -> Option<LeafHit> {
+        let [hit] = Self::descend_many([self], q, store, [path]);
+        hit
+    }
+
+    /// [`Tree::descend`] in `N` trees at once. A walk down is one dependent load per level,
+    /// each waiting for the last; walks in one loop wait for theirs together (and so do the
+    /// looks at the leaves' points, one loop later).
+    pub(super) fn descend_many<const N: usize>(
+        trees: [&Tree; N],
+        q: &[f32],
+        store: &PointStore,
+        paths: [&mut Vec<u32>; N],
+    ) -> [Option<LeafHit>; N] {
+        let mut paths = paths;
+        let mut nodes = trees.map(|t| t.root);
+        for path in paths.iter_mut() {
+            path.clear();
         }
-        while !is_leaf(node) {
-            path.push(node);
-            let n = node as usize;
-            node = if q[self.nodes[n].cut_dim as usize] <= self.nodes[n].cut_value {
-                self.nodes[n].left
-            } else {
-                self.nodes[n].right
-            };
+        loop {
+            let mut walking = false;
+            for k in 0..N {
+                let node = nodes[k];
+                if node != NULL && !is_leaf(node) {
+                    walking = true;
+                    paths[k].push(node);
+                    nodes[k] = trees[k].child(node, q);
+                }
+            }
+            if !walking {
+                break;
+            }
         }
-        Some(LeafHit {
-            depth: path.len(),
-            leaf: node,
+        std::array::from_fn(|k| {
+            let leaf = nodes[k];
+            (leaf != NULL).then(|| {
+                let s = slot(leaf);
+                let tree = trees[k];
+                let held = store.get(tree.leaf_point[s]) == q;
+                LeafHit {
+                    depth: paths[k].len(),
+                    leaf,
+                    copies: if held { tree.leaf_mass[s] } else { 0 },
+                }
+            })
         })
     }
 
-    /// AWS RCF's anomaly score of `q` in this tree: the expected displacement-based score,
-    /// scaled by `log2(1 + mass)`.
-    pub(super) fn score(&self, q: &[f32], store: &PointStore, path: &mut Vec<u32>) -> f64 {
-        let Some(hit) = self.descend(q, path) else {
+    /// AWS RCF's anomaly score of `q` in this tree, the expected displacement-based score,
+    /// before its scaling by `log2(1 + mass)` (which the caller computes once for trees of
+    /// equal mass).
+    pub(super) fn unscaled_score(&self, q: &[f32], store: &PointStore, path: &mut Vec<u32>) -> f64 {
+        let hit = self.descend(q, store, path);
+        self.unscaled_score_after(hit, q, path)
+    }
+
+    /// [`Tree::unscaled_score`] from the walk down that [`Tree::descend`] made.
+    pub(super) fn unscaled_score_after(
+        &self,
+        hit: Option<LeafHit>,
+        q: &[f32],
+        path: &[u32],
+    ) -> f64 {
+        let Some(hit) = hit else {
             return 0.0;
         };
-        let total = f64::from(self.mass);
-        let s = slot(hit.leaf);
-        if store.get(self.leaf_point[s]) == q {
-            let m = f64::from(self.leaf_mass[s]);
-            let damp = 1.0 - m / (2.0 * total);
-            return damp / (hit.depth as f64 + (1.0 + m).log2()) * (1.0 + total).log2();
+        if hit.copies > 0 {
+            let m = f64::from(hit.copies);
+            let damp = 1.0 - m / (2.0 * f64::from(self.mass));
+            return damp / (hit.depth as f64 + (1.0 + m).log2());
         }
-        let mut score = 1.0 / (hit.depth as f64 + 1.0);
+        let reciprocal = |depth: usize| {
+            RECIPROCALS
+                .get(depth)
+                .copied()
+                .unwrap_or_else(|| 1.0 / (depth as f64 + 1.0))
+        };
+        let mut score = reciprocal(hit.depth);
         for (depth, &node) in path.iter().enumerate().rev() {
             let prob = self.separation(node, q);
             if prob == 0.0 {
                 break;
             }
-            score = (1.0 - prob) * score + prob / (depth as f64 + 1.0);
+            score += prob * (reciprocal(depth) - score);
         }
-        score * (1.0 + total).log2()
+        score
     }
 
     /// The probability that a random cut of `node`'s box grown to hold `q` separates `q`.
@@ -467,16 +605,15 @@ impl Tree {
         high: &mut [f64],
         low: &mut [f64],
     ) {
-        let Some(hit) = self.descend(q, path) else {
+        let Some(hit) = self.descend(q, store, path) else {
             return;
         };
         let d = self.dim;
         let total = f64::from(self.mass);
-        let s = slot(hit.leaf);
-        let leaf_point = store.get(self.leaf_point[s]);
-        if leaf_point == q {
+        let leaf_point = store.get(self.leaf_point[slot(hit.leaf)]);
+        if hit.copies > 0 {
             // A point the tree holds: nothing sets one feature apart; spread the score evenly.
-            let m = f64::from(self.leaf_mass[s]);
+            let m = f64::from(hit.copies);
             let damp = 1.0 - m / (2.0 * total);
             let t = damp / (hit.depth as f64 + (1.0 + m).log2()) * (1.0 + total).log2();
             for i in 0..d {
