@@ -182,12 +182,26 @@ const BLOCK: usize = 1_000;
 /// }
 /// assert_eq!(auc.roc_auc(), roc_auc(&scores, &labels));
 /// ```
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct ExactRocAuc {
     /// `[normal, fraud]` counts per grid point, by blocks of [`BLOCK`] points.
     blocks: Vec<Option<Box<[[u32; 2]; BLOCK]>>>,
     /// Counts that no longer fit in a `u32` (past 4 billion events at one point).
     overflow: Vec<(usize, usize, u64)>,
+    /// Scores not yet counted, as `point << 1 | is_fraud`: they are counted by sorted runs of
+    /// [`PENDING`], which sweep the grid in order where one count at a time would miss the
+    /// cache on nearly every score (the grid is megabytes).
+    pending: Vec<u32>,
+}
+
+/// Scores counted together (16 KB of pending keys).
+const PENDING: usize = 4_096;
+
+/// Equal when they count the same scores, whether or not those are counted yet.
+impl PartialEq for ExactRocAuc {
+    fn eq(&self, other: &Self) -> bool {
+        self.counts().eq(other.counts())
+    }
 }
 
 impl ExactRocAuc {
@@ -198,21 +212,48 @@ impl ExactRocAuc {
         }
         // NaN casts to 0; the clamp keeps out-of-range scores at the ends.
         let point = ((score * GRID as f64).round().max(0.0) as usize).min(GRID);
-        let block = self.blocks[point / BLOCK].get_or_insert_with(|| Box::new([[0; 2]; BLOCK]));
-        let count = &mut block[point % BLOCK][usize::from(is_fraud)];
-        match count.checked_add(1) {
-            Some(next) => *count = next,
-            None => {
-                *count = 0;
-                self.overflow.push((point, usize::from(is_fraud), 1 << 32));
-            }
+        // The block exists from the first score in it on, so that `counts` finds every
+        // pending point inside a block it walks.
+        self.blocks[point / BLOCK].get_or_insert_with(|| Box::new([[0; 2]; BLOCK]));
+        // GRID < 2^31, so the point and the label fit in 32 bits.
+        self.pending.push((point as u32) << 1 | u32::from(is_fraud));
+        if self.pending.len() == PENDING {
+            self.count_pending();
         }
     }
 
-    /// `[normal, fraud]` counts of every grid point that has any, lowest score first.
+    fn count_pending(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_unstable();
+        for &key in &pending {
+            let (point, class) = ((key >> 1) as usize, (key & 1) as usize);
+            let Some(block) = self.blocks[point / BLOCK].as_mut() else {
+                continue; // Unreachable: `add` made the block.
+            };
+            let count = &mut block[point % BLOCK][class];
+            match count.checked_add(1) {
+                Some(next) => *count = next,
+                None => {
+                    *count = 0;
+                    self.overflow.push((point, class, 1 << 32));
+                }
+            }
+        }
+        pending.clear();
+        self.pending = pending;
+    }
+
+    /// `[normal, fraud]` counts of every point of the blocks in use, lowest score first.
     fn counts(&self) -> impl Iterator<Item = [u64; 2]> + '_ {
+        // Overflowed and pending counts, merged into the walk in point order.
         let mut extra: Vec<(usize, usize, u64)> = self.overflow.clone();
+        extra.extend(
+            self.pending
+                .iter()
+                .map(|&key| ((key >> 1) as usize, (key & 1) as usize, 1)),
+        );
         extra.sort_unstable();
+        let mut extra = extra.into_iter().peekable();
         self.blocks
             .iter()
             .enumerate()
@@ -224,10 +265,8 @@ impl ExactRocAuc {
                     .map(move |(i, c)| (b * BLOCK + i, [u64::from(c[0]), u64::from(c[1])]))
             })
             .map(move |(point, mut counts)| {
-                for &(p, class, amount) in &extra {
-                    if p == point {
-                        counts[class] += amount;
-                    }
+                while let Some((_, class, amount)) = extra.next_if(|e| e.0 == point) {
+                    counts[class] += amount;
                 }
                 counts
             })
@@ -280,6 +319,42 @@ mod tests {
                 auc.add(*s, *l);
             }
             prop_assert_eq!(auc.roc_auc(), roc_auc(&scores, &labels));
+        }
+    }
+
+    proptest! {
+        // Each case walks the million-point grid a few times.
+        #![proptest_config(ProptestConfig::with_cases(16))]
+
+        /// Runs long enough to be counted in several sorted runs, with part still pending,
+        /// give the sorted computation's AUC too, and equal counters compare equal however
+        /// much of them is pending.
+        #[test]
+        fn counting_in_sorted_runs_equals_sorting(
+            seed in any::<u64>(),
+            len in PENDING..3 * PENDING + 100,
+            distinct in 1u64..50_000,
+        ) {
+            let mut state = seed;
+            let mut next = || {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                state >> 33
+            };
+            let events: Vec<(f64, bool)> = (0..len)
+                .map(|_| ((next() % distinct) as f64 / distinct as f64, next() % 5 == 0))
+                .collect();
+            let (scores, labels): (Vec<f64>, Vec<bool>) = events.iter().copied().unzip();
+            let mut auc = ExactRocAuc::default();
+            for &(s, l) in &events {
+                auc.add(s, l);
+            }
+            prop_assert!(auc.pending.len() < PENDING);
+            prop_assert_eq!(auc.roc_auc(), roc_auc(&scores, &labels));
+            let mut counted = auc.clone();
+            counted.count_pending();
+            prop_assert!(counted.pending.is_empty());
+            prop_assert_eq!(&counted, &auc);
+            prop_assert_eq!(counted.roc_auc(), auc.roc_auc());
         }
     }
 }
