@@ -126,7 +126,9 @@ pub fn update_encoded<S: Compact + Clone, R>(
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InMemoryStore<S> {
     template: S,
-    states: HashMap<String, S>,
+    /// Boxed: a transaction state is hundreds of bytes, and the table moves its entries each
+    /// time it grows.
+    states: HashMap<String, Box<S>>,
 }
 
 impl<S> InMemoryStore<S> {
@@ -145,12 +147,12 @@ impl<S> InMemoryStore<S> {
 
     /// `key`'s state, if stored.
     pub fn get(&self, key: &str) -> Option<&S> {
-        self.states.get(key)
+        self.states.get(key).map(|s| &**s)
     }
 
     /// Removes `key`, returning its state.
     pub fn remove(&mut self, key: &str) -> Option<S> {
-        self.states.remove(key)
+        self.states.remove(key).map(|s| *s)
     }
 
     /// Number of stored keys.
@@ -165,7 +167,7 @@ impl<S> InMemoryStore<S> {
 
     /// Every stored `(key, state)`, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &S)> {
-        self.states.iter().map(|(k, s)| (k.as_str(), s))
+        self.states.iter().map(|(k, s)| (k.as_str(), &**s))
     }
 }
 
@@ -181,13 +183,13 @@ impl<S: Clone + PartialEq> FeatureStore for InMemoryStore<S> {
         let result = f(&mut state);
         // Rejected inputs for unknown keys must not grow the map.
         if state != self.template {
-            self.states.insert(key.to_owned(), state);
+            self.states.insert(key.to_owned(), Box::new(state));
         }
         Ok(result)
     }
 
     fn load(&mut self, key: &str) -> Result<Option<S>, Infallible> {
-        Ok(self.states.get(key).cloned())
+        Ok(self.states.get(key).map(|s| S::clone(s)))
     }
 }
 
