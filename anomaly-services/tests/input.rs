@@ -328,7 +328,7 @@ struct FailingSink {
 }
 
 impl anomaly_services::pipeline::EventSink for FailingSink {
-    fn scored(&mut self, _: anomaly_services::messages::ScoredEvent) -> std::io::Result<()> {
+    fn scored(&mut self, _: &anomaly_services::messages::ScoredEvent) -> std::io::Result<()> {
         self.seen += 1;
         if self.seen > self.fail_after {
             return Err(std::io::Error::other("disk full"));

@@ -179,8 +179,8 @@ fn write_decimal(out: &mut impl Write, value: f64, places: u32) -> std::io::Resu
 }
 
 impl crate::pipeline::EventSink for CsvTables {
-    fn scored(&mut self, event: ScoredEvent) -> std::io::Result<()> {
-        CsvTables::scored(self, &event)
+    fn scored(&mut self, event: &ScoredEvent) -> std::io::Result<()> {
+        CsvTables::scored(self, event)
     }
 
     fn alert(&mut self, alert: &Alert) -> std::io::Result<()> {
