@@ -195,6 +195,31 @@ const GAP_CAP_S: f64 = 2_592_000.0;
 /// Half the Earth's circumference: the largest possible distance.
 const DISTANCE_CAP_KM: f64 = std::f64::consts::PI * EARTH_RADIUS_KM;
 const SPEED_CAP_KMH: f64 = 1_000.0;
+
+/// `ln(1 + cap)` of every cap, and `ln(1 + n)` of small counts, each computed once: they were
+/// more than half of the logarithms taken per transaction. Same function, same values.
+struct Logs {
+    amount_cap: f64,
+    count_1h_cap: f64,
+    count_1d_cap: f64,
+    gap_cap: f64,
+    distance_cap: f64,
+    speed_cap: f64,
+    small_counts: [f64; SMALL_COUNTS],
+}
+
+/// Counts below this take their logarithm from [`Logs::small_counts`].
+const SMALL_COUNTS: usize = 256;
+
+static LOGS: std::sync::LazyLock<Logs> = std::sync::LazyLock::new(|| Logs {
+    amount_cap: AMOUNT_CAP.ln_1p(),
+    count_1h_cap: COUNT_1H_CAP.ln_1p(),
+    count_1d_cap: COUNT_1D_CAP.ln_1p(),
+    gap_cap: GAP_CAP_S.ln_1p(),
+    distance_cap: DISTANCE_CAP_KM.ln_1p(),
+    speed_cap: SPEED_CAP_KMH.ln_1p(),
+    small_counts: std::array::from_fn(|n| (n as f64).ln_1p()),
+});
 /// Speeds are computed over at least one minute, so simultaneous transactions a few metres
 /// apart do not look supersonic.
 const SPEED_MIN_HOURS: f64 = 1.0 / 60.0;
@@ -459,17 +484,18 @@ impl CardState {
         let hour = self.last_hour.summary();
         let day = self.last_day.summary();
         let hour_of_day = t.rem_euclid(DAY_MS as i64) / HOUR_MS as i64;
+        let logs = &*LOGS;
         let values = [
-            ln1p_scaled(tx.amount, AMOUNT_CAP),
+            scaled(tx.amount.max(0.0).ln_1p(), logs.amount_cap),
             1.0 / (1.0 + (-z).exp()),
-            ln1p_scaled(hour.count() as f64, COUNT_1H_CAP),
-            ln1p_scaled(hour.sum(), AMOUNT_CAP),
-            ln1p_scaled(day.count() as f64, COUNT_1D_CAP),
-            ln1p_scaled(day.sum(), AMOUNT_CAP),
-            gap_s.map_or(1.0, |s| ln1p_scaled(s, GAP_CAP_S)),
+            scaled(count_ln1p(hour.count(), logs), logs.count_1h_cap),
+            scaled(hour.sum().max(0.0).ln_1p(), logs.amount_cap),
+            scaled(count_ln1p(day.count(), logs), logs.count_1d_cap),
+            scaled(day.sum().max(0.0).ln_1p(), logs.amount_cap),
+            gap_s.map_or(1.0, |s| scaled(s.max(0.0).ln_1p(), logs.gap_cap)),
             if novel { 1.0 } else { 0.0 },
-            ln1p_scaled(distance_km, DISTANCE_CAP_KM),
-            ln1p_scaled(speed_kmh, SPEED_CAP_KMH),
+            scaled(distance_km.max(0.0).ln_1p(), logs.distance_cap),
+            scaled(speed_kmh.max(0.0).ln_1p(), logs.speed_cap),
             hour_of_day as f64 / 23.0,
         ];
         Ok(TransactionFeatures {
@@ -579,8 +605,27 @@ fn amount_zscore(amount: f64, recent: &SlidingWindow) -> f64 {
 }
 
 /// `min(ln(1 + v) / ln(1 + cap), 1)`, with negative `v` (rounding noise) treated as 0.
+#[cfg(test)]
 fn ln1p_scaled(v: f64, cap: f64) -> f64 {
     (v.max(0.0).ln_1p() / cap.ln_1p()).min(1.0)
+}
+
+/// `ln1p_scaled` from its two logarithms: `min(ln1p_v / ln1p_cap, 1)`.
+#[inline]
+fn scaled(ln1p_v: f64, ln1p_cap: f64) -> f64 {
+    (ln1p_v / ln1p_cap).min(1.0)
+}
+
+/// `ln(1 + n)`, from the table for small counts.
+#[inline]
+fn count_ln1p(n: u64, logs: &Logs) -> f64 {
+    match usize::try_from(n)
+        .ok()
+        .and_then(|i| logs.small_counts.get(i))
+    {
+        Some(&ln1p) => ln1p,
+        None => (n as f64).ln_1p(),
+    }
 }
 
 /// Rounds to 4 decimals after clipping to `[0, 1]`.
@@ -716,6 +761,30 @@ impl Compact for CardState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The precomputed logarithms are the ones the features would take, bit for bit, on both
+    /// sides of the small-count table's end.
+    #[test]
+    fn precomputed_logarithms_are_the_computed_ones() {
+        for n in 0..3 * SMALL_COUNTS as u64 {
+            assert_eq!(
+                count_ln1p(n, &LOGS).to_bits(),
+                (n as f64).ln_1p().to_bits(),
+                "{n}"
+            );
+        }
+        let caps = [
+            (LOGS.amount_cap, AMOUNT_CAP),
+            (LOGS.count_1h_cap, COUNT_1H_CAP),
+            (LOGS.count_1d_cap, COUNT_1D_CAP),
+            (LOGS.gap_cap, GAP_CAP_S),
+            (LOGS.distance_cap, DISTANCE_CAP_KM),
+            (LOGS.speed_cap, SPEED_CAP_KMH),
+        ];
+        for (log, cap) in caps {
+            assert_eq!(log.to_bits(), cap.ln_1p().to_bits(), "{cap}");
+        }
+    }
 
     fn tx(t: i64, amount: f64) -> Transaction {
         Transaction {
