@@ -159,7 +159,13 @@ impl Retrainer {
     ) -> Self {
         Self {
             recent: VecDeque::with_capacity(params.history + params.holdout),
-            recent_ids: KeySet::default(),
+            // Twice the ids it holds: the set sees an insert and a removal per event, and
+            // hashbrown reclaims removed slots by rehashing the whole table once the spare
+            // ones run out; full to its capacity, that was every hundred or so events.
+            recent_ids: KeySet::with_capacity_and_hasher(
+                2 * (params.history + params.holdout),
+                Default::default(),
+            ),
             params,
             model_params,
             features,
@@ -183,14 +189,19 @@ impl Retrainer {
         if !self.recent_ids.insert(id) {
             return;
         }
+        let mut kept = Vec::new();
         if self.recent.len() == self.params.history + self.params.holdout
             && let Some(oldest) = self.recent.pop_front()
         {
             self.recent_ids.remove(&oldest.id);
+            // The oldest's buffer takes the new features: no allocation once full.
+            kept = oldest.features;
+            kept.clear();
         }
+        kept.extend_from_slice(features);
         self.recent.push_back(Example {
             id,
-            features: features.to_vec(),
+            features: kept,
             is_fraud,
             live_score,
         });
