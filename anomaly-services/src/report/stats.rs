@@ -163,7 +163,7 @@ impl RunStats {
 /// Scores on the ensemble's grid (multiples of 1e-6 in [0, 1]).
 const GRID: usize = 1_000_000;
 /// Grid points per block of counts: blocks are allocated as scores land in them, so a run
-/// whose scores span part of [0, 1] touches only that part (the whole grid is 8 MB).
+/// whose scores span part of [0, 1] touches only that part (the whole grid is 4 MB).
 const BLOCK: usize = 1_000;
 
 /// Exact ROC AUC of a stream of scores in constant memory: the ensemble rounds its scores to 6
@@ -184,9 +184,13 @@ const BLOCK: usize = 1_000;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct ExactRocAuc {
-    /// `[normal, fraud]` counts per grid point, by blocks of [`BLOCK`] points.
-    blocks: Vec<Option<Box<[[u32; 2]; BLOCK]>>>,
-    /// Counts that no longer fit in a `u32` (past 4 billion events at one point).
+    /// `[normal, fraud]` counts per grid point, by blocks of [`BLOCK`] points. 16 bits: a
+    /// long run touches most blocks, and each new page of them costs more than the rare
+    /// overflow.
+    blocks: Vec<Option<Box<[[u16; 2]; BLOCK]>>>,
+    /// Counts that no longer fit in a `u16`, by multiples of 2^16 (a point holds more than
+    /// 65,535 events of a class only in a long run, at a few points: the warm-up's zeros, the
+    /// saturated scores).
     overflow: Vec<(usize, usize, u64)>,
     /// Scores not yet counted, as `point << 1 | is_fraud`: they are counted by sorted runs of
     /// [`PENDING`], which sweep the grid in order where one count at a time would miss the
@@ -235,7 +239,7 @@ impl ExactRocAuc {
                 Some(next) => *count = next,
                 None => {
                     *count = 0;
-                    self.overflow.push((point, class, 1 << 32));
+                    self.overflow.push((point, class, 1 << 16));
                 }
             }
         }
@@ -320,6 +324,29 @@ mod tests {
             }
             prop_assert_eq!(auc.roc_auc(), roc_auc(&scores, &labels));
         }
+    }
+
+    /// Counts past 16 bits at a point carry into the overflow list, pending or counted.
+    #[test]
+    fn counts_past_sixteen_bits_are_kept() {
+        let mut scores = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..150_000u32 {
+            let (score, fraud) = match i % 10 {
+                0..=6 => (0.25, false),
+                7 => (0.25, true),
+                8 => (0.75, true),
+                _ => (0.75, false),
+            };
+            scores.push(score);
+            labels.push(fraud);
+        }
+        let mut auc = ExactRocAuc::default();
+        for (s, l) in scores.iter().zip(&labels) {
+            auc.add(*s, *l);
+        }
+        assert!(!auc.overflow.is_empty());
+        assert_eq!(auc.roc_auc(), roc_auc(&scores, &labels));
     }
 
     proptest! {
