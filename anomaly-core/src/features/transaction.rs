@@ -455,7 +455,7 @@ impl CardState {
             _ => (None, 0.0, 0.0),
         };
         let category = fnv1a(tx.category.as_bytes());
-        let novel = !self.categories.contains(&category);
+        let seen_at = self.categories.iter().position(|&c| c == category);
 
         // Cannot fail: the amount passed the same check the windows make, and the windows
         // share the card's newest timestamp and lateness, so none drops the event.
@@ -473,7 +473,7 @@ impl CardState {
                 longitude: tx.longitude,
             });
         }
-        if let Some(pos) = self.categories.iter().position(|&c| c == category) {
+        if let Some(pos) = seen_at {
             self.categories.remove(pos);
         }
         self.categories.push_back(category);
@@ -493,7 +493,7 @@ impl CardState {
             scaled(count_ln1p(day.count(), logs), logs.count_1d_cap),
             scaled(day.sum().max(0.0).ln_1p(), logs.amount_cap),
             gap_s.map_or(1.0, |s| scaled(s.max(0.0).ln_1p(), logs.gap_cap)),
-            if novel { 1.0 } else { 0.0 },
+            if seen_at.is_none() { 1.0 } else { 0.0 },
             scaled(distance_km.max(0.0).ln_1p(), logs.distance_cap),
             scaled(speed_kmh.max(0.0).ln_1p(), logs.speed_cap),
             hour_of_day as f64 / 23.0,
