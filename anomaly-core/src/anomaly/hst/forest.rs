@@ -715,8 +715,9 @@ impl<C: Count> Trees<C> {
                 window: now,
             }
         };
-        let mut branches = Vec::new();
-        let mut leaves = Vec::new();
+        let per_tree = 1usize << self.height;
+        let mut branches = Vec::with_capacity(self.n_trees as usize * (per_tree - 1));
+        let mut leaves = Vec::with_capacity(self.n_trees as usize * per_tree);
         for tree in 0..self.n_trees as usize {
             for depth in 0..=self.height {
                 for pos in 0..1u32 << depth {
