@@ -201,10 +201,16 @@ pub struct ExactRocAuc {
 /// Scores counted together (16 KB of pending keys).
 const PENDING: usize = 4_096;
 
-/// Equal when they count the same scores, whether or not those are counted yet.
+/// Equal when they count the same scores at the same points, whether or not those are
+/// counted yet.
 impl PartialEq for ExactRocAuc {
     fn eq(&self, other: &Self) -> bool {
-        self.counts().eq(other.counts())
+        let held = |auc: &Self| {
+            auc.counts()
+                .filter(|(_, counts)| *counts != [0, 0])
+                .collect::<Vec<_>>()
+        };
+        held(self) == held(other)
     }
 }
 
@@ -247,8 +253,8 @@ impl ExactRocAuc {
         self.pending = pending;
     }
 
-    /// `[normal, fraud]` counts of every point of the blocks in use, lowest score first.
-    fn counts(&self) -> impl Iterator<Item = [u64; 2]> + '_ {
+    /// Every point of the blocks in use with its `[normal, fraud]` counts, lowest first.
+    fn counts(&self) -> impl Iterator<Item = (usize, [u64; 2])> + '_ {
         // Overflowed and pending counts, merged into the walk in point order.
         let mut extra: Vec<(usize, usize, u64)> = self.overflow.clone();
         extra.extend(
@@ -272,7 +278,7 @@ impl ExactRocAuc {
                 while let Some((_, class, amount)) = extra.next_if(|e| e.0 == point) {
                     counts[class] += amount;
                 }
-                counts
+                (point, counts)
             })
     }
 
@@ -280,7 +286,7 @@ impl ExactRocAuc {
     pub fn roc_auc(&self) -> Option<f64> {
         // Twice the rank sum, in integers: average ranks of ties are halves.
         let (mut rank_sum_twice, mut below, mut positives) = (0u128, 0u128, 0u128);
-        for [normal, fraud] in self.counts() {
+        for (_, [normal, fraud]) in self.counts() {
             let tied = u128::from(normal + fraud);
             if tied == 0 {
                 continue;
@@ -324,6 +330,23 @@ mod tests {
             }
             prop_assert_eq!(auc.roc_auc(), roc_auc(&scores, &labels));
         }
+    }
+
+    /// Counters of the same scores are equal, however many are pending; the same counts at
+    /// other points are not.
+    #[test]
+    fn equality_is_of_points_and_counts() {
+        let counter = |scores: &[f64]| {
+            let mut auc = ExactRocAuc::default();
+            scores.iter().for_each(|&s| auc.add(s, false));
+            auc
+        };
+        let pending = counter(&[0.0, 0.5]);
+        let mut counted = pending.clone();
+        counted.count_pending();
+        assert_eq!(pending, counted);
+        assert_ne!(counter(&[0.0]), counter(&[0.005]));
+        assert_ne!(counter(&[0.0, 0.5]), counter(&[0.0, 0.6]));
     }
 
     /// Counts past 16 bits at a point carry into the overflow list, pending or counted.

@@ -161,9 +161,9 @@ impl Retrainer {
             recent: VecDeque::with_capacity(params.history + params.holdout),
             // Twice the ids it holds: the set sees an insert and a removal per event, and
             // hashbrown reclaims removed slots by rehashing the whole table once the spare
-            // ones run out; full to its capacity, that was every hundred or so events.
+            // ones run out; sized to its content, that was every ~170 events.
             recent_ids: KeySet::with_capacity_and_hasher(
-                2 * (params.history + params.holdout),
+                (params.history + params.holdout).saturating_mul(2),
                 Default::default(),
             ),
             params,
