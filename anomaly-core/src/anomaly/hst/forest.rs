@@ -30,6 +30,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::flat::{self, FlatTrees};
+
 /// A counter type for masses and window stamps.
 pub(super) trait Count: Copy + Default + Eq + std::fmt::Debug {
     /// Window numbers are rebased before they reach this, so that stale stamps never alias.
@@ -228,6 +230,17 @@ pub(super) struct Walk {
     /// Position from the left, within its level, of the node the walk has reached: the
     /// leaf's position once it is done.
     pub(super) leaf: u32,
+}
+
+impl Walk {
+    /// A walk that has reached leaf `leaf` with scoring terms summing to `mass_score`.
+    pub(super) fn finished(mass_score: u64, leaf: u32) -> Self {
+        Walk {
+            mass_score,
+            counting: 0,
+            leaf,
+        }
+    }
 }
 
 /// How an event presents its features to a walk.
@@ -772,12 +785,14 @@ impl<C: Count> Trees<C> {
     }
 }
 
-/// The trees with the narrowest counters the model allows.
+/// The trees, in the layout that walks fastest for their shape.
 #[derive(Clone, Debug)]
 pub(super) enum Forest {
-    /// 16-bit counters: windows up to 65,535 events, up to 65,536 features.
+    /// Breadth-first arrays, pivoted by zeroing (small forests against their window).
+    Flat(FlatTrees),
+    /// Lazy pivots, 16-bit counters: windows up to 65,535 events, up to 65,536 features.
     Narrow(Trees16),
-    /// 32-bit counters.
+    /// Lazy pivots, 32-bit counters.
     Wide(Trees32),
 }
 
@@ -788,11 +803,13 @@ pub(super) struct Trees16(Trees<u16>);
 #[derive(Clone, Debug)]
 pub(super) struct Trees32(Trees<u32>);
 
+/// `$lazy` for either lazy layout (`$trees` bound to its `Trees`), `$flat` for the flat one.
 macro_rules! each {
-    ($forest:expr, $trees:ident => $body:expr) => {
+    ($forest:expr, $trees:ident => $lazy:expr, $flat_trees:ident => $flat:expr) => {
         match $forest {
-            Forest::Narrow(Trees16($trees)) => $body,
-            Forest::Wide(Trees32($trees)) => $body,
+            Forest::Flat($flat_trees) => $flat,
+            Forest::Narrow(Trees16($trees)) => $lazy,
+            Forest::Wide(Trees32($trees)) => $lazy,
         }
     };
 }
@@ -800,7 +817,9 @@ macro_rules! each {
 impl Forest {
     /// Empty trees (splits at 0 on feature 0) sized for `window_size` and `n_features`.
     pub(super) fn new(height: u32, n_trees: u32, window_size: u32, n_features: usize) -> Self {
-        if Self::fits_narrow(window_size, n_features) {
+        if flat::fits(height, n_trees, window_size, n_features) {
+            Forest::Flat(FlatTrees::new(height, n_trees))
+        } else if Self::fits_narrow(window_size, n_features) {
             Forest::Narrow(Trees16(Trees::new(height, n_trees)))
         } else {
             Forest::Wide(Trees32(Trees::new(height, n_trees)))
@@ -814,7 +833,9 @@ impl Forest {
     /// Trees from their serialized form (checked by the caller with [`ForestRecord`]'s
     /// accessors first).
     pub(super) fn from_record(record: &ForestRecord, window_size: u32, n_features: usize) -> Self {
-        if Self::fits_narrow(window_size, n_features) {
+        if flat::fits(record.height, record.n_trees, window_size, n_features) {
+            Forest::Flat(FlatTrees::from_record(record))
+        } else if Self::fits_narrow(window_size, n_features) {
             Forest::Narrow(Trees16(Trees::from_record(record)))
         } else {
             Forest::Wide(Trees32(Trees::from_record(record)))
@@ -823,21 +844,21 @@ impl Forest {
 
     /// The serialized form.
     pub(super) fn to_record(&self) -> ForestRecord {
-        each!(self, t => t.to_record())
+        each!(self, t => t.to_record(), f => f.to_record())
     }
 
     pub(super) fn height(&self) -> u32 {
-        each!(self, t => t.height)
+        each!(self, t => t.height, f => f.height())
     }
 
     /// Bytes of node storage.
     pub(super) fn memory_bytes(&self) -> usize {
-        each!(self, t => t.memory_bytes())
+        each!(self, t => t.memory_bytes(), f => f.memory_bytes())
     }
 
     /// `(l_mass, r_mass)` of a node as River would hold them now.
     pub(super) fn masses(&self, tree: usize, at: NodeAt) -> (u32, u32) {
-        each!(self, t => t.masses_of(tree, at).at(t.window))
+        each!(self, t => t.masses_of(tree, at).at(t.window), f => f.masses(tree, at))
     }
 
     /// `(feature column, threshold)` of the branch at `at` (`at.depth < height`).
@@ -845,7 +866,7 @@ impl Forest {
         each!(self, t => {
             let node = t.branch(tree, at);
             (node.feature.get(), node.threshold)
-        })
+        }, f => f.split(tree, at))
     }
 
     /// Sets the split of the branch at `at`.
@@ -854,16 +875,17 @@ impl Forest {
             let node = t.branch_mut(tree, at);
             node.feature = Count::new(feature);
             node.threshold = threshold;
-        })
+        }, f => f.set_split(tree, at, feature, threshold))
     }
 
-    /// Walks every tree for `row`, incrementing the latest mass of every visited node. Returns the summed `r_mass * 2^depth` of River's scoring rule for size
-    /// limit `size_limit`, and leaves each tree's walk in `walks`.
+    /// Walks every tree for `row`, incrementing the latest mass of every visited node.
+    /// Returns the summed `r_mass * 2^depth` of River's scoring rule for size limit
+    /// `size_limit`, and leaves each tree's walk in `walks`.
     #[inline]
     pub(super) fn walk_all<R: Row>(&mut self, row: &R, size_limit: f64, walks: &mut [Walk]) -> u64 {
         // For an integer mass r and a real limit L, r < L exactly when r < ceil(L).
         let limit = size_limit.ceil().min(f64::from(u32::MAX)) as u32;
-        each!(self, t => t.walk_all(row, limit, walks))
+        each!(self, t => t.walk_all(row, limit, walks), f => f.walk_all(row, limit, walks))
     }
 
     /// Depth of the branch where the walk to `leaf` was isolated (the first below the size
@@ -882,12 +904,12 @@ impl Forest {
     /// Removes one learned visit along the path ending at leaf `leaf` (undoing a walk's
     /// learning).
     pub(super) fn unlearn_path(&mut self, tree: usize, leaf: u32) {
-        each!(self, t => t.unlearn_path(tree, leaf))
+        each!(self, t => t.unlearn_path(tree, leaf), f => f.unlearn_path(tree, leaf))
     }
 
-    /// River's window pivot (`r_mass = l_mass; l_mass = 0` for every node), in O(1).
+    /// River's window pivot (`r_mass = l_mass; l_mass = 0` for every node).
     pub(super) fn next_window(&mut self) {
-        each!(self, t => t.next_window())
+        each!(self, t => t.next_window(), f => f.next_window())
     }
 }
 
@@ -915,6 +937,15 @@ pub(super) struct MassRecord {
 }
 
 impl MassRecord {
+    /// Masses `(l_mass, r_mass)` valid in window `window`.
+    pub(super) fn new(latest: u32, reference: u32, window: u32) -> Self {
+        MassRecord {
+            latest,
+            reference,
+            window,
+        }
+    }
+
     /// `(l_mass, r_mass)` as River would hold them in window `now`.
     pub(super) fn at(self, now: u32) -> (u32, u32) {
         if self.window == now {
@@ -989,6 +1020,21 @@ mod tests {
         )
     }
 
+    /// The same trees in the lazy layout with 16-bit counters.
+    fn narrow(f: &Forest) -> Forest {
+        Forest::Narrow(Trees16(Trees::from_record(&f.to_record())))
+    }
+
+    /// The same trees in every layout: flat, lazy narrow, lazy wide.
+    fn every_layout(f: &Forest) -> [Forest; 3] {
+        let record = f.to_record();
+        [
+            Forest::Flat(FlatTrees::from_record(&record)),
+            Forest::Narrow(Trees16(Trees::from_record(&record))),
+            Forest::Wide(Trees32(Trees::from_record(&record))),
+        ]
+    }
+
     fn all_masses(f: &Forest) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
         for tree in 0..TREES {
@@ -1023,7 +1069,7 @@ mod tests {
     fn interleaved_and_sequential_walks_agree() {
         for height in [1, 2, 5, 6] {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-            let (mut a, mut b) = (forest(height), forest(height));
+            let (mut a, mut b) = (narrow(&forest(height)), narrow(&forest(height)));
             let mut walks_a = [Walk::default(); TREES];
             let mut walks_b = [Walk::default(); TREES];
             for event in 0..2000 {
@@ -1051,51 +1097,90 @@ mod tests {
         }
     }
 
-    /// Narrow and wide counters give identical walks and masses.
+    /// The flat layout and the lazy ones, with narrow and wide counters, give identical walks
+    /// and masses, with and without missing features, across pivots and unlearned walks.
     #[test]
-    fn narrow_and_wide_counters_agree() {
-        let narrow = forest(5);
-        let Forest::Narrow(Trees16(t)) = &narrow else {
-            panic!("a window of 50 fits 16-bit counters")
-        };
-        let mut wide = Forest::Wide(Trees32(Trees::from_record(&t.to_record())));
-        let mut narrow = narrow;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let (mut wa, mut wb) = ([Walk::default(); TREES], [Walk::default(); TREES]);
-        for event in 0..1000 {
-            let values: Vec<f64> = (0..3).map(|_| rng.random::<f64>()).collect();
-            let row = Dense(&values);
-            assert_eq!(
-                walk(&mut narrow, &row, &mut wa),
-                walk(&mut wide, &row, &mut wb)
-            );
-            if event % 50 == 49 {
-                narrow.next_window();
-                wide.next_window();
+    fn every_layout_agrees() {
+        for height in [1, 4, 7] {
+            let mut layouts = every_layout(&forest(height));
+            assert!(matches!(layouts[0], Forest::Flat(_)));
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+            let mut walks = [[Walk::default(); TREES]; 3];
+            for event in 0..1500 {
+                let values: Vec<f64> = (0..3).map(|_| rng.random::<f64>()).collect();
+                let present: Vec<bool> = (0..3).map(|_| rng.random::<f64>() > 0.2).collect();
+                let row = Sparse {
+                    values: &values,
+                    present: &present,
+                };
+                let unlearn = event % 7 == 3;
+                let totals: Vec<u64> = layouts
+                    .iter_mut()
+                    .zip(&mut walks)
+                    .map(|(f, w)| {
+                        let total = walk(f, &row, w);
+                        if unlearn {
+                            for (tree, walk) in w.iter().enumerate() {
+                                f.unlearn_path(tree, walk.leaf);
+                            }
+                        }
+                        total
+                    })
+                    .collect();
+                assert_eq!(totals[0], totals[1], "height {height}, event {event}");
+                assert_eq!(totals[1], totals[2], "height {height}, event {event}");
+                for ((flat, narrow), wide) in walks[0].iter().zip(&walks[1]).zip(&walks[2]) {
+                    assert_eq!(
+                        (flat.leaf, flat.mass_score),
+                        (narrow.leaf, narrow.mass_score)
+                    );
+                    assert_eq!(
+                        (narrow.leaf, narrow.mass_score),
+                        (wide.leaf, wide.mass_score)
+                    );
+                }
+                if event % 50 == 49 {
+                    layouts.iter_mut().for_each(Forest::next_window);
+                }
             }
+            assert_eq!(all_masses(&layouts[0]), all_masses(&layouts[1]));
+            assert_eq!(all_masses(&layouts[1]), all_masses(&layouts[2]));
+            assert_eq!(layouts[0], layouts[1]);
+            assert_eq!(layouts[1], layouts[2]);
         }
-        assert_eq!(narrow, wide);
+    }
+
+    /// The shapes stored flat: small against the window, 16-bit counters.
+    #[test]
+    fn small_forests_against_their_window_are_flat() {
+        assert!(flat::fits(8, 10, 250, 8));
+        assert!(!flat::fits(15, 25, 250, 8), "1.6 M nodes every 250 events");
+        assert!(!flat::fits(8, 10, 10, 8), "5,110 nodes every 10 events");
+        assert!(!flat::fits(8, 10, 70_000, 8), "masses past 16 bits");
+        assert!(matches!(Forest::new(8, 10, 250, 8), Forest::Flat(_)));
+        assert!(matches!(Forest::new(15, 25, 250, 8), Forest::Narrow(_)));
     }
 
     #[test]
     fn unlearning_a_walk_restores_the_masses() {
-        let mut f = forest(6);
-        let mut walks = [Walk::default(); TREES];
-        for _ in 0..30 {
-            walk(&mut f, &Dense(&[0.3, 0.6, 0.9]), &mut walks);
+        for mut f in every_layout(&forest(6)) {
+            let mut walks = [Walk::default(); TREES];
+            for _ in 0..30 {
+                walk(&mut f, &Dense(&[0.3, 0.6, 0.9]), &mut walks);
+            }
+            f.next_window();
+            let before = all_masses(&f);
+            walk(&mut f, &Dense(&[0.9, 0.1, 0.4]), &mut walks);
+            for (tree, w) in walks.iter().enumerate() {
+                f.unlearn_path(tree, w.leaf);
+            }
+            assert_eq!(all_masses(&f), before);
         }
-        f.next_window();
-        let before = all_masses(&f);
-        walk(&mut f, &Dense(&[0.9, 0.1, 0.4]), &mut walks);
-        for (tree, w) in walks.iter().enumerate() {
-            f.unlearn_path(tree, w.leaf);
-        }
-        assert_eq!(all_masses(&f), before);
     }
 
     #[test]
     fn rebasing_window_numbers_changes_no_mass() {
-        let mut f = forest(5);
+        let mut f = narrow(&forest(5));
         learn_windows(&mut f, 10, |_| [0.2, 0.4, 0.8]);
         let before = all_masses(&f);
         let Forest::Narrow(Trees16(t)) = &mut f else {
@@ -1110,7 +1195,7 @@ mod tests {
     /// numbers are rebased.
     #[test]
     fn many_windows_never_alias_stale_stamps() {
-        let mut f = forest(3);
+        let mut f = narrow(&forest(3));
         let mut walks = [Walk::default(); TREES];
         walk(&mut f, &Dense(&[0.1, 0.1, 0.1]), &mut walks);
         for _ in 0..(1u32 << 16) + 3 {
@@ -1121,25 +1206,29 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let mut f = forest(4);
-        let mut walks = [Walk::default(); TREES];
-        for i in 0..120 {
-            let x = f64::from(i % 7) / 7.0;
-            walk(&mut f, &Dense(&[x, 1.0 - x, 0.5]), &mut walks);
-            if i % 50 == 49 {
-                f.next_window();
+        for mut f in every_layout(&forest(4)) {
+            let mut walks = [Walk::default(); TREES];
+            for i in 0..120 {
+                let x = f64::from(i % 7) / 7.0;
+                walk(&mut f, &Dense(&[x, 1.0 - x, 0.5]), &mut walks);
+                if i % 50 == 49 {
+                    f.next_window();
+                }
+            }
+            let record = f.to_record();
+            // Window sizes that pick the lazy narrow, flat and wide layouts.
+            for window_size in [1, 50, 100_000] {
+                let back = Forest::from_record(&record, window_size, 3);
+                assert_eq!(back, f);
+                assert_eq!(all_masses(&back), all_masses(&f));
             }
         }
-        let record = f.to_record();
-        let back = Forest::from_record(&record, 50, 3);
-        assert_eq!(back, f);
-        assert_eq!(all_masses(&back), all_masses(&f));
     }
 
     /// Equality looks at the masses River would see, not at how windows are numbered.
     #[test]
     fn equality_ignores_window_numbering() {
-        let mut f = forest(4);
+        let mut f = narrow(&forest(4));
         learn_windows(&mut f, 20, |i| {
             let x = f64::from(i % 5) / 5.0;
             [x, 0.5, 1.0 - x]

@@ -1,6 +1,7 @@
 //! HalfSpaceTrees (Tan, Ting & Liu, 2011), River's `anomaly.HalfSpaceTrees`.
 
 mod build;
+mod flat;
 mod forest;
 
 use std::borrow::Borrow;
