@@ -1,5 +1,6 @@
-//! The trees' storage: complete binary trees in cache-line blocks, with masses that switch
-//! windows in O(1).
+//! The trees' storage. [`Forest`] picks a layout by shape: small forests are stored flat
+//! ([`flat`](super::flat)); larger ones, described here, as complete binary trees in
+//! cache-line blocks, with masses that switch windows in O(1).
 //!
 //! **Layout.** A branch is 16 bytes (its split and three 16-bit counters) and a leaf 6,
 //! when the window and the feature count allow it (otherwise 24 and 12 bytes, and the blocks
@@ -247,6 +248,11 @@ impl Walk {
 pub(super) trait Row {
     /// The value of column `feature`, or `None` if the event lacks it.
     fn value(&self, feature: usize) -> Option<f64>;
+
+    /// Every column's value, when the event has them all.
+    fn dense(&self) -> Option<&[f64]> {
+        None
+    }
 }
 
 /// A dense row: every feature present.
@@ -256,6 +262,11 @@ impl Row for Dense<'_> {
     #[inline(always)]
     fn value(&self, feature: usize) -> Option<f64> {
         Some(self.0[feature])
+    }
+
+    #[inline(always)]
+    fn dense(&self) -> Option<&[f64]> {
+        Some(self.0)
     }
 }
 

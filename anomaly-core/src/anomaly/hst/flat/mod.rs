@@ -12,7 +12,19 @@
 //! `2i + 1` and `2i + 2`, the last slot unused), each with its split and masses in 16 bytes,
 //! and `2^height` leaves.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 use super::forest::{BranchRecord, ForestRecord, MassRecord, NodeAt, Row, Walk};
+
+/// Trees per vector in the SIMD walk; storage holds a multiple of this many trees (the
+/// extra ones are walked and never read).
+const LANES: usize = 4;
+
+/// Trees stored for `n_trees`.
+fn stored_trees(n_trees: u32) -> usize {
+    (n_trees as usize).div_ceil(LANES) * LANES
+}
 
 /// Nodes a pivot may touch per learned event (amortized over the window).
 const PIVOT_NODES_PER_EVENT: usize = 32;
@@ -28,7 +40,7 @@ pub(super) fn fits(height: u32, n_trees: u32, window_size: u32, n_features: usiz
     if window_size > u32::from(u16::MAX) || n_features > u32::MAX as usize || height > 24 {
         return false;
     }
-    let slots = (n_trees as usize) << height;
+    let slots = stored_trees(n_trees) << height;
     let bytes = slots.saturating_mul(std::mem::size_of::<Branch>() + std::mem::size_of::<Masses>());
     bytes <= MAX_BYTES && 2 * slots <= PIVOT_NODES_PER_EVENT * window_size as usize
 }
@@ -101,7 +113,7 @@ pub(super) struct FlatTrees {
 impl FlatTrees {
     /// Trees with every split at 0 on feature 0 and no mass.
     pub(super) fn new(height: u32, n_trees: u32) -> Self {
-        let slots = (n_trees as usize) << height;
+        let slots = stored_trees(n_trees) << height;
         FlatTrees {
             height,
             n_trees,
@@ -163,6 +175,24 @@ impl FlatTrees {
     /// summed scoring terms (River's `r_mass * 2^depth` down each path, up to and including
     /// the first node below `limit`).
     pub(super) fn walk_all<R: Row>(&mut self, row: &R, limit: u32, walks: &mut [Walk]) -> u64 {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(x) = row.dense().filter(|x| !x.is_empty()) {
+            if avx2::available() {
+                #[allow(unsafe_code)]
+                // SAFETY: the CPU has AVX2.
+                return unsafe { avx2::walk_all(self, x, limit, walks) };
+            }
+        }
+        self.walk_all_scalar(row, limit, walks)
+    }
+
+    /// [`walk_all`](Self::walk_all) without SIMD.
+    pub(super) fn walk_all_scalar<R: Row>(
+        &mut self,
+        row: &R,
+        limit: u32,
+        walks: &mut [Walk],
+    ) -> u64 {
         let slots = 1usize << self.height;
         let height = self.height;
         let mut total = 0;
@@ -339,4 +369,62 @@ fn heavier_child_is_right(
         }
     };
     latest(left) < latest(left + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anomaly::hst::forest::Dense;
+    use rand::{Rng, SeedableRng};
+
+    /// Trees with random splits on three features.
+    fn random_trees(height: u32, n_trees: u32, rng: &mut impl Rng) -> FlatTrees {
+        let mut trees = FlatTrees::new(height, n_trees);
+        for tree in 0..n_trees as usize {
+            for depth in 0..height {
+                for pos in 0..1u32 << depth {
+                    let feature = rng.random_range(0..3);
+                    trees.set_split(tree, NodeAt { depth, pos }, feature, rng.random());
+                }
+            }
+        }
+        trees
+    }
+
+    /// The AVX2 walk gives the scalar walk's leaves, scores and masses exactly, for tree
+    /// counts that do and do not fill its vectors, across pivots.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn simd_and_scalar_walks_agree() {
+        assert!(
+            avx2::available(),
+            "this test machine has no AVX2: the SIMD walk is untested here"
+        );
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for (height, n_trees) in [(1, 1), (3, 5), (8, 10), (6, 13)] {
+            let mut scalar = random_trees(height, n_trees, &mut rng);
+            let mut simd = scalar.clone();
+            let mut scalar_walks = vec![Walk::default(); n_trees as usize];
+            let mut simd_walks = scalar_walks.clone();
+            for event in 0..600 {
+                let x: Vec<f64> = (0..3).map(|_| rng.random()).collect();
+                let expected = scalar.walk_all_scalar(&Dense(&x), 5, &mut scalar_walks);
+                #[allow(unsafe_code)]
+                // SAFETY: AVX2 is available (asserted above).
+                let got = unsafe { avx2::walk_all(&mut simd, &x, 5, &mut simd_walks) };
+                assert_eq!(
+                    got, expected,
+                    "height {height}, {n_trees} trees, event {event}"
+                );
+                for (s, v) in scalar_walks.iter().zip(&simd_walks) {
+                    assert_eq!((s.leaf, s.mass_score), (v.leaf, v.mass_score));
+                }
+                if event % 50 == 49 {
+                    scalar.next_window();
+                    simd.next_window();
+                }
+            }
+            assert_eq!(scalar.to_record(), simd.to_record());
+        }
+    }
 }
