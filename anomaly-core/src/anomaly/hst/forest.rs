@@ -731,42 +731,14 @@ impl<C: Count> Trees<C> {
 
     fn to_record(&self) -> ForestRecord {
         let now = self.window;
-        let record = |m: &Masses<C>| {
-            let (latest, reference) = m.at(now);
-            MassRecord {
-                latest,
-                reference,
-                window: now,
-            }
-        };
-        let per_tree = 1usize << self.height;
-        let mut branches = Vec::with_capacity(self.n_trees as usize * (per_tree - 1));
-        let mut leaves = Vec::with_capacity(self.n_trees as usize * per_tree);
-        for tree in 0..self.n_trees as usize {
-            for depth in 0..=self.height {
-                for pos in 0..1u32 << depth {
-                    let at = NodeAt { depth, pos };
-                    let mass = record(self.masses_of(tree, at));
-                    if depth < self.height {
-                        let node = self.branch(tree, at);
-                        branches.push(BranchRecord {
-                            threshold: node.threshold,
-                            feature: node.feature.get(),
-                            mass,
-                        });
-                    } else {
-                        leaves.push(mass);
-                    }
-                }
-            }
-        }
-        ForestRecord {
-            height: self.height,
-            n_trees: self.n_trees,
-            branches,
-            leaves,
-            window: now,
-        }
+        ForestRecord::collect(
+            (self.height, self.n_trees, now),
+            |tree, at| self.masses_of(tree, at).at(now),
+            |tree, at| {
+                let node = self.branch(tree, at);
+                (node.feature.get(), node.threshold)
+            },
+        )
     }
 
     fn from_record(record: &ForestRecord) -> Self {
@@ -948,15 +920,6 @@ pub(super) struct MassRecord {
 }
 
 impl MassRecord {
-    /// Masses `(l_mass, r_mass)` valid in window `window`.
-    pub(super) fn new(latest: u32, reference: u32, window: u32) -> Self {
-        MassRecord {
-            latest,
-            reference,
-            window,
-        }
-    }
-
     /// `(l_mass, r_mass)` as River would hold them in window `now`.
     pub(super) fn at(self, now: u32) -> (u32, u32) {
         if self.window == now {
@@ -991,6 +954,49 @@ pub(super) struct ForestRecord {
 }
 
 impl ForestRecord {
+    /// The serialized form of trees of shape `(height, n_trees)` in window `window`, read
+    /// node by node: `masses` gives a node's `(l_mass, r_mass)`, `split` a branch's
+    /// `(feature, threshold)`.
+    pub(super) fn collect(
+        (height, n_trees, window): (u32, u32, u32),
+        masses: impl Fn(usize, NodeAt) -> (u32, u32),
+        split: impl Fn(usize, NodeAt) -> (u32, f64),
+    ) -> Self {
+        let per_tree = 1usize << height;
+        let mut branches = Vec::with_capacity(n_trees as usize * (per_tree - 1));
+        let mut leaves = Vec::with_capacity(n_trees as usize * per_tree);
+        for tree in 0..n_trees as usize {
+            for depth in 0..=height {
+                for pos in 0..1u32 << depth {
+                    let at = NodeAt { depth, pos };
+                    let (latest, reference) = masses(tree, at);
+                    let mass = MassRecord {
+                        latest,
+                        reference,
+                        window,
+                    };
+                    if depth < height {
+                        let (feature, threshold) = split(tree, at);
+                        branches.push(BranchRecord {
+                            threshold,
+                            feature,
+                            mass,
+                        });
+                    } else {
+                        leaves.push(mass);
+                    }
+                }
+            }
+        }
+        ForestRecord {
+            height,
+            n_trees,
+            branches,
+            leaves,
+            window,
+        }
+    }
+
     pub(super) fn branches_per_tree(&self) -> usize {
         (1usize << self.height) - 1
     }
@@ -1070,6 +1076,13 @@ mod tests {
         }
     }
 
+    /// Three values in [0, 1), each present with probability 0.8.
+    fn random_event(rng: &mut impl Rng) -> (Vec<f64>, Vec<bool>) {
+        let values = (0..3).map(|_| rng.random::<f64>()).collect();
+        let present = (0..3).map(|_| rng.random::<f64>() > 0.2).collect();
+        (values, present)
+    }
+
     fn walk(f: &mut Forest, row: &impl Row, walks: &mut [Walk]) -> u64 {
         f.walk_all(row, 5.0, walks)
     }
@@ -1084,8 +1097,7 @@ mod tests {
             let mut walks_a = [Walk::default(); TREES];
             let mut walks_b = [Walk::default(); TREES];
             for event in 0..2000 {
-                let values: Vec<f64> = (0..3).map(|_| rng.random::<f64>()).collect();
-                let present: Vec<bool> = (0..3).map(|_| rng.random::<f64>() > 0.2).collect();
+                let (values, present) = random_event(&mut rng);
                 let row = Sparse {
                     values: &values,
                     present: &present,
@@ -1118,8 +1130,7 @@ mod tests {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
             let mut walks = [[Walk::default(); TREES]; 3];
             for event in 0..1500 {
-                let values: Vec<f64> = (0..3).map(|_| rng.random::<f64>()).collect();
-                let present: Vec<bool> = (0..3).map(|_| rng.random::<f64>() > 0.2).collect();
+                let (values, present) = random_event(&mut rng);
                 let row = Sparse {
                     values: &values,
                     present: &present,

@@ -15,7 +15,7 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 
-use super::forest::{BranchRecord, ForestRecord, MassRecord, NodeAt, Row, Walk};
+use super::forest::{ForestRecord, NodeAt, Row, Walk};
 
 /// Trees per vector in the SIMD walk; storage holds a multiple of this many trees (the
 /// extra ones are walked and never read).
@@ -248,36 +248,11 @@ impl FlatTrees {
     }
 
     pub(super) fn to_record(&self) -> ForestRecord {
-        let per_tree = 1usize << self.height;
-        let trees = self.n_trees as usize;
-        let mut branches = Vec::with_capacity(trees * (per_tree - 1));
-        let mut leaves = Vec::with_capacity(trees * per_tree);
-        for tree in 0..trees {
-            for depth in 0..=self.height {
-                for pos in 0..1u32 << depth {
-                    let at = NodeAt { depth, pos };
-                    let (latest, reference) = self.masses(tree, at);
-                    let mass = MassRecord::new(latest, reference, self.window);
-                    if depth < self.height {
-                        let (feature, threshold) = self.split(tree, at);
-                        branches.push(BranchRecord {
-                            threshold,
-                            feature,
-                            mass,
-                        });
-                    } else {
-                        leaves.push(mass);
-                    }
-                }
-            }
-        }
-        ForestRecord {
-            height: self.height,
-            n_trees: self.n_trees,
-            branches,
-            leaves,
-            window: self.window,
-        }
+        ForestRecord::collect(
+            (self.height, self.n_trees, self.window),
+            |tree, at| self.masses(tree, at),
+            |tree, at| self.split(tree, at),
+        )
     }
 
     /// Trees from their serialized form, already checked (masses within the window size).
