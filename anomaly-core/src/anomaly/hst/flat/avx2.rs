@@ -1,11 +1,11 @@
 //! The flat walk of a dense row with AVX2 gathers: four trees per vector, a level at a time.
 //!
 //! The scalar walk spends some 30 instructions per visited node (two dependent loads, the
-//! comparison, the mass update, the score's mask arithmetic, bounds checks); here one
-//! gather fetches four trees' splits, one their features' values, one their masses, and the
-//! score's arithmetic runs on four lanes. Only the latest-mass increments stay scalar
-//! (AVX2 has no scatter). Results are the scalar walk's exactly: the same comparison
-//! (`x >= threshold`, ordered), the same integer sums.
+//! comparison, the mass update, the score's mask arithmetic, bounds checks); here gathers
+//! fetch four trees' features, thresholds and the row's values, and the comparison, the next
+//! node and the score's arithmetic run on four lanes. The branches' masses stay scalar (see
+//! [`count_visits`]); the leaves' are gathered. Results are the scalar walk's exactly: the
+//! same comparison (`x >= threshold`, ordered), the same integer sums.
 //!
 //! Every gathered index is clamped to its array, so a broken invariant can give a wrong
 //! walk but never read or write outside the forest or the row.
@@ -35,7 +35,7 @@ pub(super) fn available() -> bool {
 /// [`FlatTrees::walk_all`] for a dense row `x` (`x.len()` columns, at least one).
 ///
 /// # Safety
-/// The CPU must support AVX2 ([`available`]).
+/// The CPU must support AVX2 ([`available`]); `x` and the forest must not be empty.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn walk_all(
     trees: &mut FlatTrees,
@@ -43,6 +43,9 @@ pub(super) unsafe fn walk_all(
     limit: u32,
     walks: &mut [Walk],
 ) -> u64 {
+    debug_assert!(!x.is_empty() && !trees.branches.is_empty());
+    // Slot indices, times four, fit the 32-bit lanes (`fits` keeps storage under 1 MiB).
+    debug_assert!(trees.branches.len() < 1 << 29);
     let height = trees.height;
     let slots = 1usize << height;
     let stored_trees = trees.branches.len() >> height;
@@ -168,7 +171,7 @@ unsafe fn count_leaf_visits(leaves: *mut Masses, slots: __m128i) {
     unsafe {
         _mm_storeu_si128(at.as_mut_ptr().cast::<__m128i>(), slots);
         for slot in at {
-            (*leaves.add(slot as usize)).0 += 1;
+            (*leaves.add(slot as usize)).visit();
         }
     }
 }

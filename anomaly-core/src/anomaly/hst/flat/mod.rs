@@ -4,8 +4,9 @@
 //! The lazy layout of [`forest`](super::forest) pivots in O(1) and pays for it on every
 //! visit: a window stamp per node, and a branch-free update that reads and writes all three
 //! counters. When the forest is small against its window, touching every node at the pivot
-//! costs less: for 10 trees of height 8 and a window of 250, a pivot shifts 5,110 counters,
-//! about 20 per event, while each of an event's 90 visits becomes one load and one
+//! costs less: for 10 trees of height 8 and a window of 250, a pivot shifts 6,144 counters
+//! (storage padded to 12 trees of 512 slots), about 25 per event, while each of an event's
+//! 90 visits becomes one load and one
 //! increment. [`fits`] draws the line.
 //!
 //! Per tree, `2^height` branch slots breadth-first (the root at 0, the children of `i` at
@@ -37,7 +38,8 @@ const MAX_BYTES: usize = 1 << 20;
 /// cache, and a pivot touches at most [`PIVOT_NODES_PER_EVENT`] nodes per event of the
 /// window.
 pub(super) fn fits(height: u32, n_trees: u32, window_size: u32, n_features: usize) -> bool {
-    if window_size > u32::from(u16::MAX) || n_features > u32::MAX as usize || height > 24 {
+    // Features and slots are indexed with 32-bit signed lanes in the SIMD walk.
+    if window_size > u32::from(u16::MAX) || n_features > i32::MAX as usize || height > 24 {
         return false;
     }
     let slots = stored_trees(n_trees) << height;
@@ -81,7 +83,8 @@ impl Masses {
     #[inline(always)]
     fn visit(&mut self) -> u32 {
         let reference = self.reference();
-        self.0 += 1;
+        // Wrapping: the padded trees' counters are never unlearned (nor read).
+        self.0 = self.0.wrapping_add(1);
         reference
     }
 
@@ -176,10 +179,13 @@ impl FlatTrees {
     /// the first node below `limit`).
     pub(super) fn walk_all<R: Row>(&mut self, row: &R, limit: u32, walks: &mut [Walk]) -> u64 {
         #[cfg(target_arch = "x86_64")]
-        if let Some(x) = row.dense().filter(|x| !x.is_empty()) {
+        if let Some(x) = row
+            .dense()
+            .filter(|x| !x.is_empty() && !self.branches.is_empty())
+        {
             if avx2::available() {
                 #[allow(unsafe_code)]
-                // SAFETY: the CPU has AVX2.
+                // SAFETY: the CPU has AVX2; neither `x` nor the forest is empty.
                 return unsafe { avx2::walk_all(self, x, limit, walks) };
             }
         }
@@ -385,7 +391,7 @@ mod tests {
                 let x: Vec<f64> = (0..3).map(|_| rng.random()).collect();
                 let expected = scalar.walk_all_scalar(&Dense(&x), 5, &mut scalar_walks);
                 #[allow(unsafe_code)]
-                // SAFETY: AVX2 is available (asserted above).
+                // SAFETY: AVX2 is present (asserted above); row and forest are not empty.
                 let got = unsafe { avx2::walk_all(&mut simd, &x, 5, &mut simd_walks) };
                 assert_eq!(
                     got, expected,
