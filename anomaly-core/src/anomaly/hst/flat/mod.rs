@@ -6,8 +6,7 @@
 //! counters. When the forest is small against its window, touching every node at the pivot
 //! costs less: for 10 trees of height 8 and a window of 250, a pivot shifts 6,144 counters
 //! (storage padded to 12 trees of 512 slots), about 25 per event, while each of an event's
-//! 90 visits becomes one load and one
-//! increment. [`fits`] draws the line.
+//! 90 visits becomes one load and one increment. [`fits`] draws the line.
 //!
 //! Per tree, `2^height` branch slots breadth-first (the root at 0, the children of `i` at
 //! `2i + 1` and `2i + 2`, the last slot unused), each with its split and masses in 16 bytes,
