@@ -217,8 +217,8 @@ impl FlatTrees {
                         a.step(depth, height, row, limit);
                         b.step(depth, height, row, limit);
                     }
-                    *walk_a = a.finish(height, limit);
-                    *walk_b = b.finish(height, limit);
+                    *walk_a = a.finish(height);
+                    *walk_b = b.finish(height);
                     total += walk_a.mass_score + walk_b.mass_score;
                 }
                 None => {
@@ -226,7 +226,7 @@ impl FlatTrees {
                     for depth in 0..height {
                         a.step(depth, height, row, limit);
                     }
-                    *walk_a = a.finish(height, limit);
+                    *walk_a = a.finish(height);
                     total += walk_a.mass_score;
                 }
             }
@@ -321,8 +321,7 @@ impl<'a> Walker<'a> {
 
     /// Visits the leaf reached.
     #[inline(always)]
-    fn finish(self, height: u32, limit: u32) -> Walk {
-        let _ = limit;
+    fn finish(self, height: u32) -> Walk {
         let leaf = self.node + 1 - self.branches.len();
         let reference = self.leaves[leaf].visit();
         let score = self.score + ((u64::from(reference) << height) & self.counting);
