@@ -4,21 +4,23 @@
 //! The lazy layout of [`forest`](super::forest) pivots in O(1) and pays for it on every
 //! visit: a window stamp per node, and a branch-free update that reads and writes all three
 //! counters. When the forest is small against its window, touching every node at the pivot
-//! costs less: for 10 trees of height 8 and a window of 250, a pivot shifts 6,144 counters
-//! (storage padded to 12 trees of 512 slots), about 25 per event, while each of an event's
-//! 90 visits becomes one load and one increment. [`fits`] draws the line.
+//! costs less: for 10 trees of height 8 and a window of 250, a pivot goes over 12 trees of
+//! 511 nodes (storage is padded to a multiple of four trees), about 25 nodes per event.
+//! [`fits`] draws the line.
 //!
-//! Per tree, `2^height` branch slots breadth-first (the root at 0, the children of `i` at
-//! `2i + 1` and `2i + 2`, the last slot unused), each with its split and masses in 16 bytes,
-//! and `2^height` leaves.
-
-#[cfg(target_arch = "x86_64")]
-mod avx2;
+//! Within a window the reference masses do not change, so neither does the score of the
+//! path to a leaf; and every learned walk ends at a leaf, so a branch's latest mass is the
+//! sum of its leaves'. A walk of a dense event therefore only finds its leaves: it reads
+//! each path's score from a table filled once per window and counts the visit at the leaf
+//! alone, a handful of instructions per level. The branches' latest masses are summed from
+//! the leaves when something needs them: the pivot, a reader, or an event that lacks a
+//! feature (River sends it towards the child with more latest mass); after such an event,
+//! walks count every node of their path until the window ends.
 
 use super::forest::{ForestRecord, NodeAt, Row, Walk};
 
-/// Trees per vector in the SIMD walk; storage holds a multiple of this many trees (the
-/// extra ones are walked and never read).
+/// Trees per group: storage holds whole groups, and walks go one to three groups side by
+/// side.
 const LANES: usize = 4;
 
 /// Trees stored for `n_trees`.
@@ -36,24 +38,26 @@ const MAX_BYTES: usize = 1 << 20;
 /// Whether a forest of this shape is stored flat: masses fit 16 bits, the storage fits in
 /// cache, and a pivot touches at most [`PIVOT_NODES_PER_EVENT`] nodes per event of the
 /// window.
-pub(super) fn fits(height: u32, n_trees: u32, window_size: u32, n_features: usize) -> bool {
-    // Features and slots are indexed with 32-bit signed lanes in the SIMD walk.
-    if window_size > u32::from(u16::MAX) || n_features > i32::MAX as usize || height > 24 {
+pub(super) fn fits(height: u32, n_trees: u32, window_size: u32) -> bool {
+    // A path's score (at most 65,535 * (2^(height + 1) - 1)) fits the `u32` of
+    // `leaf_scores`.
+    if window_size > u32::from(u16::MAX) || height > 15 {
         return false;
     }
     let slots = stored_trees(n_trees) << height;
-    let bytes = slots.saturating_mul(std::mem::size_of::<Branch>() + std::mem::size_of::<Masses>());
+    let bytes = slots.saturating_mul(BYTES_PER_SLOT);
     bytes <= MAX_BYTES && 2 * slots <= PIVOT_NODES_PER_EVENT * window_size as usize
 }
 
-/// A branch: its split (events with `row[feature] >= threshold` go right) and its masses,
-/// in one 16-byte slot so that a visit touches one place.
+/// Storage per leaf slot: a split, two nodes' masses and a leaf score.
+const BYTES_PER_SLOT: usize =
+    std::mem::size_of::<Split>() + 2 * std::mem::size_of::<Masses>() + std::mem::size_of::<u32>();
+
+/// A branch's split: events with `row[feature] >= threshold` go right.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-#[repr(C)]
-struct Branch {
+struct Split {
     threshold: f64,
     feature: u32,
-    masses: Masses,
 }
 
 /// A node's `l_mass` in the low 16 bits and its `r_mass` in the high 16. Both are at most
@@ -99,15 +103,27 @@ impl Masses {
     }
 }
 
-/// The trees, in flat arrays.
+/// The trees, in flat arrays. Within a tree, nodes are numbered breadth-first: the root
+/// 0, the children of `i` at `2i + 1` and `2i + 2`, the leaves from `2^height - 1`.
 #[derive(Clone, Debug)]
 pub(super) struct FlatTrees {
     height: u32,
     n_trees: u32,
-    /// Per tree, `2^height` slots: its branches breadth-first, the last slot unused.
-    branches: Vec<Branch>,
-    /// Per tree, its `2^height` leaves left to right.
-    leaves: Vec<Masses>,
+    /// The branches' splits, by groups of [`LANES`] trees: per group, `2^height` nodes (the
+    /// last unused) by number, each the group's trees' splits side by side (see
+    /// [`split_slot`](Self::split_slot)).
+    splits: Vec<Split>,
+    /// Per tree, `2^(height + 1)` slots: every node's masses by node number, the last slot
+    /// unused.
+    masses: Vec<Masses>,
+    /// Whether walks count visits in the branches' latest masses too. When false, those
+    /// are stale and a branch's latest mass is the sum of its leaves'.
+    branches_counted: bool,
+    /// Per tree, per leaf, River's scoring terms down the path to it (`r_mass * 2^depth`
+    /// to the first node below the limit, that node included), for the limit
+    /// `leaf_scores_limit`; `None` once the reference masses have changed.
+    leaf_scores: Vec<u32>,
+    leaf_scores_limit: Option<u32>,
     /// Number of window boundaries passed, for the serialized form.
     window: u32,
 }
@@ -119,31 +135,35 @@ impl FlatTrees {
         FlatTrees {
             height,
             n_trees,
-            branches: vec![Branch::default(); slots],
-            leaves: vec![Masses::default(); slots],
+            splits: vec![Split::default(); slots],
+            masses: vec![Masses::default(); 2 * slots],
+            // No mass anywhere: the branches' (all 0) are the leaves' sums.
+            branches_counted: false,
+            leaf_scores: vec![0; slots],
+            leaf_scores_limit: None,
             window: 0,
         }
     }
 
-    fn branch_slot(&self, tree: usize, at: NodeAt) -> usize {
-        (tree << self.height) + (1usize << at.depth) - 1 + at.pos as usize
+    /// Index in `masses` of tree `tree`'s node `node`.
+    fn mass_slot(&self, tree: usize, node: usize) -> usize {
+        (tree << (self.height + 1)) + node
     }
 
-    fn masses_of(&self, tree: usize, at: NodeAt) -> Masses {
-        if at.depth == self.height {
-            self.leaves[(tree << self.height) + at.pos as usize]
-        } else {
-            self.branches[self.branch_slot(tree, at)].masses
-        }
+    /// Index in `splits` of tree `tree`'s branch `node`. A group's trees side by side let
+    /// a walk of the group step from a node to its child with one multiply-add per tree
+    /// (see [`descend`]), and put their top levels in a few cache lines.
+    fn split_slot(&self, tree: usize, node: usize) -> usize {
+        ((((tree / LANES) << self.height) + node) * LANES) + tree % LANES
+    }
+
+    fn node_number(at: NodeAt) -> usize {
+        (1usize << at.depth) - 1 + at.pos as usize
     }
 
     fn masses_mut(&mut self, tree: usize, at: NodeAt) -> &mut Masses {
-        if at.depth == self.height {
-            &mut self.leaves[(tree << self.height) + at.pos as usize]
-        } else {
-            let slot = self.branch_slot(tree, at);
-            &mut self.branches[slot].masses
-        }
+        let slot = self.mass_slot(tree, Self::node_number(at));
+        &mut self.masses[slot]
     }
 
     pub(super) fn height(&self) -> u32 {
@@ -151,80 +171,134 @@ impl FlatTrees {
     }
 
     pub(super) fn memory_bytes(&self) -> usize {
-        std::mem::size_of_val(self.branches.as_slice())
-            + std::mem::size_of_val(self.leaves.as_slice())
+        std::mem::size_of_val(self.splits.as_slice())
+            + std::mem::size_of_val(self.masses.as_slice())
+            + std::mem::size_of_val(self.leaf_scores.as_slice())
     }
 
     /// `(l_mass, r_mass)` of a node.
     pub(super) fn masses(&self, tree: usize, at: NodeAt) -> (u32, u32) {
-        let masses = self.masses_of(tree, at);
-        (masses.latest(), masses.reference())
+        let masses = self.masses[self.mass_slot(tree, Self::node_number(at))];
+        if self.branches_counted || at.depth == self.height {
+            return (masses.latest(), masses.reference());
+        }
+        // The leaves below `at`, left to right.
+        let below = self.height - at.depth;
+        let first_leaf = (1usize << self.height) - 1 + ((at.pos as usize) << below);
+        let first = self.mass_slot(tree, first_leaf);
+        let latest = self.masses[first..first + (1 << below)]
+            .iter()
+            .map(|m| m.latest())
+            .sum();
+        (latest, masses.reference())
     }
 
     /// `(feature column, threshold)` of the branch at `at`.
     pub(super) fn split(&self, tree: usize, at: NodeAt) -> (u32, f64) {
-        let branch = &self.branches[self.branch_slot(tree, at)];
-        (branch.feature, branch.threshold)
+        let split = self.splits[self.split_slot(tree, Self::node_number(at))];
+        (split.feature, split.threshold)
     }
 
     pub(super) fn set_split(&mut self, tree: usize, at: NodeAt, feature: u32, threshold: f64) {
-        let slot = self.branch_slot(tree, at);
-        self.branches[slot].feature = feature;
-        self.branches[slot].threshold = threshold;
+        let slot = self.split_slot(tree, Self::node_number(at));
+        self.splits[slot] = Split { threshold, feature };
     }
 
     /// Every tree's walk for `row`, counting a visit in every node on its path; returns the
     /// summed scoring terms (River's `r_mass * 2^depth` down each path, up to and including
     /// the first node below `limit`).
     pub(super) fn walk_all<R: Row>(&mut self, row: &R, limit: u32, walks: &mut [Walk]) -> u64 {
-        #[cfg(target_arch = "x86_64")]
-        if let Some(x) = row
-            .dense()
-            .filter(|x| !x.is_empty() && !self.branches.is_empty())
-        {
-            if avx2::available() {
-                #[allow(unsafe_code)]
-                // SAFETY: the CPU has AVX2; neither `x` nor the forest is empty.
-                return unsafe { avx2::walk_all(self, x, limit, walks) };
+        if !self.branches_counted {
+            if let Some(x) = row.dense() {
+                return self.walk_to_leaves(x, limit, walks);
             }
+            // River's rule for a missing feature reads the children's latest masses. They
+            // are counted from here to the window's end: at most one sum per window.
+            self.count_branches();
         }
-        self.walk_all_scalar(row, limit, walks)
+        self.walk_paths(row, limit, walks)
     }
 
-    /// [`walk_all`](Self::walk_all) without SIMD.
-    pub(super) fn walk_all_scalar<R: Row>(
-        &mut self,
-        row: &R,
-        limit: u32,
-        walks: &mut [Walk],
-    ) -> u64 {
+    /// [`walk_all`](Self::walk_all) of a dense row while only the leaves count visits: finds
+    /// each tree's leaf, counts the visit there and reads the path's score from the table.
+    fn walk_to_leaves(&mut self, x: &[f64], limit: u32, walks: &mut [Walk]) -> u64 {
+        if self.leaf_scores_limit != Some(limit) {
+            self.score_leaves(limit);
+        }
+        match SmallRow::new(x) {
+            Some(row) => self.descend_all(&row, walks),
+            None => self.descend_all(&x, walks),
+        }
+    }
+
+    /// The leaf walks of [`walk_to_leaves`](Self::walk_to_leaves).
+    fn descend_all(&mut self, x: &impl Columns, walks: &mut [Walk]) -> u64 {
+        let height = self.height;
+        let slots = 1usize << height;
+        let n_trees = (self.n_trees as usize).min(walks.len());
+        let mut total = 0;
+        let mut first_tree = 0;
+        while first_tree < n_trees {
+            // Up to twelve trees side by side: each walk is a chain of dependent loads, and
+            // independent chains interleaved overlap their waits (measured: twelve at once
+            // x1.15 faster than eight, eight x1.14 faster than four).
+            let splits = &self.splits[first_tree << height..];
+            let (side_by_side, leaves) = if n_trees - first_tree > 2 * LANES {
+                (3 * LANES, descend::<3>(splits, height, x))
+            } else if n_trees - first_tree > LANES {
+                let [a, b] = descend::<2>(splits, height, x);
+                (2 * LANES, [a, b, [0; LANES]])
+            } else {
+                let [a] = descend::<1>(splits, height, x);
+                (LANES, [a, [0; LANES], [0; LANES]])
+            };
+            let walked = n_trees.min(first_tree + side_by_side) - first_tree;
+            for (lane, &leaf) in leaves.as_flattened().iter().enumerate().take(walked) {
+                let tree = first_tree + lane;
+                let slot = self.mass_slot(tree, slots - 1 + leaf);
+                self.masses[slot].visit();
+                let score = u64::from(self.leaf_scores[(tree << height) + leaf]);
+                walks[tree] = Walk::finished(score, leaf as u32);
+                total += score;
+            }
+            first_tree += side_by_side;
+        }
+        total
+    }
+
+    /// [`walk_all`](Self::walk_all) counting every node of each path.
+    fn walk_paths<R: Row>(&mut self, row: &R, limit: u32, walks: &mut [Walk]) -> u64 {
         let slots = 1usize << self.height;
         let height = self.height;
         let mut total = 0;
         let mut trees = self
-            .branches
-            .chunks_exact_mut(slots)
-            .zip(self.leaves.chunks_exact_mut(slots))
-            .zip(walks.iter_mut());
-        // Two trees side by side: a walk is a chain of dependent loads, and two independent
-        // chains interleaved keep the CPU busy while each waits.
-        while let Some(((branches_a, leaves_a), walk_a)) = trees.next() {
+            .masses
+            .chunks_exact_mut(2 * slots)
+            .zip(walks.iter_mut())
+            .enumerate();
+        let splits = &self.splits;
+        let walker = |tree: usize, masses| {
+            let group = &splits[(tree / LANES) * LANES * slots..][..LANES * slots];
+            Walker::new(group, tree % LANES, masses)
+        };
+        // Two trees side by side, as in `walk_to_leaves`.
+        while let Some((tree_a, (masses_a, walk_a))) = trees.next() {
             match trees.next() {
-                Some(((branches_b, leaves_b), walk_b)) => {
-                    let mut a = Walker::new(branches_a, leaves_a);
-                    let mut b = Walker::new(branches_b, leaves_b);
+                Some((tree_b, (masses_b, walk_b))) => {
+                    let mut a = walker(tree_a, masses_a);
+                    let mut b = walker(tree_b, masses_b);
                     for depth in 0..height {
-                        a.step(depth, height, row, limit);
-                        b.step(depth, height, row, limit);
+                        a.step(depth, row, limit);
+                        b.step(depth, row, limit);
                     }
                     *walk_a = a.finish(height);
                     *walk_b = b.finish(height);
                     total += walk_a.mass_score + walk_b.mass_score;
                 }
                 None => {
-                    let mut a = Walker::new(branches_a, leaves_a);
+                    let mut a = walker(tree_a, masses_a);
                     for depth in 0..height {
-                        a.step(depth, height, row, limit);
+                        a.step(depth, row, limit);
                     }
                     *walk_a = a.finish(height);
                     total += walk_a.mass_score;
@@ -234,9 +308,60 @@ impl FlatTrees {
         total
     }
 
+    /// Sets every branch's latest mass to the sum of its leaves' and has walks count them
+    /// from now on.
+    fn count_branches(&mut self) {
+        if self.branches_counted {
+            return;
+        }
+        let slots = 1usize << self.height;
+        for masses in self
+            .masses
+            .chunks_exact_mut(2 * slots)
+            .take(self.n_trees as usize)
+        {
+            // Level by level from the leaves up; a level's nodes are contiguous, and so are
+            // the two children of each.
+            for depth in (0..self.height).rev() {
+                let first = (1usize << depth) - 1;
+                let (above, below) = masses.split_at_mut(2 * first + 1);
+                for (parent, children) in above[first..].iter_mut().zip(below.chunks_exact(2)) {
+                    let sum = children[0].latest() + children[1].latest();
+                    *parent = Masses::new(sum, parent.reference());
+                }
+            }
+        }
+        self.branches_counted = true;
+    }
+
+    /// Fills [`leaf_scores`](Self::leaf_scores) for `limit`.
+    fn score_leaves(&mut self, limit: u32) {
+        let slots = 1usize << self.height;
+        for (masses, leaf_scores) in self
+            .masses
+            .chunks_exact(2 * slots)
+            .zip(self.leaf_scores.chunks_exact_mut(slots))
+            .take(self.n_trees as usize)
+        {
+            let tree = TreeScores {
+                masses,
+                height: self.height,
+                limit,
+            };
+            tree.score_below(leaf_scores, 0, 0, 0);
+        }
+        self.leaf_scores_limit = Some(limit);
+    }
+
     /// Removes one learned visit along the path to leaf `leaf`.
     pub(super) fn unlearn_path(&mut self, tree: usize, leaf: u32) {
-        for depth in 0..=self.height {
+        // While branches are not counted, the leaf's count is the only one the walk made.
+        let first = if self.branches_counted {
+            0
+        } else {
+            self.height
+        };
+        for depth in first..=self.height {
             let at = NodeAt {
                 depth,
                 pos: leaf >> (self.height - depth),
@@ -247,8 +372,11 @@ impl FlatTrees {
 
     /// River's pivot: `r_mass = l_mass; l_mass = 0` for every node.
     pub(super) fn next_window(&mut self) {
-        self.branches.iter_mut().for_each(|b| b.masses.pivot());
-        self.leaves.iter_mut().for_each(Masses::pivot);
+        self.count_branches();
+        self.masses.iter_mut().for_each(Masses::pivot);
+        // Every latest mass is 0 now: the sum of the leaves' below it.
+        self.branches_counted = false;
+        self.leaf_scores_limit = None;
         self.window = self.window.wrapping_add(1);
     }
 
@@ -264,6 +392,8 @@ impl FlatTrees {
     pub(super) fn from_record(record: &ForestRecord) -> Self {
         let mut trees = FlatTrees::new(record.height, record.n_trees);
         trees.window = record.window;
+        // The record's branch masses are taken as they are, not as their leaves' sums.
+        trees.branches_counted = true;
         for tree in 0..record.n_trees as usize {
             for depth in 0..=record.height {
                 for pos in 0..1u32 << depth {
@@ -282,11 +412,100 @@ impl FlatTrees {
     }
 }
 
-/// One tree's walk in progress.
+/// A dense event's values, as a walk reads them. Splits only name the model's features,
+/// which `check_dense` matched to the event's columns (and loading a snapshot checks).
+trait Columns {
+    fn value(&self, feature: u32) -> f64;
+}
+
+impl Columns for &[f64] {
+    #[inline(always)]
+    fn value(&self, feature: u32) -> f64 {
+        self[feature as usize]
+    }
+}
+
+/// Columns a [`SmallRow`] holds.
+const SMALL_ROW: usize = 32;
+
+/// An event of at most [`SMALL_ROW`] columns, copied into a fixed array: reading it needs
+/// no bounds check (the index is masked), one fewer compare and branch per visit.
+struct SmallRow([f64; SMALL_ROW]);
+
+impl SmallRow {
+    fn new(x: &[f64]) -> Option<Self> {
+        let mut row = SmallRow([0.0; SMALL_ROW]);
+        row.0.get_mut(..x.len())?.copy_from_slice(x);
+        Some(row)
+    }
+}
+
+impl Columns for SmallRow {
+    #[inline(always)]
+    fn value(&self, feature: u32) -> f64 {
+        self.0[feature as usize % SMALL_ROW]
+    }
+}
+
+/// The leaves (numbered from the left) that `x` reaches in the `G` groups of trees whose
+/// splits start `splits`.
+#[inline(always)]
+fn descend<const G: usize>(splits: &[Split], height: u32, x: &impl Columns) -> [[usize; LANES]; G] {
+    let group_len = LANES << height;
+    let mut groups: [&[Split]; G] = [&[]; G];
+    for (group, splits) in groups.iter_mut().zip(splits.chunks_exact(group_len)) {
+        *group = splits;
+    }
+    // Per tree, its node's number times `LANES` plus its lane: its split's index within the
+    // group. Its child `2 * node + 1 + right` is then at `2 * at + LANES * (1 + right) - lane`.
+    let mut at: [[usize; LANES]; G] = [std::array::from_fn(|lane| lane); G];
+    for _ in 0..height {
+        for (splits, at) in groups.iter().zip(&mut at) {
+            for (lane, at) in at.iter_mut().enumerate() {
+                let split = &splits[*at];
+                let right = usize::from(x.value(split.feature) >= split.threshold);
+                *at = 2 * *at + LANES * (1 + right) - lane;
+            }
+        }
+    }
+    let first_leaf = (1usize << height) - 1;
+    at.map(|at| at.map(|at| at / LANES - first_leaf))
+}
+
+/// One tree's masses, for scoring the paths to its leaves.
+struct TreeScores<'a> {
+    masses: &'a [Masses],
+    height: u32,
+    limit: u32,
+}
+
+impl TreeScores<'_> {
+    /// Scores the paths through `node` (at `depth`), whose terms above it sum to `above`:
+    /// a walk adds the node's term and goes on while the node is at or above the limit;
+    /// below a node under the limit, every leaf's path has that node's score. Only nodes
+    /// a walk still counts are visited: in a trained tree, the top few levels.
+    fn score_below(&self, leaf_scores: &mut [u32], node: usize, depth: u32, above: u32) {
+        let reference = self.masses[node].reference();
+        // At most 65,535 * (2^(height + 1) - 1) in all (`fits` keeps height <= 15).
+        let score = above + (reference << depth);
+        let below = self.height - depth;
+        if below > 0 && reference >= self.limit {
+            self.score_below(leaf_scores, 2 * node + 1, depth + 1, score);
+            self.score_below(leaf_scores, 2 * node + 2, depth + 1, score);
+        } else {
+            let position = node + 1 - (1 << depth);
+            leaf_scores[position << below..(position + 1) << below].fill(score);
+        }
+    }
+}
+
+/// One tree's walk in progress, counting every node it visits.
 struct Walker<'a> {
-    branches: &'a mut [Branch],
-    leaves: &'a mut [Masses],
-    /// Breadth-first index of the node reached.
+    /// The splits of the tree's group, and the tree's lane in it.
+    splits: &'a [Split],
+    lane: usize,
+    masses: &'a mut [Masses],
+    /// Number of the node reached.
     node: usize,
     score: u64,
     /// All ones while the next node's term counts: its parent was at or above the limit.
@@ -295,10 +514,11 @@ struct Walker<'a> {
 
 impl<'a> Walker<'a> {
     #[inline(always)]
-    fn new(branches: &'a mut [Branch], leaves: &'a mut [Masses]) -> Self {
+    fn new(splits: &'a [Split], lane: usize, masses: &'a mut [Masses]) -> Self {
         Walker {
-            branches,
-            leaves,
+            splits,
+            lane,
+            masses,
             node: 0,
             score: 0,
             counting: u64::MAX,
@@ -307,14 +527,14 @@ impl<'a> Walker<'a> {
 
     /// Visits the branch reached (at `depth`) and goes on to the child `row` takes.
     #[inline(always)]
-    fn step<R: Row>(&mut self, depth: u32, height: u32, row: &R, limit: u32) {
-        let branch = &mut self.branches[self.node];
-        let reference = branch.masses.visit();
+    fn step<R: Row>(&mut self, depth: u32, row: &R, limit: u32) {
+        let reference = self.masses[self.node].visit();
         self.score += (u64::from(reference) << depth) & self.counting;
         self.counting = 0u64.wrapping_sub(u64::from(reference >= limit));
-        let right = match row.value(branch.feature as usize) {
-            Some(x) => x >= branch.threshold,
-            None => heavier_child_is_right(self.branches, self.leaves, height, depth, self.node),
+        let split = &self.splits[self.node * LANES + self.lane];
+        let right = match row.value(split.feature as usize) {
+            Some(x) => x >= split.threshold,
+            None => heavier_child_is_right(self.masses, self.node),
         };
         self.node = 2 * self.node + 1 + usize::from(right);
     }
@@ -322,32 +542,17 @@ impl<'a> Walker<'a> {
     /// Visits the leaf reached.
     #[inline(always)]
     fn finish(self, height: u32) -> Walk {
-        let leaf = self.node + 1 - self.branches.len();
-        let reference = self.leaves[leaf].visit();
+        let reference = self.masses[self.node].visit();
         let score = self.score + ((u64::from(reference) << height) & self.counting);
-        Walk::finished(score, leaf as u32)
+        Walk::finished(score, (self.node + 1 - (1usize << height)) as u32)
     }
 }
 
 /// River's rule for an event lacking the split's feature: towards the child with more
-/// latest-window mass, left on ties. `node` is the branch's breadth-first index, at `depth`.
+/// latest-window mass, left on ties. `masses` are the tree's, `node` the branch's number.
 #[cold]
-fn heavier_child_is_right(
-    branches: &[Branch],
-    leaves: &[Masses],
-    height: u32,
-    depth: u32,
-    node: usize,
-) -> bool {
-    let left = 2 * node + 1;
-    let latest = |child: usize| {
-        if depth + 1 == height {
-            leaves[child + 1 - branches.len()].latest()
-        } else {
-            branches[child].masses.latest()
-        }
-    };
-    latest(left) < latest(left + 1)
+fn heavier_child_is_right(masses: &[Masses], node: usize) -> bool {
+    masses[2 * node + 1].latest() < masses[2 * node + 2].latest()
 }
 
 #[cfg(test)]
@@ -370,40 +575,81 @@ mod tests {
         trees
     }
 
-    /// The AVX2 walk gives the scalar walk's leaves, scores and masses exactly, for tree
-    /// counts that do and do not fill its vectors, across pivots.
-    #[cfg(target_arch = "x86_64")]
+    fn all_masses(trees: &FlatTrees) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        for tree in 0..trees.n_trees as usize {
+            for depth in 0..=trees.height {
+                for pos in 0..1u32 << depth {
+                    out.push(trees.masses(tree, NodeAt { depth, pos }));
+                }
+            }
+        }
+        out
+    }
+
+    /// Walks that count only the leaves (the branches' masses summed from them when read)
+    /// give the leaves, scores and masses of walks that count every node, for tree counts
+    /// that do and do not fill the side-by-side groups, across pivots and unlearned walks.
     #[test]
-    fn simd_and_scalar_walks_agree() {
-        assert!(
-            avx2::available(),
-            "this test machine has no AVX2: the SIMD walk is untested here"
-        );
+    fn leaf_counting_and_path_counting_walks_agree() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        for (height, n_trees) in [(1, 1), (3, 5), (8, 10), (6, 13)] {
-            let mut scalar = random_trees(height, n_trees, &mut rng);
-            let mut simd = scalar.clone();
-            let mut scalar_walks = vec![Walk::default(); n_trees as usize];
-            let mut simd_walks = scalar_walks.clone();
+        for (height, n_trees) in [(1, 1), (3, 5), (8, 10), (6, 13), (5, 4)] {
+            let mut leaves_only = random_trees(height, n_trees, &mut rng);
+            let mut paths = leaves_only.clone();
+            let mut leaf_walks = vec![Walk::default(); n_trees as usize];
+            let mut path_walks = leaf_walks.clone();
             for event in 0..600 {
+                paths.count_branches();
                 let x: Vec<f64> = (0..3).map(|_| rng.random()).collect();
-                let expected = scalar.walk_all_scalar(&Dense(&x), 5, &mut scalar_walks);
-                #[allow(unsafe_code)]
-                // SAFETY: AVX2 is present (asserted above); row and forest are not empty.
-                let got = unsafe { avx2::walk_all(&mut simd, &x, 5, &mut simd_walks) };
+                let limit = 2 + event % 5;
+                let expected = paths.walk_all(&Dense(&x), limit, &mut path_walks);
+                let got = leaves_only.walk_all(&Dense(&x), limit, &mut leaf_walks);
+                assert!(!leaves_only.branches_counted);
                 assert_eq!(
                     got, expected,
                     "height {height}, {n_trees} trees, event {event}"
                 );
-                for (s, v) in scalar_walks.iter().zip(&simd_walks) {
-                    assert_eq!((s.leaf, s.mass_score), (v.leaf, v.mass_score));
+                for (p, l) in path_walks.iter().zip(&leaf_walks) {
+                    assert_eq!((p.leaf, p.mass_score), (l.leaf, l.mass_score));
+                }
+                if event % 9 == 4 {
+                    for tree in 0..n_trees as usize {
+                        paths.unlearn_path(tree, path_walks[tree].leaf);
+                        leaves_only.unlearn_path(tree, leaf_walks[tree].leaf);
+                    }
+                }
+                if event % 13 == 0 {
+                    assert_eq!(all_masses(&paths), all_masses(&leaves_only));
                 }
                 if event % 50 == 49 {
-                    scalar.next_window();
-                    simd.next_window();
+                    paths.next_window();
+                    leaves_only.next_window();
                 }
             }
-            assert_eq!(scalar.to_record(), simd.to_record());
+            assert_eq!(paths.to_record(), leaves_only.to_record());
         }
+    }
+
+    /// An event lacking a feature has the branches counted for the rest of the window, and
+    /// the pivot goes back to counting leaves.
+    #[test]
+    fn a_missing_feature_counts_branches_until_the_pivot() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        let mut trees = random_trees(4, 3, &mut rng);
+        let mut walks = vec![Walk::default(); 3];
+        trees.walk_all(&Dense(&[0.2, 0.5, 0.7]), 1, &mut walks);
+        assert!(!trees.branches_counted);
+        let sparse = crate::anomaly::hst::forest::Sparse {
+            values: &[0.2, 0.0, 0.7],
+            present: &[true, false, true],
+        };
+        trees.walk_all(&sparse, 1, &mut walks);
+        assert!(trees.branches_counted);
+        trees.walk_all(&Dense(&[0.2, 0.5, 0.7]), 1, &mut walks);
+        assert!(trees.branches_counted);
+        assert_eq!(trees.masses(0, NodeAt { depth: 0, pos: 0 }), (3, 0));
+        trees.next_window();
+        assert!(!trees.branches_counted);
+        assert_eq!(trees.masses(0, NodeAt { depth: 0, pos: 0 }), (0, 3));
     }
 }
