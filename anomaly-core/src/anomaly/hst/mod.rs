@@ -598,6 +598,13 @@ impl HalfSpaceTrees {
                 got: row.len(),
             });
         }
+        // One pass without branches for the usual row; NaN fails the comparison too.
+        if row
+            .iter()
+            .fold(true, |ok, v| ok & (v.abs() <= crate::MAX_INPUT_MAGNITUDE))
+        {
+            return Ok(());
+        }
         for (value, name) in row.iter().zip(&self.state.features) {
             check_feature(name, *value)?;
         }
