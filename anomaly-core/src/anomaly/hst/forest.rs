@@ -285,6 +285,12 @@ impl Row for Sparse<'_> {
             None
         }
     }
+
+    /// A named event with every feature walks as a dense one (the flat layout keeps
+    /// counting at the leaves).
+    fn dense(&self) -> Option<&[f64]> {
+        self.present.iter().all(|&p| p).then_some(self.values)
+    }
 }
 
 /// Hints the CPU to start loading `slice[index]` into cache.

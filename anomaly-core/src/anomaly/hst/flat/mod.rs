@@ -86,8 +86,9 @@ impl Masses {
     #[inline(always)]
     fn visit(&mut self) -> u32 {
         let reference = self.reference();
-        // Wrapping: the padded trees' counters are never unlearned (nor read).
-        self.0 = self.0.wrapping_add(1);
+        // The latest mass stays within the window size, below 2^16: no carry into the
+        // reference.
+        self.0 += 1;
         reference
     }
 
@@ -204,7 +205,8 @@ impl FlatTrees {
         self.splits[slot] = Split { threshold, feature };
     }
 
-    /// Every tree's walk for `row`, counting a visit in every node on its path; returns the
+    /// Every tree's walk for `row`, counting a visit at its leaf (and, once the branches are
+    /// counted, in every node on its path); returns the
     /// summed scoring terms (River's `r_mass * 2^depth` down each path, up to and including
     /// the first node below `limit`).
     pub(super) fn walk_all<R: Row>(&mut self, row: &R, limit: u32, walks: &mut [Walk]) -> u64 {
@@ -281,7 +283,7 @@ impl FlatTrees {
             let group = &splits[(tree / LANES) * LANES * slots..][..LANES * slots];
             Walker::new(group, tree % LANES, masses)
         };
-        // Two trees side by side, as in `walk_to_leaves`.
+        // Two trees side by side: their loads overlap.
         while let Some((tree_a, (masses_a, walk_a))) = trees.next() {
             match trees.next() {
                 Some((tree_b, (masses_b, walk_b))) => {
@@ -561,13 +563,13 @@ mod tests {
     use crate::anomaly::hst::forest::Dense;
     use rand::{Rng, SeedableRng};
 
-    /// Trees with random splits on three features.
-    fn random_trees(height: u32, n_trees: u32, rng: &mut impl Rng) -> FlatTrees {
+    /// Trees with random splits on `n_features` features.
+    fn random_trees(height: u32, n_trees: u32, n_features: u32, rng: &mut impl Rng) -> FlatTrees {
         let mut trees = FlatTrees::new(height, n_trees);
         for tree in 0..n_trees as usize {
             for depth in 0..height {
                 for pos in 0..1u32 << depth {
-                    let feature = rng.random_range(0..3);
+                    let feature = rng.random_range(0..n_features);
                     trees.set_split(tree, NodeAt { depth, pos }, feature, rng.random());
                 }
             }
@@ -589,19 +591,26 @@ mod tests {
 
     /// Walks that count only the leaves (the branches' masses summed from them when read)
     /// give the leaves, scores and masses of walks that count every node, for tree counts
-    /// that do and do not fill the side-by-side groups, across pivots and unlearned walks.
+    /// that do and do not fill the side-by-side groups, rows that fit the fixed-size copy
+    /// and rows that do not, a size limit that changes every event and one that does not
+    /// (so that only the pivot invalidates the path scores), across pivots, unlearned walks
+    /// and records taken mid-window.
     #[test]
     fn leaf_counting_and_path_counting_walks_agree() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-        for (height, n_trees) in [(1, 1), (3, 5), (8, 10), (6, 13), (5, 4)] {
-            let mut leaves_only = random_trees(height, n_trees, &mut rng);
+        let shapes = [(1, 1, 3), (3, 5, 3), (8, 10, 3), (6, 13, 40), (5, 4, 33)];
+        for ((height, n_trees, n_features), fixed_limit) in shapes
+            .into_iter()
+            .flat_map(|shape| [(shape, None), (shape, Some(3))])
+        {
+            let mut leaves_only = random_trees(height, n_trees, n_features, &mut rng);
             let mut paths = leaves_only.clone();
             let mut leaf_walks = vec![Walk::default(); n_trees as usize];
             let mut path_walks = leaf_walks.clone();
             for event in 0..600 {
                 paths.count_branches();
-                let x: Vec<f64> = (0..3).map(|_| rng.random()).collect();
-                let limit = 2 + event % 5;
+                let x: Vec<f64> = (0..n_features).map(|_| rng.random()).collect();
+                let limit = fixed_limit.unwrap_or(2 + event % 5);
                 let expected = paths.walk_all(&Dense(&x), limit, &mut path_walks);
                 let got = leaves_only.walk_all(&Dense(&x), limit, &mut leaf_walks);
                 assert!(!leaves_only.branches_counted);
@@ -621,6 +630,9 @@ mod tests {
                 if event % 13 == 0 {
                     assert_eq!(all_masses(&paths), all_masses(&leaves_only));
                 }
+                if event % 50 == 20 {
+                    assert_eq!(paths.to_record(), leaves_only.to_record());
+                }
                 if event % 50 == 49 {
                     paths.next_window();
                     leaves_only.next_window();
@@ -635,10 +647,18 @@ mod tests {
     #[test]
     fn a_missing_feature_counts_branches_until_the_pivot() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
-        let mut trees = random_trees(4, 3, &mut rng);
+        let mut trees = random_trees(4, 3, 3, &mut rng);
         let mut walks = vec![Walk::default(); 3];
         trees.walk_all(&Dense(&[0.2, 0.5, 0.7]), 1, &mut walks);
         assert!(!trees.branches_counted);
+        // Named features, all present: a dense row.
+        let complete = crate::anomaly::hst::forest::Sparse {
+            values: &[0.2, 0.5, 0.7],
+            present: &[true, true, true],
+        };
+        trees.walk_all(&complete, 1, &mut walks);
+        assert!(!trees.branches_counted);
+        assert_eq!(trees.masses(0, NodeAt { depth: 0, pos: 0 }), (2, 0));
         let sparse = crate::anomaly::hst::forest::Sparse {
             values: &[0.2, 0.0, 0.7],
             present: &[true, false, true],
@@ -647,9 +667,9 @@ mod tests {
         assert!(trees.branches_counted);
         trees.walk_all(&Dense(&[0.2, 0.5, 0.7]), 1, &mut walks);
         assert!(trees.branches_counted);
-        assert_eq!(trees.masses(0, NodeAt { depth: 0, pos: 0 }), (3, 0));
+        assert_eq!(trees.masses(0, NodeAt { depth: 0, pos: 0 }), (4, 0));
         trees.next_window();
         assert!(!trees.branches_counted);
-        assert_eq!(trees.masses(0, NodeAt { depth: 0, pos: 0 }), (0, 3));
+        assert_eq!(trees.masses(0, NodeAt { depth: 0, pos: 0 }), (0, 4));
     }
 }
