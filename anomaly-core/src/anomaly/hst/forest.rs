@@ -851,6 +851,12 @@ impl Forest {
         each!(self, t => t.masses_of(tree, at).at(t.window), f => f.masses(tree, at))
     }
 
+    /// `r_mass` of a node as River would hold it now: the isolation test's input, without
+    /// the latest mass that the flat layout sums from a branch's leaves on demand.
+    pub(super) fn reference_mass(&self, tree: usize, at: NodeAt) -> u32 {
+        each!(self, t => t.masses_of(tree, at).at(t.window).1, f => f.reference_mass(tree, at))
+    }
+
     /// `(feature column, threshold)` of the branch at `at` (`at.depth < height`).
     pub(super) fn split(&self, tree: usize, at: NodeAt) -> (u32, f64) {
         each!(self, t => {
@@ -887,7 +893,7 @@ impl Forest {
                 depth,
                 pos: leaf >> (height - depth),
             };
-            f64::from(self.masses(tree, at).1) < size_limit
+            f64::from(self.reference_mass(tree, at)) < size_limit
         })
     }
 
@@ -1059,12 +1065,16 @@ mod tests {
         ]
     }
 
+    /// Every node's masses; each node's reference mass read alone is checked against them.
     fn all_masses(f: &Forest) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
         for tree in 0..TREES {
             for depth in 0..=f.height() {
                 for pos in 0..1u32 << depth {
-                    out.push(f.masses(tree, NodeAt { depth, pos }));
+                    let at = NodeAt { depth, pos };
+                    let masses = f.masses(tree, at);
+                    assert_eq!(f.reference_mass(tree, at), masses.1, "{tree} {depth} {pos}");
+                    out.push(masses);
                 }
             }
         }

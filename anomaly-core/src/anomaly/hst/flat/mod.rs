@@ -194,6 +194,11 @@ impl FlatTrees {
         (latest, masses.reference())
     }
 
+    /// `r_mass` of a node: stored in every node (pivots copy it), never summed.
+    pub(super) fn reference_mass(&self, tree: usize, at: NodeAt) -> u32 {
+        self.masses[self.mass_slot(tree, Self::node_number(at))].reference()
+    }
+
     /// `(feature column, threshold)` of the branch at `at`.
     pub(super) fn split(&self, tree: usize, at: NodeAt) -> (u32, f64) {
         let split = self.splits[self.split_slot(tree, Self::node_number(at))];
@@ -577,12 +582,16 @@ mod tests {
         trees
     }
 
+    /// Every node's masses; each node's reference mass read alone is checked against them.
     fn all_masses(trees: &FlatTrees) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
         for tree in 0..trees.n_trees as usize {
             for depth in 0..=trees.height {
                 for pos in 0..1u32 << depth {
-                    out.push(trees.masses(tree, NodeAt { depth, pos }));
+                    let at = NodeAt { depth, pos };
+                    let masses = trees.masses(tree, at);
+                    assert_eq!(trees.reference_mass(tree, at), masses.1, "{tree} {at:?}");
+                    out.push(masses);
                 }
             }
         }
