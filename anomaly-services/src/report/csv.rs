@@ -128,7 +128,12 @@ fn named(dir: &Path, file: &str, error: std::io::Error) -> std::io::Error {
 /// A text cell, quoted (RFC 4180) when it holds a comma, a quote or a line break: a user's
 /// ids can; the generator's never do, so their rows are unchanged.
 fn write_text(out: &mut impl Write, text: &str) -> std::io::Result<()> {
-    if !text.contains([',', '"', '\n', '\r']) {
+    // A fold without early exit, so the compiler scans 16 bytes at a time: the `[char; 4]`
+    // pattern decoded every character (a tenth of the writing thread's instructions).
+    let needs_quotes = text.bytes().fold(false, |quote, b| {
+        quote | matches!(b, b',' | b'"' | b'\n' | b'\r')
+    });
+    if !needs_quotes {
         return out.write_all(text.as_bytes());
     }
     out.write_all(b"\"")?;
@@ -194,7 +199,38 @@ impl crate::pipeline::EventSink for CsvTables {
 
 #[cfg(test)]
 mod tests {
-    use super::write_decimal;
+    use super::{write_decimal, write_text};
+
+    /// The byte scan quotes exactly what a scan of the characters would: the four special
+    /// characters are ASCII, and no byte of a multi-byte character is below 0x80.
+    #[test]
+    fn text_is_quoted_when_it_holds_a_special_character() {
+        let texts = [
+            "",
+            "card-001",
+            "a,b",
+            "say \"hi\"",
+            "two\nlines",
+            "cr\r",
+            "café",
+            "日本,語",
+            "ü\"",
+            "€",
+            "2b16ab9a-9314-47a0-b855-cac6d6c8d504",
+            ",",
+            "\"",
+        ];
+        for text in texts {
+            let mut out = Vec::new();
+            write_text(&mut out, text).unwrap();
+            let expected = if text.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", text.replace('"', "\"\""))
+            } else {
+                text.to_owned()
+            };
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{text:?}");
+        }
+    }
 
     fn fast(value: f64, places: u32) -> String {
         let mut out = Vec::new();
