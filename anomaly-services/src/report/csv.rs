@@ -129,7 +129,7 @@ fn named(dir: &Path, file: &str, error: std::io::Error) -> std::io::Error {
 /// ids can; the generator's never do, so their rows are unchanged.
 fn write_text(out: &mut impl Write, text: &str) -> std::io::Result<()> {
     // A fold without early exit, so the compiler scans 16 bytes at a time: the `[char; 4]`
-    // pattern decoded every character (a tenth of the writing thread's instructions).
+    // pattern decoded every character (about a third of the writing thread's instructions).
     let needs_quotes = text.bytes().fold(false, |quote, b| {
         quote | matches!(b, b',' | b'"' | b'\n' | b'\r')
     });

@@ -194,7 +194,8 @@ impl FlatTrees {
         (latest, masses.reference())
     }
 
-    /// `r_mass` of a node: stored in every node (pivots copy it), never summed.
+    /// `r_mass` of a node: exact in every node's slot, since each pivot counts the branches
+    /// before it turns latest masses into reference masses.
     pub(super) fn reference_mass(&self, tree: usize, at: NodeAt) -> u32 {
         self.masses[self.mass_slot(tree, Self::node_number(at))].reference()
     }
