@@ -37,6 +37,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod anomaly;
+mod cache_hint;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod drift;

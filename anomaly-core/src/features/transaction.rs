@@ -41,6 +41,7 @@ use thiserror::Error;
 use super::codec::{self, Compact, DecodeError, KIND_CARD, Reader};
 use super::window::{InvalidState, SlidingWindow, WindowParams, WindowSpan};
 use crate::MAX_INPUT_MAGNITUDE;
+use crate::cache_hint::prefetch;
 use crate::error::{ParameterError, check};
 
 /// One card transaction, as it arrives from the payment stream.
@@ -428,6 +429,14 @@ impl CardState {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn update(&mut self, tx: &Transaction) -> Result<TransactionFeatures, TransactionError> {
+        // A card's state is spread over several allocations, cold when cards are many:
+        // requesting them all now makes their loads overlap.
+        for window in [&self.last_hour, &self.last_day, &self.recent] {
+            window.prefetch();
+        }
+        if let Some(oldest) = self.categories.front() {
+            prefetch(oldest);
+        }
         validate(tx)?;
         let t = tx.timestamp_ms;
         let newest = self.last_day.newest_timestamp();

@@ -8,6 +8,7 @@ use super::is_valid_value;
 use super::moments::Moments;
 use super::summary::Summary;
 use crate::InputError;
+use crate::cache_hint::{prefetch, prefetch_at};
 use crate::error::{ParameterError, check, check_input};
 
 /// How much history a [`SlidingWindow`] retains.
@@ -305,6 +306,26 @@ impl SlidingWindow {
     pub fn summary(&self) -> Summary {
         let older = self.older.last().copied().unwrap_or(Moments::EMPTY);
         Summary::new(self.shift, older.merge(&self.back))
+    }
+
+    /// Starts loading what the next [`push`](Self::push) and [`summary`](Self::summary) read:
+    /// the newest and oldest events and the older part's last two summaries. A caller that
+    /// keeps many windows (one per card) calls it as soon as it has the window, so that these
+    /// loads overlap instead of following one another.
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        if let Some(newest) = self.events.back() {
+            prefetch(newest);
+        }
+        if let Some(oldest) = self.events.front() {
+            prefetch(oldest);
+        }
+        if let Some(top) = self.older.last() {
+            // A summary spans two cache lines when it starts in the second half of one.
+            prefetch(top);
+            prefetch(&top.max);
+        }
+        prefetch_at(&self.older, self.older.len().wrapping_sub(2));
     }
 
     /// Number of retained events.

@@ -29,6 +29,7 @@
 //! The serialized form ([`ForestRecord`]) is layout-independent: breadth-first branches and
 //! leaves with 32-bit counters, as in snapshot format 1.
 
+use crate::cache_hint::prefetch_at;
 use serde::{Deserialize, Serialize};
 
 use super::flat::{self, FlatTrees};
@@ -291,23 +292,6 @@ impl Row for Sparse<'_> {
     fn dense(&self) -> Option<&[f64]> {
         self.present.iter().all(|&p| p).then_some(self.values)
     }
-}
-
-/// Hints the CPU to start loading `slice[index]` into cache.
-#[inline(always)]
-fn prefetch<T>(slice: &[T], index: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(item) = slice.get(index) {
-        #[allow(unsafe_code)]
-        // SAFETY: a prefetch is only a cache hint and never faults; the pointer comes from a
-        // live reference anyway. SSE is part of the x86_64 baseline.
-        unsafe {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            _mm_prefetch::<_MM_HINT_T0>((item as *const T).cast());
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (slice, index);
 }
 
 /// Forests with more node storage than this are walked tier by tier (see `walk_all`).
@@ -582,8 +566,8 @@ impl<C: Count> Trees<C> {
     #[inline(always)]
     fn prefetch_next(&self, tree: &TreeMut<'_, C>, next: Option<&Tier>, walk: &Walk) {
         match next {
-            Some(tier) => prefetch(tree.blocks, tier.offset + walk.leaf as usize),
-            None => prefetch(tree.bottoms, walk.leaf as usize),
+            Some(tier) => prefetch_at(tree.blocks, tier.offset + walk.leaf as usize),
+            None => prefetch_at(tree.bottoms, walk.leaf as usize),
         }
     }
 
