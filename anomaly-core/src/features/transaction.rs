@@ -438,6 +438,13 @@ impl CardState {
             prefetch(oldest);
         }
         validate(tx)?;
+        // What needs only the transaction and the struct comes first, while those loads are
+        // on their way: the windows' first reads below used to wait for them.
+        let category = fnv1a(tx.category.as_bytes());
+        let km_from_previous = self
+            .previous
+            .map(|prev| haversine_km(prev.latitude, prev.longitude, tx.latitude, tx.longitude));
+        let amount_ln1p = tx.amount.max(0.0).ln_1p();
         let t = tx.timestamp_ms;
         let newest = self.last_day.newest_timestamp();
         if let Some(newest_ms) = newest {
@@ -454,16 +461,14 @@ impl CardState {
 
         // History features, before the transaction joins the history.
         let z = amount_zscore(tx.amount, &self.recent);
-        let (gap_s, distance_km, speed_kmh) = match (self.previous, newest) {
-            (Some(prev), Some(prev_t)) => {
+        let (gap_s, distance_km, speed_kmh) = match (km_from_previous, newest) {
+            (Some(km), Some(prev_t)) => {
                 let gap_ms = (i128::from(t) - i128::from(prev_t)).max(0) as f64;
-                let km = haversine_km(prev.latitude, prev.longitude, tx.latitude, tx.longitude);
                 let hours = (gap_ms / 3_600_000.0).max(SPEED_MIN_HOURS);
                 (Some(gap_ms / 1000.0), km, km / hours)
             }
             _ => (None, 0.0, 0.0),
         };
-        let category = fnv1a(tx.category.as_bytes());
         let seen_at = self.categories.iter().position(|&c| c == category);
 
         // Cannot fail: the amount passed the same check the windows make, and the windows
@@ -495,7 +500,7 @@ impl CardState {
         let hour_of_day = t.rem_euclid(DAY_MS as i64) / HOUR_MS as i64;
         let logs = &*LOGS;
         let mut values = [
-            scaled(tx.amount.max(0.0).ln_1p(), logs.amount_cap),
+            scaled(amount_ln1p, logs.amount_cap),
             1.0 / (1.0 + (-z).exp()),
             scaled(count_ln1p(hour.count(), logs), logs.count_1h_cap),
             scaled(hour.sum().max(0.0).ln_1p(), logs.amount_cap),
