@@ -29,10 +29,10 @@
 //! The serialized form ([`ForestRecord`]) is layout-independent: breadth-first branches and
 //! leaves with 32-bit counters, as in snapshot format 1.
 
-use crate::cache_hint::prefetch_at;
 use serde::{Deserialize, Serialize};
 
 use super::flat::{self, FlatTrees};
+use crate::cache_hint::prefetch_at;
 
 /// A counter type for masses and window stamps.
 pub(super) trait Count: Copy + Default + Eq + std::fmt::Debug {
