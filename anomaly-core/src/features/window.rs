@@ -635,6 +635,21 @@ mod tests {
     }
 
     #[test]
+    fn prefetch_changes_nothing_whatever_the_shape() {
+        // Every shape the hint's indexing meets: no events, one, an older part of one, and a
+        // window that has evicted (older part shrinking between rebuilds).
+        let mut w = window(WindowSpan::Events { count: 3 }, 0);
+        w.prefetch();
+        for t in 0..8 {
+            w.push(t, t as f64 * 1.5).unwrap();
+            let before = w.clone();
+            w.prefetch();
+            assert_eq!(w, before);
+        }
+        assert_eq!(w.summary().count(), 3);
+    }
+
+    #[test]
     fn time_window_is_half_open() {
         let mut w = window(WindowSpan::Time { millis: 10 }, 0);
         w.push(0, 1.0).unwrap();
