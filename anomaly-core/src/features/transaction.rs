@@ -430,7 +430,8 @@ impl CardState {
     /// ```
     pub fn update(&mut self, tx: &Transaction) -> Result<TransactionFeatures, TransactionError> {
         // A card's state is spread over several allocations, cold when cards are many:
-        // requesting them all now makes their loads overlap.
+        // requesting now the lines this update reads first (each window's ends and summaries,
+        // the start of the category list) makes their loads overlap.
         for window in [&self.last_hour, &self.last_day, &self.recent] {
             window.prefetch();
         }
@@ -438,8 +439,8 @@ impl CardState {
             prefetch(oldest);
         }
         validate(tx)?;
-        // What needs only the transaction and the struct comes first, while those loads are
-        // on their way: the windows' first reads below used to wait for them.
+        // What needs only the transaction and the struct comes first, so that those loads
+        // have arrived when the windows are first read below.
         let category = fnv1a(tx.category.as_bytes());
         let km_from_previous = self
             .previous
@@ -512,8 +513,8 @@ impl CardState {
             scaled(speed_kmh.max(0.0).ln_1p(), logs.speed_cap),
             hour_of_day as f64 / 23.0,
         ];
-        // In place: `values.map(round4)` went through an out-of-line `try_map` that copied
-        // the array, 7% of feature engineering's time.
+        // In place: `values.map(round4)` compiles to an out-of-line `try_map` that copies the
+        // array.
         for v in &mut values {
             *v = round4(*v);
         }
