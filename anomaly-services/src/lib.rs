@@ -15,6 +15,7 @@
 //! * [`service`], [`services`]: the Kafka consume-process-produce loop and each service's
 //!   record handler.
 //! * [`adapters`]: PostgreSQL/TimescaleDB and Redis behind the stages.
+//! * [`allocation`]: the global allocator (mimalloc) and the main job's choice of page size.
 //! * [`cli`], [`config`], [`telemetry`]: what every service shares: settings as flags and
 //!   environment variables, checked into a typed configuration; JSON logs, metrics, `/health`
 //!   and `/metrics`.
@@ -23,6 +24,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod adapters;
+pub mod allocation;
 pub mod cli;
 pub mod config;
 pub mod failure;
@@ -38,10 +40,3 @@ pub mod stages;
 pub mod startup;
 pub mod telemetry;
 pub mod timestamps;
-
-/// Every binary of this crate (the services, the main job, the examples, the tests) allocates
-/// and frees several small buffers per record (decoded messages, card states, payloads); with
-/// the system allocator that churn was a fifth of a service's CPU time. mimalloc serves it
-/// from thread-local free lists (docs/BENCHMARKS.md has the figures).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

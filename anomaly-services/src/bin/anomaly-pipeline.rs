@@ -6,6 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anomaly_services::allocation;
 use anomaly_services::generator::{FraudStyle, Generator};
 use anomaly_services::input::{ColumnMap, Format, InputFile, write_csv};
 use anomaly_services::messages::Severity;
@@ -256,6 +257,9 @@ fn progress_bar(enabled: bool) -> impl FnMut(u64, u64) {
 }
 
 fn main() -> ExitCode {
+    // Only speed depends on it (the results do not), so a kernel that refuses is no reason to
+    // stop or to warn.
+    let _ = allocation::disable_transparent_huge_pages();
     // Exits on --help, --version and flags that do not parse (status 2), as clap programs do.
     let matches = with_defaults().get_matches();
     let job = match Cli::from_arg_matches(&matches)
