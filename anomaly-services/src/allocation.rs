@@ -1,4 +1,4 @@
-//! How the binaries get their memory: the global allocator, and whether a short run's fresh
+//! How the binaries get their memory: the global allocator, and whether the main job's fresh
 //! memory comes in transparent huge pages.
 
 /// Every binary of this crate (the services, the main job, the examples, the tests) allocates
