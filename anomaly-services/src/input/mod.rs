@@ -16,7 +16,7 @@ use crate::pipeline::{Input, InputRecord, UnreadableRecord};
 mod records;
 
 pub use records::MAX_RECORD_BYTES;
-use records::{CsvSplitter, Record, RecordReader};
+use records::{CsvSplitter, Fields, Record, RecordReader};
 
 /// The phase of every event of an input without a phase column.
 pub const INPUT_PHASE: &str = "input";
@@ -432,7 +432,7 @@ fn raw_text(bytes: &[u8]) -> String {
 }
 
 fn csv_transaction(
-    fields: Result<Vec<&str>, String>,
+    fields: Result<Fields<'_>, String>,
     text: &[u8],
     layout: &Layout,
     line: u64,
@@ -446,7 +446,7 @@ fn csv_transaction(
             layout.width
         )));
     }
-    let cell = |field: Field| layout.indices[field as usize].and_then(|i| row.get(i).copied());
+    let cell = |field: Field| layout.indices[field as usize].and_then(|i| row.get(i));
     transaction(cell, line).map_err(bad)
 }
 

@@ -108,13 +108,13 @@ fn read_line_capped(
         if available.is_empty() {
             return Ok(line);
         }
-        let (take, ended) = match available.iter().position(|&b| b == b'\n') {
+        let (take, ended) = match memchr::memchr(b'\n', available) {
             Some(at) => (at + 1, true),
             None => (available.len(), false),
         };
         let chunk = &available[..take];
         if !line.too_long && out.len() + take <= cap {
-            line.quotes += chunk.iter().filter(|&&b| b == b'"').count();
+            line.quotes += memchr::memchr_iter(b'"', chunk).count();
             out.extend_from_slice(chunk);
         } else {
             line.too_long = true;
@@ -133,6 +133,29 @@ pub(super) struct CsvSplitter {
     reader: csv_core::Reader,
     unquoted: Vec<u8>,
     ends: Vec<usize>,
+    /// The fields of the last record split, as byte ranges of its text.
+    spans: Vec<(usize, usize)>,
+}
+
+/// The fields of one record, borrowed from the record or from the splitter.
+pub(super) struct Fields<'a> {
+    text: &'a str,
+    spans: &'a [(usize, usize)],
+}
+
+impl<'a> Fields<'a> {
+    pub(super) fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub(super) fn get(&self, index: usize) -> Option<&'a str> {
+        let &(start, end) = self.spans.get(index)?;
+        self.text.get(start..end)
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &'a str> + '_ {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
 }
 
 impl CsvSplitter {
@@ -141,12 +164,34 @@ impl CsvSplitter {
             reader: csv_core::Reader::new(),
             unquoted: Vec::new(),
             ends: Vec::new(),
+            spans: Vec::new(),
         }
     }
 
     /// The fields of `record` (a whole record, without its terminator); an error names the
     /// first field that is not UTF-8.
-    pub(super) fn split<'a>(&'a mut self, record: &[u8]) -> Result<Vec<&'a str>, String> {
+    pub(super) fn split<'a>(&'a mut self, record: &'a [u8]) -> Result<Fields<'a>, String> {
+        self.spans.clear();
+        // Most records quote nothing (and hold no carriage return, which csv_core takes for a
+        // record's end): their fields are the text between commas, and the record is checked
+        // for UTF-8 once (a comma is never part of a multi-byte character, so every field of a
+        // valid record is valid).
+        if memchr::memchr2(b'"', b'\r', record).is_none()
+            && let Ok(text) = std::str::from_utf8(record)
+        {
+            let mut start = 0;
+            for comma in memchr::memchr_iter(b',', record) {
+                self.spans.push((start, comma));
+                start = comma + 1;
+            }
+            if !record.is_empty() {
+                self.spans.push((start, record.len()));
+            }
+            return Ok(Fields {
+                text,
+                spans: &self.spans,
+            });
+        }
         // Unquoting only shrinks a record, and it has at most one field per byte, plus one.
         self.unquoted.resize(record.len() + 1, 0);
         self.ends.resize(record.len() + 2, 0);
@@ -160,16 +205,21 @@ impl CsvSplitter {
                 .read_record(&[], &mut self.unquoted[written..], &mut self.ends[fields..]);
         // Field ends count from the record's start, across both calls.
         let count = fields + more_fields;
-        let text = &self.unquoted[..written + more_written];
+        let bytes = &self.unquoted[..written + more_written];
         let mut start = 0;
-        let mut out = Vec::with_capacity(count);
         for (i, &end) in self.ends[..count].iter().enumerate() {
-            let field = std::str::from_utf8(&text[start..end])
+            // Each field on its own: after unquoting, a multi-byte character could straddle
+            // two fields that are each invalid.
+            std::str::from_utf8(&bytes[start..end])
                 .map_err(|_| format!("field {} is not UTF-8", i + 1))?;
-            out.push(field);
+            self.spans.push((start, end));
             start = end;
         }
-        Ok(out)
+        let text = std::str::from_utf8(bytes).map_err(|_| "the record is not UTF-8".to_owned())?;
+        Ok(Fields {
+            text,
+            spans: &self.spans,
+        })
     }
 }
 
@@ -201,13 +251,22 @@ mod tests {
         let texts: Vec<&str> = got.iter().map(|(_, t)| t.as_str()).collect();
         assert_eq!(texts, ["a,b", "1,2", "\"x\ny\",3", "4,\"5\"\"\"", "6,7"]);
         let mut splitter = CsvSplitter::new();
-        assert_eq!(splitter.split(b"\"x\ny\",3").unwrap(), ["x\ny", "3"]);
+        let mut fields = |record: &[u8]| -> Result<Vec<String>, String> {
+            let fields = splitter.split(record)?;
+            Ok(fields.iter().map(str::to_owned).collect())
+        };
+        assert_eq!(fields(b"\"x\ny\",3").unwrap(), ["x\ny", "3"]);
+        assert_eq!(fields(b"4,\"5\"\"\",,").unwrap(), ["4", "5\"", "", ""]);
+        assert_eq!(fields(b",a,,b,").unwrap(), ["", "a", "", "b", ""]);
+        assert_eq!(fields(b"caf\xc3\xa9,1").unwrap(), ["caf\u{e9}", "1"]);
+        assert!(fields(b"").unwrap().is_empty());
+        assert_eq!(fields(b"ok,\xff\xfe").unwrap_err(), "field 2 is not UTF-8");
+        assert_eq!(fields(b"\"ok\",\xff").unwrap_err(), "field 2 is not UTF-8");
+        // A character split by a quoted comma is two invalid fields, not one valid one.
         assert_eq!(
-            splitter.split(b"4,\"5\"\"\",,").unwrap(),
-            ["4", "5\"", "", ""]
+            fields(b"\"\xc3\",\xa9").unwrap_err(),
+            "field 1 is not UTF-8"
         );
-        assert!(splitter.split(b"").unwrap().is_empty());
-        assert!(splitter.split(b"ok,\xff\xfe").is_err());
     }
 
     #[test]
