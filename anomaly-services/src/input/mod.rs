@@ -13,6 +13,7 @@ use crate::ids::name_uuid;
 use crate::messages::{RawTransaction, SCHEMA_VERSION};
 use crate::pipeline::{Input, InputRecord, UnreadableRecord};
 
+mod json_object;
 mod records;
 
 pub use records::MAX_RECORD_BYTES;
@@ -452,21 +453,11 @@ fn csv_transaction(
 
 fn json_transaction(text: &[u8], layout: &Layout, line: u64) -> InputRecord {
     let bad = |error: String| UnreadableRecord::bad(error, raw_text(text));
-    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(text)
+    let values = json_object::mapped_values(text, &layout.keys)
         .map_err(|e| bad(format!("line {line}: not a JSON object: {e}")))?;
-    // Numbers and booleans are read as their JSON text, strings as they are.
-    let values: Vec<Option<String>> = Field::ALL
-        .iter()
-        .map(|&f| match object.get(&layout.keys[f as usize]) {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(other) => Some(other.to_string()),
-        })
-        .collect();
     transaction(|f| values[f as usize].as_deref(), line).map_err(bad)
 }
 
-/// A transaction from its fields' text; the error names the line and the field.
 fn transaction<'a>(
     cell: impl Fn(Field) -> Option<&'a str>,
     line: u64,
@@ -541,10 +532,13 @@ fn parse_label(text: &str) -> Option<bool> {
             _ => None,
         };
     }
-    match text.to_ascii_lowercase().as_str() {
-        "true" | "t" | "yes" | "y" | "fraud" => Some(true),
-        "false" | "f" | "no" | "n" | "normal" => Some(false),
-        _ => None,
+    let spelled = |words: [&str; 5]| words.iter().any(|w| w.eq_ignore_ascii_case(text));
+    if spelled(["true", "t", "yes", "y", "fraud"]) {
+        Some(true)
+    } else if spelled(["false", "f", "no", "n", "normal"]) {
+        Some(false)
+    } else {
+        None
     }
 }
 
