@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anomaly_services::generator::Generator;
-use anomaly_services::input::{ColumnMap, Format, InputFile, write_csv};
+use anomaly_services::input::{ColumnMap, Format, InputFile, write_csv, write_json_lines};
 use anomaly_services::pipeline::{PipelineConfig, PipelineRun, run, run_streaming};
 use anomaly_services::report::{self, CsvTables, Summary};
 
@@ -58,10 +58,8 @@ fn a_file_of_the_synthetic_stream_gives_the_same_run() {
     let file = std::fs::File::create(&csv_path).unwrap();
     write_csv(file, Generator::new(config.generator.clone())).unwrap();
     let jsonl_path = dir.join("stream.jsonl");
-    let lines: Vec<String> = Generator::new(config.generator.clone())
-        .map(|tx| serde_json::to_string(&tx).unwrap())
-        .collect();
-    std::fs::write(&jsonl_path, lines.join("\n") + "\n").unwrap();
+    let file = std::fs::File::create(&jsonl_path).unwrap();
+    write_json_lines(file, Generator::new(config.generator.clone())).unwrap();
 
     for (path, format) in [(csv_path, Format::Csv), (jsonl_path, Format::JsonLines)] {
         let out = dir.join(format!("{format:?}"));
@@ -400,4 +398,63 @@ fn a_failing_writer_or_reader_stops_the_run_with_its_error() {
         sink.seen <= 3_000,
         "nothing after the broken record was scored"
     );
+}
+
+/// `--export-transactions` writes the format its file's extension (or --format) names, and
+/// both formats read back into the same run.
+#[test]
+fn the_export_follows_the_extension_and_reads_back_in_either_format() {
+    let dir = scratch("export");
+    let pipeline = |args: &[&std::ffi::OsStr]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_anomaly-pipeline"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let (csv, jsonl, forced) = (
+        dir.join("stream.csv"),
+        dir.join("stream.jsonl"),
+        dir.join("stream.txt"),
+    );
+    for (path, format) in [(&csv, None), (&jsonl, None), (&forced, Some("jsonl"))] {
+        let mut args = vec!["--export-transactions".as_ref(), path.as_os_str()];
+        args.extend(["--events", "2000"].map(std::ffi::OsStr::new));
+        if let Some(format) = format {
+            args.extend(["--format", format].map(std::ffi::OsStr::new));
+        }
+        pipeline(&args);
+    }
+    let text = |path: &Path| std::fs::read_to_string(path).unwrap();
+    assert_eq!(
+        text(&csv).lines().next(),
+        Some(anomaly_services::input::CSV_HEADER)
+    );
+    assert_eq!(text(&csv).lines().count(), 2001);
+    assert_eq!(text(&jsonl), text(&forced));
+    assert_eq!(text(&jsonl).lines().count(), 2000);
+    for line in text(&jsonl).lines() {
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(line).unwrap();
+        assert!(object["card_id"].is_string() && object["amount"].is_number());
+    }
+    let scored = |input: &Path, name: &str| {
+        let out = dir.join(name);
+        pipeline(&[
+            "--input".as_ref(),
+            input.as_os_str(),
+            "--quiet".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ]);
+        std::fs::read(out.join("scored_events.csv")).unwrap()
+    };
+    let from_csv = scored(&csv, "from-csv");
+    assert_eq!(String::from_utf8_lossy(&from_csv).lines().count(), 2001);
+    assert!(from_csv == scored(&jsonl, "from-jsonl"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,12 +3,12 @@
 //! `cargo run --release` at the repository root runs it; `--help` lists the options.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anomaly_services::allocation;
 use anomaly_services::generator::{FraudStyle, Generator};
-use anomaly_services::input::{ColumnMap, Format, InputFile, write_csv};
+use anomaly_services::input::{ColumnMap, Format, InputFile, write_transactions};
 use anomaly_services::messages::Severity;
 use anomaly_services::pipeline::{
     PipelineConfig, run_streaming, synthetic_input, with_random_cut_forest,
@@ -39,7 +39,8 @@ struct Cli {
     /// disk; rows that are not transactions are dead letters listed with their line numbers.
     #[arg(long, value_name = "FILE", help_heading = "Your transactions")]
     input: Option<PathBuf>,
-    /// The input's format [default: from FILE's extension].
+    /// The format of --input's (or --export-transactions') FILE [default: from its
+    /// extension].
     #[arg(long, value_enum, help_heading = "Your transactions")]
     format: Option<InputFormat>,
     /// The column holding FIELD (repeatable; after --mapping, so it overrides the file).
@@ -56,8 +57,9 @@ struct Cli {
     /// Mappings from FILE, one FIELD = COLUMN a line (# comments).
     #[arg(long, value_name = "FILE", help_heading = "Your transactions")]
     mapping: Option<PathBuf>,
-    /// Write the synthetic stream (--events, --seed, --cards, --fraud) to FILE as CSV in the
-    /// layout --input reads, and stop.
+    /// Write the synthetic stream (--events, --seed, --cards, --fraud) to FILE in the layout
+    /// --input reads, and stop: JSON lines for .jsonl, .ndjson or .json (or --format jsonl),
+    /// otherwise CSV.
     #[arg(long, value_name = "FILE")]
     export_transactions: Option<PathBuf>,
     /// Transactions to generate.
@@ -172,7 +174,8 @@ struct Job {
     out: PathBuf,
     quiet: bool,
     input: Option<InputFile>,
-    export: Option<PathBuf>,
+    /// --export-transactions: where, and in which format.
+    export: Option<(PathBuf, Format)>,
 }
 
 impl Cli {
@@ -206,11 +209,7 @@ impl Cli {
             Some(path) => {
                 config.input = Some(path.display().to_string());
                 Some(InputFile {
-                    format: match self.format {
-                        Some(InputFormat::Csv) => Format::Csv,
-                        Some(InputFormat::Jsonl) => Format::JsonLines,
-                        None => Format::from_path(&path),
-                    },
+                    format: file_format(self.format, &path),
                     path,
                     columns,
                 })
@@ -225,8 +224,19 @@ impl Cli {
             out: self.out,
             quiet: self.quiet,
             input,
-            export: self.export_transactions,
+            export: self
+                .export_transactions
+                .map(|path| (path.clone(), file_format(self.format, &path))),
         })
+    }
+}
+
+/// --format if given, else what the file's extension says.
+fn file_format(explicit: Option<InputFormat>, path: &Path) -> Format {
+    match explicit {
+        Some(InputFormat::Csv) => Format::Csv,
+        Some(InputFormat::Jsonl) => Format::JsonLines,
+        None => Format::from_path(path),
     }
 }
 
@@ -272,9 +282,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Some(path) = &job.export {
-        let written = std::fs::File::create(path)
-            .and_then(|file| write_csv(file, Generator::new(job.config.generator.clone())));
+    if let Some((path, format)) = &job.export {
+        let written = std::fs::File::create(path).and_then(|file| {
+            let stream = Generator::new(job.config.generator.clone());
+            write_transactions(file, *format, stream)
+        });
         return match written {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

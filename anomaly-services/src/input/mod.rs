@@ -615,6 +615,46 @@ pub fn write_csv(
     out.flush()
 }
 
+/// Writes transactions as JSON lines, one object a line with the field names the input reads
+/// without any mapping (and `schema_version`, which it ignores). Numbers are written in their
+/// shortest round-trip form, so reading the file back gives the same transactions.
+///
+/// ```
+/// use anomaly_services::generator::{Generator, GeneratorParams};
+/// use anomaly_services::input::write_json_lines;
+///
+/// let mut out = Vec::new();
+/// let stream = Generator::new(GeneratorParams { events: 3, ..GeneratorParams::default() });
+/// write_json_lines(&mut out, stream)?;
+/// let text = String::from_utf8_lossy(&out);
+/// assert_eq!(text.lines().count(), 3);
+/// assert!(text.lines().all(|line| line.starts_with('{') && line.contains("\"card_id\":")));
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn write_json_lines(
+    out: impl Write,
+    transactions: impl IntoIterator<Item = RawTransaction>,
+) -> std::io::Result<()> {
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    for t in transactions {
+        serde_json::to_writer(&mut out, &t)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
+
+/// Writes transactions in `format`: [`write_csv`] or [`write_json_lines`].
+pub fn write_transactions(
+    out: impl Write,
+    format: Format,
+    transactions: impl IntoIterator<Item = RawTransaction>,
+) -> std::io::Result<()> {
+    match format {
+        Format::Csv => write_csv(out, transactions),
+        Format::JsonLines => write_json_lines(out, transactions),
+    }
+}
+
 /// A CSV cell: quoted when it holds a comma, a quote or a line break.
 fn quoted(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains([',', '"', '\n', '\r']) {
