@@ -14,8 +14,10 @@ use crate::messages::{RawTransaction, SCHEMA_VERSION};
 use crate::pipeline::{Input, InputRecord, UnreadableRecord};
 
 mod json_object;
+mod read_ahead;
 mod records;
 
+use read_ahead::ReadAhead;
 pub use records::MAX_RECORD_BYTES;
 use records::{CsvSplitter, Fields, Record, RecordReader};
 
@@ -320,6 +322,7 @@ impl InputFile {
             pending,
             finished: false,
         };
+        let records = ReadAhead::spawn(records).map_err(io)?;
         Ok(Input {
             records: Box::new(records),
             expected,
