@@ -213,7 +213,8 @@ pub struct UnreadableRecord {
     pub error: String,
     /// The record's text, as far as it could be read (cut to 4 KiB in the dead letter).
     pub raw: String,
-    /// The input cannot be read further (an I/O error): the run stops with this error.
+    /// The input cannot be read further (an I/O error, or a panic of the thread parsing it):
+    /// the run stops with this error.
     pub fatal: bool,
 }
 

@@ -453,6 +453,16 @@ fn the_export_follows_the_extension_and_reads_back_in_either_format() {
         ]);
         std::fs::read(out.join("scored_events.csv")).unwrap()
     };
+    // One --format cannot describe two files: exporting while reading a file is refused.
+    let both = std::process::Command::new(env!("CARGO_BIN_EXE_anomaly-pipeline"))
+        .arg("--input")
+        .arg(&jsonl)
+        .arg("--export-transactions")
+        .arg(dir.join("again.csv"))
+        .output()
+        .unwrap();
+    assert_eq!(both.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
     let from_csv = scored(&csv, "from-csv");
     assert_eq!(String::from_utf8_lossy(&from_csv).lines().count(), 2001);
     assert!(from_csv == scored(&jsonl, "from-jsonl"));

@@ -60,7 +60,7 @@ struct Cli {
     /// Write the synthetic stream (--events, --seed, --cards, --fraud) to FILE in the layout
     /// --input reads, and stop: JSON lines for .jsonl, .ndjson or .json (or --format jsonl),
     /// otherwise CSV.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "input")]
     export_transactions: Option<PathBuf>,
     /// Transactions to generate.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -224,9 +224,10 @@ impl Cli {
             out: self.out,
             quiet: self.quiet,
             input,
-            export: self
-                .export_transactions
-                .map(|path| (path.clone(), file_format(self.format, &path))),
+            export: self.export_transactions.map(|path| {
+                let format = file_format(self.format, &path);
+                (path, format)
+            }),
         })
     }
 }

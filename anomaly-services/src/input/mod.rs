@@ -239,8 +239,9 @@ pub struct InputFile {
     pub columns: ColumnMap,
 }
 impl InputFile {
-    /// The file's records as a run's input, each with its line number: rows are read as
-    /// the run asks for them. The input is labelled when the file has a label column (for
+    /// The file's records as a run's input, each with its line number: a thread of its own
+    /// reads and parses them a few thousand rows ahead of the run (so memory stays flat). The
+    /// input is labelled when the file has a label column (for
     /// JSON lines: when the first record has the label's key).
     pub fn open(&self) -> Result<Input<Records>, InputError> {
         let io = |source| InputError::Io {
@@ -308,9 +309,10 @@ impl InputFile {
                         "a JSON array, not JSON lines: write one transaction object a line",
                     )));
                 }
+                // Read as every record is: the label's key present, even if null.
                 let labelled = matches!(first, Some(Record::Text { .. }))
-                    && serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&text)
-                        .is_ok_and(|o| o.contains_key(&layout.keys[Field::Label as usize]));
+                    && json_object::mapped_values(&text, &layout.keys)
+                        .is_ok_and(|values| values[Field::Label as usize].is_some());
                 (labelled, first, lines)
             }
         };
@@ -322,7 +324,12 @@ impl InputFile {
             pending,
             finished: false,
         };
-        let records = ReadAhead::spawn(records).map_err(io)?;
+        let records = ReadAhead::spawn(records).map_err(|e| {
+            io(std::io::Error::new(
+                e.kind(),
+                format!("cannot start the thread that parses it: {e}"),
+            ))
+        })?;
         Ok(Input {
             records: Box::new(records),
             expected,
@@ -458,9 +465,14 @@ fn json_transaction(text: &[u8], layout: &Layout, line: u64) -> InputRecord {
     let bad = |error: String| UnreadableRecord::bad(error, raw_text(text));
     let values = json_object::mapped_values(text, &layout.keys)
         .map_err(|e| bad(format!("line {line}: not a JSON object: {e}")))?;
-    transaction(|f| values[f as usize].as_deref(), line).map_err(bad)
+    transaction(
+        |f| values[f as usize].as_ref().and_then(|v| v.as_deref()),
+        line,
+    )
+    .map_err(bad)
 }
 
+/// A transaction from its fields' text; the error names the line and the field.
 fn transaction<'a>(
     cell: impl Fn(Field) -> Option<&'a str>,
     line: u64,

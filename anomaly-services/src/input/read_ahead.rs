@@ -4,6 +4,7 @@
 //! transactions"). Records keep their order, so results do not change.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 
@@ -43,37 +44,63 @@ impl ReadAhead {
         })
     }
 
-    /// The parser's end: nothing, or a fatal record saying that it stopped on a panic (so
-    /// that a bug ends the run with an error instead of a silently shorter input).
+    /// The parser's end: nothing, or a fatal record if it could not join (it catches its
+    /// own panics, so this is for a panic outside the parsing itself).
     fn finish(&mut self) -> Option<(i64, InputRecord)> {
         let parser = self.parser.take()?;
         let panic = parser.join().err()?;
-        let reason = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        let failed = UnreadableRecord {
-            error: format!("the input's parser stopped: {reason}"),
-            raw: String::new(),
-            fatal: true,
-        };
-        Some((0, Err(failed)))
+        Some(parser_stopped(panic.as_ref()))
     }
 }
 
+/// A fatal record for a panic of the parser: the run stops with an error rather than going
+/// on with a silently shorter input.
+fn parser_stopped(panic: &(dyn std::any::Any + Send)) -> (i64, InputRecord) {
+    let reason = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    let failed = UnreadableRecord {
+        error: format!("the input's parser stopped: {reason}"),
+        raw: String::new(),
+        fatal: true,
+    };
+    (0, Err(failed))
+}
+
 fn parse(
-    mut records: impl Iterator<Item = (i64, InputRecord)>,
+    records: impl Iterator<Item = (i64, InputRecord)>,
     full: &SyncSender<Batch>,
     reuse: &Receiver<Batch>,
 ) {
+    // Not asked again once it has ended: a file that grows meanwhile is not read further.
+    let mut records = records.fuse();
     loop {
         let mut batch = reuse
             .try_recv()
             .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-        batch.extend(records.by_ref().take(BATCH));
-        // An empty batch: the end. A failed send: the reader is gone.
-        if batch.is_empty() || full.send(batch).is_err() {
+        let mut ended = false;
+        while batch.len() < BATCH {
+            // Caught here, a panic still delivers the records parsed before it, in order.
+            match std::panic::catch_unwind(AssertUnwindSafe(|| records.next())) {
+                Ok(Some(record)) => batch.push(record),
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(panic) => {
+                    batch.push(parser_stopped(panic.as_ref()));
+                    ended = true;
+                    break;
+                }
+            }
+        }
+        // A failed send: the reader is gone.
+        if !batch.is_empty() && full.send(batch).is_err() {
+            return;
+        }
+        if ended {
             return;
         }
     }
@@ -116,6 +143,8 @@ impl Drop for ReadAhead {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn record(i: i64) -> (i64, InputRecord) {
@@ -123,16 +152,12 @@ mod tests {
         (i, Err(UnreadableRecord::bad(error, String::new())))
     }
 
-    fn line_of(record: &(i64, InputRecord)) -> i64 {
-        record.0
-    }
-
     #[test]
     fn every_record_arrives_in_order() {
         for count in [0, 1, BATCH - 1, BATCH, 3 * BATCH + 7] {
             let read: Vec<i64> = ReadAhead::spawn((0..count as i64).map(record))
                 .unwrap()
-                .map(|r| line_of(&r))
+                .map(|(line, _)| line)
                 .collect();
             assert_eq!(
                 read,
@@ -143,16 +168,32 @@ mod tests {
     }
 
     #[test]
-    fn a_parser_that_panics_ends_the_input_with_a_fatal_record() {
+    fn a_slow_reader_gets_every_record_in_order_from_a_blocked_parser() {
+        let count = (BATCHES_AHEAD + 12) * BATCH + 3;
+        let mut records = ReadAhead::spawn((0..count as i64).map(record)).unwrap();
+        let mut read = Vec::with_capacity(count);
+        for (i, (line, _)) in records.by_ref().enumerate() {
+            read.push(line);
+            // The parser fills every batch it may hold ahead and waits on the reader.
+            if i % (4 * BATCH) == 0 {
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        }
+        assert_eq!(read, (0..count as i64).collect::<Vec<_>>());
+        assert!(records.next().is_none());
+    }
+
+    #[test]
+    fn a_parser_that_panics_delivers_what_it_read_then_a_fatal_record() {
         let records = (0..1_000).map(|i| {
             assert!(i < 700, "bad state at record {i}");
             record(i)
         });
         let read: Vec<(i64, InputRecord)> = ReadAhead::spawn(records).unwrap().collect();
-        // The last full batch before the panic arrives, then the failure.
-        assert_eq!(read.len(), BATCH + 1);
-        let (_, last) = &read[BATCH];
-        let failed = last.as_ref().err().unwrap();
+        assert_eq!(read.len(), 701);
+        let lines: Vec<i64> = read[..700].iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, (0..700).collect::<Vec<_>>());
+        let failed = read[700].1.as_ref().err().unwrap();
         assert!(failed.fatal);
         assert!(
             failed.error.contains("bad state at record 700"),
@@ -163,8 +204,14 @@ mod tests {
 
     #[test]
     fn dropping_it_early_stops_the_parser() {
-        let mut records = ReadAhead::spawn((0..).map(record)).unwrap();
-        assert_eq!(records.next().map(|r| r.0), Some(0));
-        drop(records); // Returns: the parser saw its reader go and stopped.
+        let (done, dropped) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut records = ReadAhead::spawn((0..).map(record)).unwrap();
+            let first = records.next().map(|(line, _)| line);
+            drop(records); // Joins the parser, which must see its reader go.
+            let _ = done.send(first);
+        });
+        let first = dropped.recv_timeout(Duration::from_secs(30));
+        assert_eq!(first, Ok(Some(0)), "the drop did not return");
     }
 }
