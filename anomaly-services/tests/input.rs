@@ -91,6 +91,20 @@ fn a_file_of_the_synthetic_stream_gives_the_same_run() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The main job's binary with `args`; its standard output, once it has succeeded.
+fn run_pipeline(args: &[&std::ffi::OsStr]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_anomaly-pipeline"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn repository_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -103,21 +117,16 @@ fn repository_file(relative: &str) -> PathBuf {
 fn the_sample_file_runs_and_reports_its_bad_rows_by_line() {
     let dir = scratch("sample");
     let sample = repository_file("examples/data/transactions.csv");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_anomaly-pipeline"))
-        .arg("--input")
-        .arg(&sample)
-        .arg("--mapping")
-        .arg(repository_file("examples/data/transactions.mapping"))
-        .args(["--quiet", "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mapping = repository_file("examples/data/transactions.mapping");
+    let stdout = run_pipeline(&[
+        "--input".as_ref(),
+        sample.as_os_str(),
+        "--mapping".as_ref(),
+        mapping.as_os_str(),
+        "--quiet".as_ref(),
+        "--out".as_ref(),
+        dir.as_os_str(),
+    ]);
     assert!(
         stdout.contains("events: 3000 scored, 6 dead-lettered"),
         "{stdout}"
@@ -405,17 +414,6 @@ fn a_failing_writer_or_reader_stops_the_run_with_its_error() {
 #[test]
 fn the_export_follows_the_extension_and_reads_back_in_either_format() {
     let dir = scratch("export");
-    let pipeline = |args: &[&std::ffi::OsStr]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_anomaly-pipeline"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
     let (csv, jsonl, forced) = (
         dir.join("stream.csv"),
         dir.join("stream.jsonl"),
@@ -427,7 +425,7 @@ fn the_export_follows_the_extension_and_reads_back_in_either_format() {
         if let Some(format) = format {
             args.extend(["--format", format].map(std::ffi::OsStr::new));
         }
-        pipeline(&args);
+        run_pipeline(&args);
     }
     let text = |path: &Path| std::fs::read_to_string(path).unwrap();
     assert_eq!(
@@ -444,7 +442,7 @@ fn the_export_follows_the_extension_and_reads_back_in_either_format() {
     }
     let scored = |input: &Path, name: &str| {
         let out = dir.join(name);
-        pipeline(&[
+        run_pipeline(&[
             "--input".as_ref(),
             input.as_os_str(),
             "--quiet".as_ref(),
