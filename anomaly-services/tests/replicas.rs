@@ -3,7 +3,7 @@
 //! reaches one member of the group; retraining workers racing to publish get distinct,
 //! increasing versions, and the active model never goes back.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -381,7 +381,18 @@ fn service(name: &str, bootstrap: &str, schema: &str, prefix: &str, port: u16) -
 const PIPELINE_EVENTS: u64 = 12_000;
 const PIPELINE_CARDS: u32 = 200;
 
+/// Where producer `instance` of the run with `prefix` logs (each start appends), so that a
+/// producer that fails says why in the test's failure.
+fn producer_log(prefix: &str, instance: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{prefix}-producer-{instance}.log"))
+}
+
 fn producer(bootstrap: &str, prefix: &str, instance: u32) -> KillOnDrop {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(producer_log(prefix, instance))
+        .unwrap();
     KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_producer"))
             .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap)
@@ -393,9 +404,11 @@ fn producer(bootstrap: &str, prefix: &str, instance: u32) -> KillOnDrop {
             .env("PRODUCER_CARDS", PIPELINE_CARDS.to_string())
             .env("PRODUCER_INSTANCES", "2")
             .env("PRODUCER_INSTANCE", instance.to_string())
-            .env("HTTP_PORT", free_port().to_string())
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
+            // Nothing here reads a producer's /metrics: port 0 lets the kernel pick a free one
+            // (a port found free beforehand can be taken by a connection before it is bound).
+            .env("HTTP_PORT", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(log)
             .spawn()
             .unwrap(),
     )
@@ -496,9 +509,14 @@ fn run_pipeline(disturb: bool) -> PipelineRun {
         }
         producers[0] = producer(&bootstrap, &prefix, 0);
     }
-    for producer in &mut producers {
+    for (instance, producer) in producers.iter_mut().enumerate() {
         let status = producer.0.wait().unwrap();
-        assert!(status.success(), "{status:?}");
+        let log = std::fs::read_to_string(producer_log(&prefix, instance as u32));
+        assert!(
+            status.success(),
+            "producer {instance}: {status:?}; its log:\n{log:?}"
+        );
+        let _ = std::fs::remove_file(producer_log(&prefix, instance as u32));
     }
     // The producers sent the stream once between them, the restarted one going on where it
     // stopped (read from the broker: the table's unique key would hide a duplicate).
