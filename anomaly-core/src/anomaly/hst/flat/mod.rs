@@ -110,10 +110,10 @@ impl Masses {
 pub(super) struct FlatTrees {
     height: u32,
     n_trees: u32,
-    /// The branches' splits, by groups of [`LANES`] trees: per group, `2^height` nodes (the
-    /// last unused) by number, each the group's trees' splits side by side (see
-    /// [`split_slot`](Self::split_slot)).
-    splits: Vec<Split>,
+    /// The branches' splits, by groups of [`LANES`] trees: per group, `2^height` rows (the
+    /// last unused), one per node number, each the group's trees' splits side by side (see
+    /// [`split_row`](Self::split_row)).
+    splits: Vec<[Split; LANES]>,
     /// Per tree, `2^(height + 1)` slots: every node's masses by node number, the last slot
     /// unused.
     masses: Vec<Masses>,
@@ -136,7 +136,7 @@ impl FlatTrees {
         FlatTrees {
             height,
             n_trees,
-            splits: vec![Split::default(); slots],
+            splits: vec![[Split::default(); LANES]; slots / LANES],
             masses: vec![Masses::default(); 2 * slots],
             // No mass anywhere: the branches' (all 0) are the leaves' sums.
             branches_counted: false,
@@ -151,11 +151,11 @@ impl FlatTrees {
         (tree << (self.height + 1)) + node
     }
 
-    /// Index in `splits` of tree `tree`'s branch `node`. A group's trees side by side let
-    /// a walk of the group step from a node to its child with one multiply-add per tree
-    /// (see [`descend`]), and put their top levels in a few cache lines.
-    fn split_slot(&self, tree: usize, node: usize) -> usize {
-        ((((tree / LANES) << self.height) + node) * LANES) + tree % LANES
+    /// Row in `splits` of tree `tree`'s branch `node`, and the tree's lane in it. A group's
+    /// trees side by side step from a node to its child the same way, whatever their lane
+    /// (see [`descend`]), and share the cache lines of their top levels.
+    fn split_row(&self, tree: usize, node: usize) -> (usize, usize) {
+        (((tree / LANES) << self.height) + node, tree % LANES)
     }
 
     fn node_number(at: NodeAt) -> usize {
@@ -202,13 +202,14 @@ impl FlatTrees {
 
     /// `(feature column, threshold)` of the branch at `at`.
     pub(super) fn split(&self, tree: usize, at: NodeAt) -> (u32, f64) {
-        let split = self.splits[self.split_slot(tree, Self::node_number(at))];
+        let (row, lane) = self.split_row(tree, Self::node_number(at));
+        let split = self.splits[row][lane];
         (split.feature, split.threshold)
     }
 
     pub(super) fn set_split(&mut self, tree: usize, at: NodeAt, feature: u32, threshold: f64) {
-        let slot = self.split_slot(tree, Self::node_number(at));
-        self.splits[slot] = Split { threshold, feature };
+        let (row, lane) = self.split_row(tree, Self::node_number(at));
+        self.splits[row][lane] = Split { threshold, feature };
     }
 
     /// Every tree's walk for `row`, counting a visit at its leaf (and, once the branches are
@@ -250,7 +251,7 @@ impl FlatTrees {
             // Up to twelve trees side by side: each walk is a chain of dependent loads, and
             // independent chains interleaved overlap their waits (measured: twelve at once
             // x1.15 faster than eight, eight x1.14 faster than four).
-            let splits = &self.splits[first_tree << height..];
+            let splits = &self.splits[(first_tree / LANES) << height..];
             let (side_by_side, leaves) = if n_trees - first_tree > 2 * LANES {
                 (3 * LANES, descend::<3>(splits, height, x))
             } else if n_trees - first_tree > LANES {
@@ -286,7 +287,7 @@ impl FlatTrees {
             .enumerate();
         let splits = &self.splits;
         let walker = |tree: usize, masses| {
-            let group = &splits[(tree / LANES) * LANES * slots..][..LANES * slots];
+            let group = &splits[(tree / LANES) * slots..][..slots];
             Walker::new(group, tree % LANES, masses)
         };
         // Two trees side by side: their loads overlap.
@@ -458,26 +459,29 @@ impl Columns for SmallRow {
 /// The leaves (numbered from the left) that `x` reaches in the `G` groups of trees whose
 /// splits start `splits`.
 #[inline(always)]
-fn descend<const G: usize>(splits: &[Split], height: u32, x: &impl Columns) -> [[usize; LANES]; G] {
-    let group_len = LANES << height;
-    let mut groups: [&[Split]; G] = [&[]; G];
-    for (group, splits) in groups.iter_mut().zip(splits.chunks_exact(group_len)) {
-        *group = splits;
-    }
-    // Per tree, its node's number times `LANES` plus its lane: its split's index within the
-    // group. Its child `2 * node + 1 + right` is then at `2 * at + LANES * (1 + right) - lane`.
-    let mut at: [[usize; LANES]; G] = [std::array::from_fn(|lane| lane); G];
+fn descend<const G: usize>(
+    splits: &[[Split; LANES]],
+    height: u32,
+    x: &impl Columns,
+) -> [[usize; LANES]; G] {
+    let rows = 1usize << height;
+    let last_row = rows - 1;
+    // Each group's rows exactly: with the node masked by `last_row` below, the compiler sees
+    // every index in bounds and checks none (the mask changes nothing: a walk loads rows of
+    // branches only, whose numbers are below `last_row`).
+    let groups: [&[[Split; LANES]]; G] = std::array::from_fn(|g| &splits[g * rows..][..=last_row]);
+    // The same node arithmetic in every lane: the lane is a constant offset in the row.
+    let mut node = [[0usize; LANES]; G];
     for _ in 0..height {
-        for (splits, at) in groups.iter().zip(&mut at) {
-            for (lane, at) in at.iter_mut().enumerate() {
-                let split = &splits[*at];
+        for (rows, node) in groups.iter().zip(&mut node) {
+            for (lane, node) in node.iter_mut().enumerate() {
+                let split = &rows[*node & last_row][lane];
                 let right = usize::from(x.value(split.feature) >= split.threshold);
-                *at = 2 * *at + LANES * (1 + right) - lane;
+                *node = 2 * *node + 1 + right;
             }
         }
     }
-    let first_leaf = (1usize << height) - 1;
-    at.map(|at| at.map(|at| at / LANES - first_leaf))
+    node.map(|nodes| nodes.map(|node| node - last_row))
 }
 
 /// One tree's masses, for scoring the paths to its leaves.
@@ -510,7 +514,7 @@ impl TreeScores<'_> {
 /// One tree's walk in progress, counting every node it visits.
 struct Walker<'a> {
     /// The splits of the tree's group, and the tree's lane in it.
-    splits: &'a [Split],
+    splits: &'a [[Split; LANES]],
     lane: usize,
     masses: &'a mut [Masses],
     /// Number of the node reached.
@@ -522,7 +526,7 @@ struct Walker<'a> {
 
 impl<'a> Walker<'a> {
     #[inline(always)]
-    fn new(splits: &'a [Split], lane: usize, masses: &'a mut [Masses]) -> Self {
+    fn new(splits: &'a [[Split; LANES]], lane: usize, masses: &'a mut [Masses]) -> Self {
         Walker {
             splits,
             lane,
@@ -539,7 +543,7 @@ impl<'a> Walker<'a> {
         let reference = self.masses[self.node].visit();
         self.score += (u64::from(reference) << depth) & self.counting;
         self.counting = 0u64.wrapping_sub(u64::from(reference >= limit));
-        let split = &self.splits[self.node * LANES + self.lane];
+        let split = &self.splits[self.node][self.lane];
         let right = match row.value(split.feature as usize) {
             Some(x) => x >= split.threshold,
             None => heavier_child_is_right(self.masses, self.node),
