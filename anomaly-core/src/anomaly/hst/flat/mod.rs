@@ -234,9 +234,12 @@ impl FlatTrees {
         if self.leaf_scores_limit != Some(limit) {
             self.score_leaves(limit);
         }
-        match SmallRow::new(x) {
-            Some(row) => self.descend_all(&row, walks),
-            None => self.descend_all(&x, walks),
+        // Filled in place: returned from a constructor, the 256-byte row was copied again.
+        let mut row = SmallRow([0.0; SMALL_ROW]);
+        if row.fill(x) {
+            self.descend_all(&row, walks)
+        } else {
+            self.descend_all(&x, walks)
         }
     }
 
@@ -442,10 +445,16 @@ const SMALL_ROW: usize = 32;
 struct SmallRow([f64; SMALL_ROW]);
 
 impl SmallRow {
-    fn new(x: &[f64]) -> Option<Self> {
-        let mut row = SmallRow([0.0; SMALL_ROW]);
-        row.0.get_mut(..x.len())?.copy_from_slice(x);
-        Some(row)
+    /// Copies `x` to the front of the row; false if it does not fit.
+    #[inline(always)]
+    fn fill(&mut self, x: &[f64]) -> bool {
+        match self.0.get_mut(..x.len()) {
+            Some(front) => {
+                front.copy_from_slice(x);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -481,7 +490,11 @@ fn descend<const G: usize>(
             }
         }
     }
-    node.map(|nodes| nodes.map(|node| node - last_row))
+    // In place: `map` compiles to out-of-line calls here.
+    for node in node.as_flattened_mut() {
+        *node -= last_row;
+    }
+    node
 }
 
 /// One tree's masses, for scoring the paths to its leaves.
