@@ -110,6 +110,13 @@ pub trait Handler {
     /// from records goes back to its state after the last committed batch, so the replay
     /// does not count them twice.
     fn batch_failed(&mut self) {}
+
+    /// Called when the records of the last failed batch will not come back to this consumer:
+    /// the group gave their partitions to another one, which replays them. A handler that
+    /// holds something back until the replay (ml-inference adopts no new model) stops
+    /// waiting; without this, an instance whose partitions moved during a failure waited
+    /// until its next committed batch, for good once the stream had ended.
+    fn replay_moved_away(&mut self) {}
 }
 
 /// Why the loop stopped with an error.
@@ -142,7 +149,15 @@ pub fn run(
     let mut backoff = Backoff::default();
     let mut stopped_by = Ok(());
     let mut commits_failing = false;
+    // The partitions of the last failed batch whose records come back to this consumer,
+    // until they do (a batch commits) or the group moves them elsewhere.
+    let mut awaiting_replay: Vec<(String, i32)> = Vec::new();
     while !shutdown.load(Ordering::Relaxed) {
+        if !awaiting_replay.is_empty() && !io.owns_any(&awaiting_replay) {
+            info!("The failed batch's partitions moved to another consumer, which replays them");
+            awaiting_replay.clear();
+            handler.replay_moved_away();
+        }
         handler.tick();
         commits_failing = commit_if_due(io, status).unwrap_or(commits_failing);
         let polled = io.poll_batch(io.tuning().batch_size, Duration::from_millis(200));
@@ -205,6 +220,7 @@ pub fn run(
         match outcome {
             Ok(()) => {
                 handler.batch_committed();
+                awaiting_replay.clear();
                 if let Some(newest) = batch.iter().filter_map(|r| r.timestamp_ms).max() {
                     metrics.last_event_time.set(newest as f64 / 1000.0);
                 }
@@ -226,10 +242,16 @@ pub fn run(
                     .inc();
                 status.healthy.store(false, Ordering::Relaxed);
                 handler.batch_failed();
-                if let Err(e) = io.rewind(&batch) {
-                    error!(error = e.to_string().as_str(); "Rewind failed");
-                    stopped_by = Err(LoopError::RewindFailed(e.to_string()));
-                    break;
+                match io.rewind(&batch) {
+                    Ok(rewound) => awaiting_replay = rewound,
+                    Err(e) => {
+                        error!(error = e.to_string().as_str(); "Rewind failed");
+                        stopped_by = Err(LoopError::RewindFailed(e.to_string()));
+                        break;
+                    }
+                }
+                if awaiting_replay.is_empty() {
+                    handler.replay_moved_away();
                 }
                 backoff.wait(shutdown);
             }

@@ -223,7 +223,11 @@ fn partitions_the_consumer_does_not_own_are_left_to_their_owner() {
     io.mark_processed(&batch).unwrap();
     // Only the owned partition's position is committed.
     assert_eq!(io.commit_processed().unwrap(), "owned/0@2");
-    io.rewind(&batch).unwrap();
+    // Only the owned partition is moved back, and said to be: the other's records go to
+    // whoever owns it.
+    assert_eq!(io.rewind(&batch).unwrap(), vec![("owned".to_owned(), 0)]);
+    assert!(io.owns_any(&[("owned".to_owned(), 0)]));
+    assert!(!io.owns_any(&[("not-assigned".to_owned(), 0)]));
     // The owned partition was moved back to the batch's first record.
     let mut again = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);

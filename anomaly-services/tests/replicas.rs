@@ -583,16 +583,24 @@ fn run_pipeline(disturb: bool) -> PipelineRun {
     );
     // Whatever was published last, every ml-inference instance runs it.
     let mut models = RedisModelStore::connect(&redis_url(), &prefix).unwrap();
-    wait_until(
-        "every ml-inference instance on the active model",
-        Duration::from_secs(60),
-        || {
-            let active = models.active_version().unwrap().unwrap_or(1);
-            ports(&running, "ml-inference")
-                .iter()
-                .all(|&port| metric(port, "anomaly_active_model_version") == active)
-        },
-    );
+    let started = std::time::Instant::now();
+    loop {
+        let active = models.active_version().unwrap().unwrap_or(1);
+        // (port, the model it runs): 0 for an instance that does not answer.
+        let instances: Vec<(u16, u64)> = ports(&running, "ml-inference")
+            .into_iter()
+            .map(|port| (port, metric(port, "anomaly_active_model_version")))
+            .collect();
+        if instances.iter().all(|&(_, version)| version == active) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for every ml-inference instance on the active model {active}: \
+             (port, version) {instances:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Exactly once: as many rows as transactions (the count above could only grow past it),
     // and no event with two alerts.
     std::thread::sleep(Duration::from_secs(2));

@@ -837,10 +837,11 @@ impl KafkaIo {
     }
 
     /// Moves each partition of `records` back to its first record, so an unprocessed batch is
-    /// consumed again. Every partition is tried, each up to three times; the error is the
-    /// last one of a partition that could not be moved back. Partitions this consumer no
-    /// longer owns are skipped: their new owner consumes them from the last committed offset.
-    pub fn rewind(&self, records: &[Record]) -> KafkaResult<()> {
+    /// consumed again; returns the partitions moved back (whose records come back here).
+    /// Every partition is tried, each up to three times; the error is the last one of a
+    /// partition that could not be moved back. Partitions this consumer no longer owns are
+    /// skipped: their new owner consumes them from the last committed offset.
+    pub fn rewind(&self, records: &[Record]) -> KafkaResult<Vec<(String, i32)>> {
         let owned = self.consumer.assignment()?;
         let mut first: Vec<(&str, i32, i64)> = Vec::new();
         for r in records
@@ -856,7 +857,7 @@ impl KafkaIo {
             }
         }
         let mut failed = None;
-        for (topic, partition, offset) in first {
+        for &(topic, partition, offset) in &first {
             let mut attempt = 0;
             while let Err(e) = self.consumer.seek(
                 topic,
@@ -872,7 +873,24 @@ impl KafkaIo {
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
-        failed.map_or(Ok(()), Err)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(first
+                .into_iter()
+                .map(|(topic, partition, _)| (topic.to_owned(), partition))
+                .collect()),
+        }
+    }
+
+    /// Whether this consumer is still assigned any of `partitions`. True when the assignment
+    /// cannot be read: the caller then keeps waiting for their records, as before.
+    pub fn owns_any(&self, partitions: &[(String, i32)]) -> bool {
+        match self.consumer.assignment() {
+            Ok(owned) => partitions
+                .iter()
+                .any(|(topic, partition)| owned.find_partition(topic, *partition).is_some()),
+            Err(_) => true,
+        }
     }
 
     /// The group's committed offset of every partition of `topics`, read back from the

@@ -284,6 +284,12 @@ impl<M: ModelSource> Handler for InferenceService<M> {
         }
     }
 
+    fn replay_moved_away(&mut self) {
+        // Another consumer replays the failed batch, with its own model: nothing to wait for.
+        // The stage is already the committed one (`batch_failed`).
+        self.replay_pending = false;
+    }
+
     fn batch_failed(&mut self) {
         // The replay scores the same vectors again: the model must not have learned them.
         self.stage.clone_from(&self.committed);
@@ -349,7 +355,10 @@ mod tests {
             .collect()
     }
 
-    fn handle_all(service: &mut InferenceService<NoModels>, records: &[Record]) -> Vec<Output> {
+    fn handle_all<M: ModelSource>(
+        service: &mut InferenceService<M>,
+        records: &[Record],
+    ) -> Vec<Output> {
         let mut out = Vec::new();
         for record in records {
             service.handle(record, &mut out).unwrap();
@@ -371,5 +380,50 @@ mod tests {
             replayed.batch_committed();
         }
         assert_eq!(replayed.stage.model(), once.stage.model());
+    }
+
+    /// A published model `version`, always the active one.
+    struct Published {
+        version: u64,
+        snapshot: Vec<u8>,
+    }
+
+    impl ModelSource for Published {
+        fn load_active(&mut self) -> Result<Option<Vec<u8>>, String> {
+            Ok(Some(self.snapshot.clone()))
+        }
+        fn active_version(&mut self) -> Result<Option<u64>, String> {
+            Ok(Some(self.version))
+        }
+    }
+
+    /// While a failed batch waits for its replay, no newer model is adopted; once its
+    /// partitions have moved to another consumer there is no replay to wait for, and the
+    /// next check adopts it (before, an instance left idle stayed on its old model for good).
+    #[test]
+    fn a_replay_that_moved_away_no_longer_holds_back_a_newer_model() {
+        let model = Ensemble::with_features(default_model(), &TransactionFeatures::NAMES).unwrap();
+        let published = Published {
+            version: 2,
+            snapshot: Inference::new(model.clone(), 2, 0.5).checkpoint(),
+        };
+        let mut service = InferenceService::new(
+            Inference::new(model, 1, 0.5),
+            published,
+            crate::telemetry::http::Status::new("ml-inference"),
+        );
+        handle_all(&mut service, &batch(0));
+        service.batch_failed();
+        service.tick();
+        assert_eq!(
+            service.stage.version(),
+            1,
+            "adopted while the replay was pending"
+        );
+        service.replay_moved_away();
+        service.tick();
+        assert_eq!(service.stage.version(), 2);
+        assert_eq!(service.committed.version(), 2);
+        assert_eq!(service.metrics().active_model_version.get(), 2);
     }
 }
