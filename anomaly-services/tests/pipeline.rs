@@ -132,10 +132,12 @@ fn the_same_seed_gives_the_same_run() {
         s.throughput = 0.0;
     }
     assert_eq!(a_summary, b_summary);
-    let (_, other) = run_and_write(12, &out_dir("seed-c"));
+    let c_dir = out_dir("seed-c");
+    let (_, other) = run_and_write(12, &c_dir);
     assert_ne!(other.true_positives + other.false_positives, 0);
-    let _ = std::fs::remove_dir_all(&a_dir);
-    let _ = std::fs::remove_dir_all(&b_dir);
+    for dir in [a_dir, b_dir, c_dir] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[test]
@@ -231,6 +233,7 @@ fn the_main_job_runs_with_a_random_cut_forest() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
+    let _ = std::fs::remove_dir_all(&dir);
     let bad = std::process::Command::new(binary)
         .args(["--model", "forest"])
         .output()
