@@ -37,6 +37,7 @@ pub(crate) fn is_valid_value(x: f64) -> bool {
 
 mod codec;
 mod ewm;
+mod log_scale;
 mod moments;
 mod running;
 mod scaler;

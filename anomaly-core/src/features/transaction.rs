@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::codec::{self, Compact, DecodeError, KIND_CARD, Reader};
+use super::log_scale::{Ln1p, round4, scaled};
 use super::window::{InvalidState, SlidingWindow, WindowParams, WindowSpan};
 use crate::MAX_INPUT_MAGNITUDE;
 use crate::cache_hint::prefetch;
@@ -207,6 +208,8 @@ struct Logs {
     distance_cap: f64,
     speed_cap: f64,
     small_counts: [f64; SMALL_COUNTS],
+    /// `ln(1 + v)` of the features' other values, inline.
+    ln1p: Ln1p,
 }
 
 /// Counts below this take their logarithm from [`Logs::small_counts`].
@@ -220,6 +223,7 @@ static LOGS: std::sync::LazyLock<Logs> = std::sync::LazyLock::new(|| Logs {
     distance_cap: DISTANCE_CAP_KM.ln_1p(),
     speed_cap: SPEED_CAP_KMH.ln_1p(),
     small_counts: std::array::from_fn(|n| (n as f64).ln_1p()),
+    ln1p: Ln1p::new(),
 });
 /// Speeds are computed over at least one minute, so simultaneous transactions a few metres
 /// apart do not look supersonic.
@@ -445,7 +449,6 @@ impl CardState {
         let km_from_previous = self
             .previous
             .map(|prev| haversine_km(prev.latitude, prev.longitude, tx.latitude, tx.longitude));
-        let amount_ln1p = tx.amount.max(0.0).ln_1p();
         let t = tx.timestamp_ms;
         let newest = self.last_day.newest_timestamp();
         if let Some(newest_ms) = newest {
@@ -500,24 +503,21 @@ impl CardState {
         let day = self.last_day.summary();
         let hour_of_day = t.rem_euclid(DAY_MS as i64) / HOUR_MS as i64;
         let logs = &*LOGS;
-        let mut values = [
-            scaled(amount_ln1p, logs.amount_cap),
-            1.0 / (1.0 + (-z).exp()),
-            scaled(count_ln1p(hour.count(), logs), logs.count_1h_cap),
-            scaled(hour.sum().max(0.0).ln_1p(), logs.amount_cap),
-            scaled(count_ln1p(day.count(), logs), logs.count_1d_cap),
-            scaled(day.sum().max(0.0).ln_1p(), logs.amount_cap),
-            gap_s.map_or(1.0, |s| scaled(s.max(0.0).ln_1p(), logs.gap_cap)),
+        // Every value rounded to 4 decimals; `ln_scaled` does so itself.
+        let ln_scaled = |v: f64, ln1p_cap: f64| logs.ln1p.scaled_rounded(v, ln1p_cap);
+        let values = [
+            ln_scaled(tx.amount, logs.amount_cap),
+            round4(1.0 / (1.0 + (-z).exp())),
+            round4(scaled(count_ln1p(hour.count(), logs), logs.count_1h_cap)),
+            ln_scaled(hour.sum(), logs.amount_cap),
+            round4(scaled(count_ln1p(day.count(), logs), logs.count_1d_cap)),
+            ln_scaled(day.sum(), logs.amount_cap),
+            gap_s.map_or(1.0, |s| ln_scaled(s, logs.gap_cap)),
             if seen_at.is_none() { 1.0 } else { 0.0 },
-            scaled(distance_km.max(0.0).ln_1p(), logs.distance_cap),
-            scaled(speed_kmh.max(0.0).ln_1p(), logs.speed_cap),
-            hour_of_day as f64 / 23.0,
+            ln_scaled(distance_km, logs.distance_cap),
+            ln_scaled(speed_kmh, logs.speed_cap),
+            round4(hour_of_day as f64 / 23.0),
         ];
-        // In place: `values.map(round4)` compiles to an out-of-line `try_map` that copies the
-        // array.
-        for v in &mut values {
-            *v = round4(*v);
-        }
         Ok(TransactionFeatures { values })
     }
 
@@ -628,12 +628,6 @@ fn ln1p_scaled(v: f64, cap: f64) -> f64 {
     (v.max(0.0).ln_1p() / cap.ln_1p()).min(1.0)
 }
 
-/// `ln1p_scaled` from its two logarithms: `min(ln1p_v / ln1p_cap, 1)`.
-#[inline]
-fn scaled(ln1p_v: f64, ln1p_cap: f64) -> f64 {
-    (ln1p_v / ln1p_cap).min(1.0)
-}
-
 /// `ln(1 + n)`, from the table for small counts.
 #[inline]
 fn count_ln1p(n: u64, logs: &Logs) -> f64 {
@@ -644,11 +638,6 @@ fn count_ln1p(n: u64, logs: &Logs) -> f64 {
         Some(&ln1p) => ln1p,
         None => (n as f64).ln_1p(),
     }
-}
-
-/// Rounds to 4 decimals after clipping to `[0, 1]`.
-fn round4(v: f64) -> f64 {
-    (v.clamp(0.0, 1.0) * 1e4).round() / 1e4
 }
 
 /// Great-circle distance on a sphere of the Earth's mean radius.
