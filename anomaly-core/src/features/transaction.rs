@@ -189,14 +189,14 @@ const DAY_MS: u64 = 86_400_000;
 /// Mean Earth radius (IUGG), km.
 const EARTH_RADIUS_KM: f64 = 6_371.008_8;
 /// Amounts and amount sums reach 1.0 at this value (log scale).
-const AMOUNT_CAP: f64 = 1e6;
+pub(super) const AMOUNT_CAP: f64 = 1e6;
 const COUNT_1H_CAP: f64 = 100.0;
 const COUNT_1D_CAP: f64 = 1_000.0;
 /// 30 days, in seconds.
-const GAP_CAP_S: f64 = 2_592_000.0;
+pub(super) const GAP_CAP_S: f64 = 2_592_000.0;
 /// Half the Earth's circumference: the largest possible distance.
-const DISTANCE_CAP_KM: f64 = std::f64::consts::PI * EARTH_RADIUS_KM;
-const SPEED_CAP_KMH: f64 = 1_000.0;
+pub(super) const DISTANCE_CAP_KM: f64 = std::f64::consts::PI * EARTH_RADIUS_KM;
+pub(super) const SPEED_CAP_KMH: f64 = 1_000.0;
 
 /// `ln(1 + cap)` of every cap, and `ln(1 + n)` of small counts, each computed once: they were
 /// more than half of the logarithms taken per transaction. Same function, same values.
@@ -830,7 +830,8 @@ mod tests {
         assert_eq!(f.get("nope"), None);
     }
 
-    /// A gap wider than i64 takes the i128 path and caps, as a small one scales.
+    /// A gap wider than i64 takes the i128 path (a wrapping subtraction would make it
+    /// negative, feature 0) and caps at 1.
     #[test]
     fn gaps_beyond_i64_cap_at_one() {
         let mut card = CardState::default();
