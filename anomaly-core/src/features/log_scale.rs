@@ -31,13 +31,26 @@ fn round_units(units: f64) -> f64 {
     // steps of `even` are exact below 2^52, and so is `units - even`, so a tie rounded down
     // shows as exactly 0.5 and goes up instead, as `round` sends ties away from zero. NaN
     // stays NaN; `copysign` keeps `-0.0`.
-    let even = (units + TWO_POW_52) - TWO_POW_52;
+    let even = nearest_even(units);
     let away = if units - even == 0.5 {
         even + 1.0
     } else {
         even
     };
     away.copysign(units)
+}
+
+/// The whole number nearest `units`, ties to even, for `units` in `[0, 2^52)`.
+#[inline]
+fn nearest_even(units: f64) -> f64 {
+    (units + TWO_POW_52) - TWO_POW_52
+}
+
+/// Whether `units` (an inline logarithm, scaled) lies too near a half-way point for the inline
+/// value to decide its rounding; `nearest` is its nearest whole number.
+#[inline]
+fn near_tie(units: f64, nearest: f64) -> bool {
+    0.5 - (units - nearest).abs() <= TIE_MARGIN
 }
 
 /// `min(ln1p_v / ln1p_cap, 1)`: a logarithm scaled by its cap's.
@@ -109,11 +122,11 @@ impl Ln1p {
             return libm(v);
         }
         let units = scaled(self.ln1p(v), ln1p_cap).clamp(0.0, 1.0) * 1e4;
-        let nearest = (units + TWO_POW_52) - TWO_POW_52;
-        if 0.5 - (units - nearest).abs() > TIE_MARGIN {
-            nearest / 1e4
-        } else {
+        let nearest = nearest_even(units);
+        if near_tie(units, nearest) {
             libm(v)
+        } else {
+            nearest / 1e4
         }
     }
 }
@@ -212,8 +225,7 @@ mod tests {
         };
         let handed_over = |v: f64, cap: f64| {
             let units = scaled(table.ln1p(v), cap) * 1e4;
-            let nearest = (units + TWO_POW_52) - TWO_POW_52;
-            0.5 - (units - nearest).abs() <= TIE_MARGIN
+            near_tie(units, nearest_even(units))
         };
         for &cap in &caps {
             for v in sweep().step_by(7) {
